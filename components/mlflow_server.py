@@ -1,0 +1,341 @@
+"""MlflowServer: the MLflow tracking server, wired to PostgreSQL and MinIO through Outputs only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+import yaml
+
+from components import k8s as kube
+from settings import MIGRATION_JOB_CPU_REQUEST, MIGRATION_JOB_MEMORY_REQUEST, IngressSettings, MlflowSettings
+
+PORT = 5000
+SERVICE = "mlflow"
+# Every pod that talks to PostgreSQL/MinIO (server and migration Job) carries these labels;
+# the data services' NetworkPolicies admit exactly them.
+CLIENT_POD_LABELS = {"app.kubernetes.io/name": "mlflow"}
+SERVER_LABELS = kube.labels("mlflow", "tracking-server")
+MIGRATION_LABELS = kube.labels("mlflow", "migration")
+CA_DIR = "/etc/mlflow/ca"
+POSTGRES_CA_PATH = f"{CA_DIR}/postgres-ca.crt"
+MINIO_CA_PATH = f"{CA_DIR}/minio-ca.crt"
+AUTH_CONFIG_PATH = "/etc/mlflow/auth/basic_auth.ini"
+STARTUP_DIR = "/opt/mlflow-platform/python"
+STARTUP_MODULE = Path(__file__).resolve().parent / "mlflow_startup" / "sitecustomize.py"
+HOME = "/home/mlflow"
+ENV_KEYS = {
+    "MLFLOW_BACKEND_STORE_URI": "backend-store-uri",
+    "MLFLOW_AUTH_DATABASE_URI": "auth-database-uri",
+    "AWS_ACCESS_KEY_ID": "aws-access-key-id",
+    "AWS_SECRET_ACCESS_KEY": "aws-secret-access-key",
+    "MLFLOW_FLASK_SERVER_SECRET_KEY": "flask-server-secret-key",
+    "MLFLOW_AUTH_ADMIN_PASSWORD": "admin-password",
+}
+SECRET_ENV_REASON = "MLflow and boto3 read these only from env; values come from secretKeyRef, never plain text"
+
+
+@dataclass
+class MlflowServerArgs:
+    namespace: pulumi.Input[str]
+    settings: MlflowSettings
+    ingress: IngressSettings
+    region: str
+    backend_store_uri: pulumi.Input[str]
+    auth_database_uri: pulumi.Input[str]
+    postgres_ca_secret_name: pulumi.Input[str]
+    s3_endpoint_url: pulumi.Input[str]
+    bucket: pulumi.Input[str]
+    access_key: pulumi.Input[str]
+    secret_key: pulumi.Input[str]
+    minio_ca_secret_name: pulumi.Input[str]
+
+
+def allowed_hosts(namespace: str, fqdn: str) -> list[str]:
+    """Host headers MLflow answers (3.x returns 403 to others): Service names, ingress, port-forward."""
+    names = [SERVICE, f"{SERVICE}.{namespace}", f"{SERVICE}.{namespace}.svc",
+             f"{SERVICE}.{namespace}.svc.cluster.local", fqdn, "localhost", "127.0.0.1"]
+    return [pattern for name in names for pattern in (name, f"{name}:*")]
+
+
+def package_values(values: dict) -> str:
+    """The classic MLflow package values file (e.g. for the Carvel package), rendered with PyYAML."""
+    return yaml.safe_dump(values, sort_keys=True, default_flow_style=False)
+
+
+class MlflowServer(pulumi.ComponentResource):
+    """Tracking server with proxied artifacts, basic auth, migrations, ingress, PDB and NetworkPolicy."""
+
+    tracking_url: pulumi.Output[str]
+    internal_url: pulumi.Output[str]
+    fqdn: pulumi.Output[str]
+    admin_user: pulumi.Output[str]
+    admin_password: pulumi.Output[str]
+    package_values: pulumi.Output[str]
+
+    def __init__(self, name: str, args: MlflowServerArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("mlflow-platform:index:MlflowServer", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        cfg = args.settings
+        fqdn = pulumi.Output.concat("mlflow-", args.namespace, ".", args.ingress.domain)
+
+        admin_password = random.RandomPassword(f"{name}-admin-password", length=32, special=False, opts=child)
+        flask_key = random.RandomPassword(f"{name}-flask-secret-key", length=64, special=False, opts=child)
+        env_values = {
+            "backend-store-uri": args.backend_store_uri,
+            "aws-access-key-id": args.access_key,
+            "aws-secret-access-key": args.secret_key,
+        }
+        if cfg.auth:
+            env_values.update({
+                "auth-database-uri": args.auth_database_uri,
+                "flask-server-secret-key": flask_key.result,
+                "admin-password": admin_password.result,
+            })
+        env_secret = k8s.core.v1.Secret(
+            f"{name}-env", metadata={"namespace": args.namespace, "labels": SERVER_LABELS},
+            type="Opaque", string_data=env_values, opts=child,
+        )
+        config_volumes, config_mounts = self._config_volumes(name, args, env_values, child)
+        account = k8s.core.v1.ServiceAccount(f"{name}-service-account",
+                                             **kube.service_account(args.namespace, SERVER_LABELS), opts=child)
+        migration = self._migration_job(name, args, env_secret, account, config_volumes, config_mounts)
+        deployment = k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata={"namespace": args.namespace, "labels": SERVER_LABELS,
+                      "annotations": kube.checkov_skips({**kube.image_skips(), "CKV_K8S_35": SECRET_ENV_REASON})},
+            spec=self._deployment_spec(name, args, fqdn, env_secret, account, config_volumes, config_mounts),
+            # A new version rolls out only after its schema migration completed.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[migration]),
+        )
+        service = k8s.core.v1.Service(
+            f"{name}-service",
+            metadata={"name": SERVICE, "namespace": args.namespace, "labels": SERVER_LABELS},
+            spec={"selector": kube.selector(SERVER_LABELS),
+                  "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]},
+            opts=child,
+        )
+        self._ingress(name, args, fqdn, service)
+        if cfg.replicas > 1:
+            k8s.policy.v1.PodDisruptionBudget(
+                f"{name}-pdb",
+                metadata={"namespace": args.namespace, "labels": SERVER_LABELS},
+                spec={"minAvailable": 1, "selector": {"matchLabels": kube.selector(SERVER_LABELS)}},
+                opts=child,
+            )
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-network-policy",
+            metadata={"namespace": args.namespace, "labels": SERVER_LABELS},
+            # The tracking server is the platform's public face: anyone may reach its port.
+            spec={"podSelector": {"matchLabels": kube.selector(SERVER_LABELS)}, "policyTypes": ["Ingress"],
+                  "ingress": [{"ports": [{"port": PORT, "protocol": "TCP"}]}]},
+            opts=child,
+        )
+
+        scheme = "https" if args.ingress.tls_enabled else "http"
+        self.fqdn = fqdn
+        self.tracking_url = pulumi.Output.concat(scheme, "://", fqdn)
+        self.internal_url = pulumi.Output.concat("http://", SERVICE, ".", args.namespace, ".svc")
+        self.admin_user = pulumi.Output.from_input(cfg.admin_user if cfg.auth else "")
+        self.admin_password = pulumi.Output.secret(admin_password.result if cfg.auth else "")
+        self.package_values = pulumi.Output.secret(pulumi.Output.all(
+            args.bucket, args.access_key, args.secret_key, args.backend_store_uri, args.s3_endpoint_url, fqdn,
+            deployment.id,
+        ).apply(lambda v: package_values({
+            "region": args.region, "artifact_store": v[4], "access_key": v[1], "secret_key": v[2],
+            "version": cfg.version, "backing_store": v[3], "ingress_fqdn": v[5], "bucket": v[0],
+            "ignore_tls": "false", "ingress_domain": args.ingress.domain,
+        })))
+        self.register_outputs({
+            "tracking_url": self.tracking_url, "internal_url": self.internal_url, "fqdn": self.fqdn,
+            "admin_user": self.admin_user, "admin_password": self.admin_password,
+            "package_values": self.package_values,
+        })
+
+    def _config_volumes(self, name: str, args: MlflowServerArgs, env_values: dict,
+                        child: pulumi.ResourceOptions) -> tuple[list[dict], list[dict]]:
+        """CA bundle, auth config and start-up module: files shared by the server and the migration Job."""
+        volumes = [
+            {"name": "ca", "projected": {"defaultMode": 0o444, "sources": [
+                {"secret": {"name": args.postgres_ca_secret_name,
+                            "items": [{"key": "ca.crt", "path": Path(POSTGRES_CA_PATH).name}]}},
+                {"secret": {"name": args.minio_ca_secret_name,
+                            "items": [{"key": "ca.crt", "path": Path(MINIO_CA_PATH).name}]}},
+            ]}},
+            {"name": "tmp", **kube.writable_scratch()},
+            {"name": "home", **kube.writable_scratch()},
+        ]
+        mounts = [
+            {"name": "ca", "mountPath": CA_DIR, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "home", "mountPath": HOME},
+        ]
+        if args.settings.auth:
+            auth_config = k8s.core.v1.Secret(
+                f"{name}-auth-config", metadata={"namespace": args.namespace, "labels": SERVER_LABELS},
+                type="Opaque",
+                string_data={"basic_auth.ini": pulumi.Output.from_input(env_values["auth-database-uri"]).apply(
+                    lambda uri: self._auth_ini(uri, args.settings.admin_user))},
+                opts=child,
+            )
+            volumes.append({"name": "auth", "secret": {"secretName": auth_config.metadata.name, "defaultMode": 0o440}})
+            mounts.append({"name": "auth", "mountPath": str(Path(AUTH_CONFIG_PATH).parent), "readOnly": True})
+        return volumes, mounts
+
+    @staticmethod
+    def _auth_ini(database_uri: str, admin_user: str) -> str:
+        # configparser interpolates '%': the URL-encoded password must have it doubled.
+        return (
+            "[mlflow]\n"
+            "default_permission = READ\n"
+            f"database_uri = {database_uri.replace('%', '%%')}\n"
+            f"admin_username = {admin_user}\n"
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        )
+
+    @staticmethod
+    def _env(args: MlflowServerArgs, env_secret, names: list[str]) -> list[dict]:
+        def from_secret(var: str) -> dict:
+            return {"name": var, "valueFrom": {"secretKeyRef": {"name": env_secret.metadata.name, "key": ENV_KEYS[var]}}}
+
+        plain = {
+            "HOME": HOME,
+            "TMPDIR": "/tmp",
+            "MLFLOW_S3_ENDPOINT_URL": args.s3_endpoint_url,
+            "AWS_DEFAULT_REGION": args.region,
+            "AWS_CA_BUNDLE": MINIO_CA_PATH,
+            "MLFLOW_AUTH_CONFIG_PATH": AUTH_CONFIG_PATH,
+            "PYTHONPATH": STARTUP_DIR,
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "DO_NOT_TRACK": "true",
+        }
+        return [from_secret(var) if var in ENV_KEYS else {"name": var, "value": plain[var]} for var in names]
+
+    def _server_env_names(self, auth: bool) -> list[str]:
+        names = ["MLFLOW_BACKEND_STORE_URI", "MLFLOW_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                 "AWS_DEFAULT_REGION", "AWS_CA_BUNDLE", "HOME", "TMPDIR", "PYTHONPATH",
+                 "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"]
+        if auth:
+            names += ["MLFLOW_AUTH_CONFIG_PATH", "MLFLOW_FLASK_SERVER_SECRET_KEY", "MLFLOW_AUTH_ADMIN_PASSWORD"]
+        return names
+
+    def _deployment_spec(self, name: str, args: MlflowServerArgs, fqdn, env_secret, account, volumes, mounts) -> dict:
+        cfg = args.settings
+        startup = k8s.core.v1.ConfigMap(
+            f"{name}-startup", metadata={"namespace": args.namespace, "labels": SERVER_LABELS},
+            data={"sitecustomize.py": STARTUP_MODULE.read_text(encoding="utf-8")},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        server_args = [
+            "server", "--host", "0.0.0.0", "--port", str(PORT), "--workers", str(cfg.workers),
+            "--serve-artifacts", "--artifacts-destination", pulumi.Output.concat("s3://", args.bucket, "/artifacts"),
+            "--allowed-hosts", pulumi.Output.all(args.namespace, fqdn).apply(lambda v: ",".join(allowed_hosts(*v))),
+        ]
+        if cfg.auth:
+            server_args += ["--app-name", "basic-auth"]
+        probe = {"httpGet": {"path": "/health", "port": "http"}, "timeoutSeconds": 5}
+        pod_spec = {
+            "serviceAccountName": account.metadata.name,
+            "automountServiceAccountToken": False,
+            "securityContext": kube.pod_security_context(),
+            "containers": [{
+                "name": "mlflow",
+                "image": cfg.image,
+                "imagePullPolicy": "IfNotPresent",
+                "command": ["mlflow"],
+                "args": server_args,
+                "env": self._env(args, env_secret, self._server_env_names(cfg.auth)),
+                "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+                "resources": cfg.resources.as_k8s(),
+                "securityContext": kube.container_security_context(),
+                "startupProbe": {**probe, "periodSeconds": 5, "failureThreshold": 60},
+                "readinessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 3},
+                "livenessProbe": {**probe, "periodSeconds": 20, "failureThreshold": 3},
+                "volumeMounts": [
+                    *mounts,
+                    {"name": "dshm", "mountPath": "/dev/shm"},
+                    {"name": "startup", "mountPath": STARTUP_DIR, "readOnly": True},
+                ],
+            }],
+            "volumes": [
+                *volumes,
+                {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
+                {"name": "startup", "configMap": {"name": startup.metadata.name, "defaultMode": 0o444}},
+            ],
+        }
+        if cfg.replicas > 1:
+            pod_spec["topologySpreadConstraints"] = [{
+                "maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": kube.selector(SERVER_LABELS)},
+            }]
+        return {
+            "replicas": cfg.replicas,
+            "revisionHistoryLimit": 3,
+            "selector": {"matchLabels": kube.selector(SERVER_LABELS)},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {"metadata": {"labels": SERVER_LABELS}, "spec": pod_spec},
+        }
+
+    def _migration_job(self, name: str, args: MlflowServerArgs, env_secret, account, volumes, mounts) -> k8s.batch.v1.Job:
+        """`mlflow db upgrade` for the tracking schema, then the auth schema; replaced on every change."""
+        cfg = args.settings
+        env = self._env(args, env_secret, ["MLFLOW_BACKEND_STORE_URI", "MLFLOW_AUTH_DATABASE_URI", "HOME", "TMPDIR",
+                                           "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"]
+                        if cfg.auth else ["MLFLOW_BACKEND_STORE_URI", "HOME", "TMPDIR", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"])
+        steps = [("upgrade-tracking-db", ["mlflow"], ["db", "upgrade", "$(MLFLOW_BACKEND_STORE_URI)"])]
+        if cfg.auth:
+            steps.append(("upgrade-auth-db", ["python"],
+                          ["-m", "mlflow.server.auth", "db", "upgrade", "--url", "$(MLFLOW_AUTH_DATABASE_URI)"]))
+        containers = [{
+            "name": step, "image": cfg.image, "imagePullPolicy": "IfNotPresent", "command": command, "args": step_args,
+            "env": env, "volumeMounts": mounts, "securityContext": kube.container_security_context(),
+            "resources": {"requests": {"cpu": MIGRATION_JOB_CPU_REQUEST, "memory": MIGRATION_JOB_MEMORY_REQUEST},
+                          "limits": {"cpu": "1", "memory": "512Mi"}},
+        } for step, command, step_args in steps]
+        return k8s.batch.v1.Job(
+            f"{name}-migrate",
+            metadata={"namespace": args.namespace, "labels": MIGRATION_LABELS,
+                      "annotations": kube.checkov_skips({**kube.image_skips(), "CKV_K8S_35": SECRET_ENV_REASON})},
+            spec={
+                "backoffLimit": 4,
+                "activeDeadlineSeconds": 900,
+                "template": {"metadata": {"labels": MIGRATION_LABELS}, "spec": {
+                    "restartPolicy": "Never",
+                    "serviceAccountName": account.metadata.name,
+                    "automountServiceAccountToken": False,
+                    "securityContext": kube.pod_security_context(),
+                    # Init containers run in order: tracking schema first, then auth schema.
+                    "initContainers": containers[:-1],
+                    "containers": containers[-1:],
+                    "volumes": volumes,
+                }},
+            },
+            opts=pulumi.ResourceOptions(parent=self, custom_timeouts=pulumi.CustomTimeouts(create="15m", update="15m")),
+        )
+
+    def _ingress(self, name: str, args: MlflowServerArgs, fqdn, service) -> k8s.networking.v1.Ingress:
+        annotations = {
+            # Artifacts of any size go through the proxy; long uploads must not be cut.
+            "nginx.ingress.kubernetes.io/proxy-body-size": "0",
+            "nginx.ingress.kubernetes.io/proxy-read-timeout": "600",
+            "nginx.ingress.kubernetes.io/proxy-send-timeout": "600",
+        }
+        spec: dict = {"rules": [{"host": fqdn, "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {
+            "service": {"name": service.metadata.name, "port": {"name": "http"}}}}]}}]}
+        if args.ingress.class_name:
+            spec["ingressClassName"] = args.ingress.class_name
+        if args.ingress.cluster_issuer:
+            annotations["cert-manager.io/cluster-issuer"] = args.ingress.cluster_issuer
+            spec["tls"] = [{"hosts": [fqdn], "secretName": pulumi.Output.concat(SERVICE, "-ingress-tls")}]
+        elif args.ingress.tls_secret_name:
+            spec["tls"] = [{"hosts": [fqdn], "secretName": args.ingress.tls_secret_name}]
+        return k8s.networking.v1.Ingress(
+            f"{name}-ingress",
+            metadata={"namespace": args.namespace, "labels": SERVER_LABELS, "annotations": annotations},
+            spec=spec,
+            opts=pulumi.ResourceOptions(parent=self),
+        )

@@ -1,0 +1,446 @@
+"""Run the real program under Pulumi mocks that behave like the engine and providers.
+
+- Providers' answers are real: private keys, CSRs and certificates are made with `cryptography`
+  from the program's inputs; passwords honour length/special; Kubernetes objects get autonamed
+  metadata and LoadBalancer addresses; numbers come back as floats, as the engine sends them.
+- Secrets are marked as the engine marks them: every output named in the request's
+  `additionalSecretOutputs`, and every output whose input carried a secret. (The SDK's
+  MockMonitor applies neither, which would hide leaks.)
+- `state` plays the provider's stored state: the same inputs give the same outputs across runs,
+  so determinism can be checked. Everything registered is recorded for assertions.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import ipaddress
+import json
+import runpy
+import secrets
+import string
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import pulumi  # noqa: E402
+from pulumi.runtime import mocks as pulumi_mocks  # noqa: E402
+from pulumi.runtime import rpc  # noqa: E402
+from pulumi.runtime import settings as pulumi_settings  # noqa: E402
+from pulumi.runtime.stack import run_pulumi_func  # noqa: E402
+from pulumi.runtime.sync_await import _sync_await  # noqa: E402
+
+PROJECT = "mlflow-platform"
+MAIN = ROOT / "__main__.py"
+PR_PROFILE = ROOT / "profiles" / "pr.yaml"
+LOAD_BALANCER_NET = ipaddress.ip_network("203.0.113.0/24")  # TEST-NET-3: never a real address
+
+
+# --------------------------------------------------------------------------- secrets on the wire
+def is_secret(value: Any) -> bool:
+    return rpc.is_rpc_secret(value)
+
+
+def unwrap(value: Any, path: str = "", found: Optional[set] = None) -> Any:
+    """Plain value of a deserialized property; collects the paths that were secret."""
+    if is_secret(value):
+        if found is not None:
+            found.add(path)
+        return unwrap(rpc.unwrap_rpc_secret(value), path, found)
+    if isinstance(value, dict):
+        return {k: unwrap(v, f"{path}.{k}" if path else k, found) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap(v, f"{path}[{i}]", found) for i, v in enumerate(value)]
+    return value
+
+
+def whole_numbers(value: Any) -> Any:
+    """The engine sends numbers as floats; manifests want ints where they are whole."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: whole_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [whole_numbers(v) for v in value]
+    return value
+
+
+# --------------------------------------------------------------------------- provider behaviour
+def _private_key(inputs: dict):
+    if inputs.get("algorithm") == "RSA":
+        return rsa.generate_private_key(public_exponent=65537, key_size=int(inputs.get("rsaBits", 2048)))
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _pem_key(key) -> str:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()
+
+
+def _load_key(pem: str):
+    return serialization.load_pem_private_key(pem.encode(), password=None)
+
+
+def _name(subject: Optional[dict]) -> x509.Name:
+    subject = subject or {}
+    attributes = []
+    if subject.get("organization"):
+        attributes.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, subject["organization"]))
+    if subject.get("commonName"):
+        attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, subject["commonName"]))
+    return x509.Name(attributes)
+
+
+def _sans(inputs: dict) -> list[x509.GeneralName]:
+    return [x509.DNSName(n) for n in inputs.get("dnsNames") or []] + [
+        x509.IPAddress(ipaddress.ip_address(a)) for a in inputs.get("ipAddresses") or []]
+
+
+_USAGES = {"digital_signature": "digital_signature", "key_encipherment": "key_encipherment",
+           "cert_signing": "key_cert_sign", "crl_signing": "crl_sign"}
+
+
+def _certificate(subject: x509.Name, public_key, issuer: x509.Name, signing_key, inputs: dict,
+                 sans: list[x509.GeneralName], is_ca: bool) -> str:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    uses = inputs.get("allowedUses") or []
+    flags = {v: False for v in ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
+                                "key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only")}
+    for use in uses:
+        if use in _USAGES:
+            flags[_USAGES[use]] = True
+    builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(public_key)
+               .serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(hours=1))
+               .not_valid_after(now + datetime.timedelta(hours=int(inputs["validityPeriodHours"])))
+               .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
+               .add_extension(x509.KeyUsage(**flags), critical=True)
+               .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False))
+    if "server_auth" in uses:
+        builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return builder.sign(signing_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _password(inputs: dict) -> str:
+    length = int(inputs.get("length", 16))
+    alphabet = string.ascii_letters + string.digits
+    if inputs.get("special", True):
+        alphabet += inputs.get("overrideSpecial") or "!@#$%&*()-_=+[]{}<>:?"
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+# --------------------------------------------------------------------------- the mocks
+class PlatformMocks(pulumi.runtime.Mocks):
+    """Provider answers. `state` maps (type, name, inputs) to what the provider generated."""
+
+    def __init__(self, state: dict):
+        self.state = state
+        self.load_balancers = 0
+
+    def _remember(self, args: pulumi.runtime.MockResourceArgs, make) -> dict:
+        key = (args.typ, args.name, json.dumps(args.inputs, sort_keys=True, default=str))
+        if key not in self.state:
+            self.state[key] = make()
+        return self.state[key]
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        raise AssertionError(f"the program made an unexpected invoke: {args.token}")
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        inputs = dict(args.inputs)
+        typ = args.typ
+        if typ.startswith("pulumi:providers:"):
+            return f"{args.name}-provider-id", inputs
+        handler = getattr(self, "_" + typ.split(":")[0].replace(".", "_"), None)
+        outputs = handler(args, inputs) if handler else inputs
+        resource_id = outputs.pop("__id", None) or f"{args.name}-id"
+        return resource_id, outputs
+
+    def _tls(self, args, inputs: dict) -> dict:
+        kind = args.typ.rsplit(":", 1)[1]
+        if kind == "PrivateKey":
+            def make():
+                key = _private_key(inputs)
+                public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                       serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+                return {"privateKeyPem": _pem_key(key), "privateKeyPemPkcs8": _pem_key(key), "publicKeyPem": public}
+            return {**inputs, **self._remember(args, make)}
+        if kind == "SelfSignedCert":
+            def make():
+                key = _load_key(inputs["privateKeyPem"])
+                name = _name(inputs.get("subject"))
+                return {"certPem": _certificate(name, key.public_key(), name, key, inputs, _sans(inputs),
+                                                bool(inputs.get("isCaCertificate")))}
+            return {**inputs, **self._remember(args, make)}
+        if kind == "CertRequest":
+            def make():
+                key = _load_key(inputs["privateKeyPem"])
+                builder = x509.CertificateSigningRequestBuilder().subject_name(_name(inputs.get("subject")))
+                if _sans(inputs):
+                    builder = builder.add_extension(x509.SubjectAlternativeName(_sans(inputs)), critical=False)
+                return {"certRequestPem": builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()}
+            return {**inputs, **self._remember(args, make)}
+        if kind == "LocallySignedCert":
+            def make():
+                csr = x509.load_pem_x509_csr(inputs["certRequestPem"].encode())
+                ca = x509.load_pem_x509_certificate(inputs["caCertPem"].encode())
+                try:
+                    sans = list(csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+                except x509.ExtensionNotFound:
+                    sans = []
+                return {"certPem": _certificate(csr.subject, csr.public_key(), ca.subject,
+                                                _load_key(inputs["caPrivateKeyPem"]), inputs, sans,
+                                                bool(inputs.get("isCaCertificate")))}
+            return {**inputs, **self._remember(args, make)}
+        raise AssertionError(f"unmocked tls resource {args.typ}")
+
+    def _random(self, args, inputs: dict) -> dict:
+        if args.typ != "random:index/randomPassword:RandomPassword":
+            raise AssertionError(f"unmocked random resource {args.typ}")
+        generated = self._remember(args, lambda: {"result": _password(inputs)})
+        return {**inputs, **generated, "bcryptHash": "$2a$10$" + hashlib.sha256(generated["result"].encode()).hexdigest()[:53]}
+
+    def _kubernetes(self, args, inputs: dict) -> dict:
+        if args.typ == "kubernetes:helm.sh/v3:Release":
+            return {**inputs, "status": {"status": "deployed", "name": inputs.get("name"), "namespace": inputs.get("namespace"),
+                                         "chart": inputs.get("chart"), "version": inputs.get("version")}}
+        outputs = json.loads(json.dumps(inputs))
+        metadata = outputs.setdefault("metadata", {})
+        if not metadata.get("name"):
+            suffix = self._remember(args, lambda: {"suffix": secrets.token_hex(4)})["suffix"]
+            metadata["name"] = f"{args.name}-{suffix}"
+        metadata.setdefault("uid", str(hashlib.md5(f"{args.typ}/{args.name}".encode()).hexdigest()))
+        if outputs.get("kind") == "Secret" and "stringData" in outputs:
+            outputs["data"] = {k: base64.b64encode(v.encode()).decode() for k, v in outputs["stringData"].items()}
+        if outputs.get("kind") == "Service":
+            spec = outputs.setdefault("spec", {})
+            if spec.get("clusterIP") != "None":
+                spec["clusterIP"] = "10.43.0." + str(10 + int(hashlib.md5(args.name.encode()).hexdigest(), 16) % 200)
+            if spec.get("type") == "LoadBalancer":
+                self.load_balancers += 1
+                outputs["status"] = {"loadBalancer": {"ingress": [{"ip": str(LOAD_BALANCER_NET[self.load_balancers + 9])}]}}
+        namespace = metadata.get("namespace")
+        outputs["__id"] = f"{namespace}/{metadata['name']}" if namespace else metadata["name"]
+        return outputs
+
+    def _minio(self, args, inputs: dict) -> dict:
+        outputs = dict(inputs)
+        if args.typ.endswith(":S3Bucket"):
+            outputs.update(arn=f"arn:aws:s3:::{inputs['bucket']}", bucketDomainName=inputs["bucket"], __id=inputs["bucket"])
+        elif args.typ.endswith(":IamUser") or args.typ.endswith(":IamPolicy"):
+            outputs["__id"] = inputs["name"]
+        return outputs
+
+    def _postgresql(self, args, inputs: dict) -> dict:
+        return {**inputs, "__id": inputs.get("name", args.name)}
+
+
+# --------------------------------------------------------------------------- the recording monitor
+@dataclass
+class Registration:
+    urn: str
+    type: str
+    name: str
+    custom: bool
+    parent: str
+    inputs: dict
+    outputs: dict
+    secret_inputs: set
+    secret_outputs: set
+    dependencies: list
+    property_dependencies: dict
+    provider: str
+    protect: bool
+    retain_on_delete: bool
+    delete_before_replace: bool
+    additional_secret_outputs: list
+    aliases: list = field(default_factory=list)
+
+    def output(self, path: str) -> Any:
+        value: Any = self.outputs
+        for part in path.split("."):
+            value = value[part]
+        return value
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """MockMonitor that records every request and marks secrets as the engine does."""
+
+    def __init__(self, mocks: PlatformMocks):
+        super().__init__(mocks)
+        self.registrations: list[Registration] = []
+        self.component_outputs: dict[str, tuple[dict, set]] = {}
+
+    def RegisterResource(self, request):
+        urn = self.make_urn(request.parent, request.type, request.name)
+        if request.type == "pulumi:pulumi:Stack":
+            return pulumi_mocks.resource_pb2.RegisterResourceResponse(urn=urn)
+        pulumi_mocks._ensure_event_loop()
+        raw = rpc.deserialize_properties(request.object)
+        secret_paths: set = set()
+        inputs = unwrap(raw, found=secret_paths)
+        secret_top = {path.split(".")[0].split("[")[0] for path in secret_paths}
+        args = pulumi.runtime.MockResourceArgs(typ=request.type, name=request.name, inputs=inputs,
+                                               provider=request.provider, resource_id=request.importId,
+                                               custom=request.custom)
+        resource_id, outputs = self.mocks.new_resource(args) if request.custom else ("", inputs)
+        outputs = json.loads(json.dumps(outputs))  # the wire turns ints into floats
+        outputs = {k: (float(v) if isinstance(v, int) and not isinstance(v, bool) else v) for k, v in outputs.items()}
+        secret_outputs = {k for k in outputs if k in set(request.additionalSecretOutputs) or k in secret_top}
+        wire = {k: (rpc.wrap_rpc_secret(v) if k in secret_outputs else v) for k, v in outputs.items()}
+        self.registrations.append(Registration(
+            urn=urn, type=request.type, name=request.name, custom=request.custom, parent=request.parent,
+            inputs=whole_numbers(inputs), outputs=whole_numbers(outputs), secret_inputs=secret_paths,
+            secret_outputs=secret_outputs, dependencies=list(request.dependencies),
+            property_dependencies={k: list(v.urns) for k, v in request.propertyDependencies.items()},
+            provider=request.provider, protect=bool(request.protect), retain_on_delete=bool(request.retainOnDelete),
+            delete_before_replace=bool(request.deleteBeforeReplace),
+            additional_secret_outputs=list(request.additionalSecretOutputs),
+            aliases=[str(a) for a in request.aliases],
+        ))
+        self.resources[urn] = pulumi_mocks.MockMonitor.ResourceRegistration(urn, resource_id, outputs)
+        obj = _sync_await(rpc.serialize_properties(wire, {}))
+        return pulumi_mocks.resource_pb2.RegisterResourceResponse(urn=urn, id=resource_id, object=obj)
+
+    def RegisterResourceOutputs(self, request):
+        found: set = set()
+        outputs = unwrap(rpc.deserialize_properties(request.outputs), found=found)
+        self.component_outputs[request.urn] = (outputs, found)
+        return super().RegisterResourceOutputs(request)
+
+
+# --------------------------------------------------------------------------- running the program
+def stack_config(stack: str, overrides: Optional[dict] = None) -> dict[str, str]:
+    """Config as the CLI hands it to the program: Pulumi.<stack>.yaml (or the PR profile) + overrides."""
+    path = ROOT / f"Pulumi.{stack}.yaml"
+    if not path.exists() and stack.startswith("pr-"):
+        path = PR_PROFILE
+    values: dict = {}
+    if path.exists():
+        document = yaml.safe_load(path.read_text()) or {}
+        values = {k.split(":", 1)[1]: v for k, v in (document.get("config") or {}).items() if k.startswith(PROJECT + ":")}
+    values.update(overrides or {})
+    return {f"{PROJECT}:{k}": _config_text(v) for k, v in values.items()}
+
+
+def _config_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return str(value)
+
+
+@dataclass
+class Evaluation:
+    stack: str
+    registrations: list[Registration]
+    outputs: dict
+    secret_outputs: set
+    component_outputs: dict
+    state: dict
+
+    def of_type(self, typ: str) -> list[Registration]:
+        return [r for r in self.registrations if r.type == typ]
+
+    def one(self, typ: str, name: str) -> Registration:
+        found = [r for r in self.registrations if r.type == typ and r.name == name]
+        assert len(found) == 1, f"expected one {typ} named {name}, found {len(found)}"
+        return found[0]
+
+    @property
+    def k8s_objects(self) -> list[dict]:
+        """Every Kubernetes object as it would be applied (no status, whole numbers as ints)."""
+        objects = []
+        for reg in self.registrations:
+            if not reg.custom or not reg.type.startswith("kubernetes:") or reg.type == "kubernetes:helm.sh/v3:Release":
+                continue
+            obj = {k: v for k, v in reg.outputs.items() if k not in ("status", "data") or
+                   (k == "data" and "stringData" not in reg.outputs)}
+            obj["metadata"] = {k: v for k, v in obj["metadata"].items() if k != "uid"}
+            objects.append(obj)
+        return objects
+
+    def k8s(self, kind: str) -> list[dict]:
+        return [o for o in self.k8s_objects if o["kind"] == kind]
+
+    def secret_by_name(self, name: str) -> dict[str, str]:
+        matches = [o for o in self.k8s("Secret") if o["metadata"]["name"] == name]
+        assert len(matches) == 1, f"no single Secret named {name}"
+        return matches[0].get("stringData") or {k: base64.b64decode(v).decode() for k, v in matches[0]["data"].items()}
+
+    def secret_values(self, minimum_length: int = 8) -> set[str]:
+        """Every string the engine holds as secret (generated passwords, keys, URIs...)."""
+        found: set[str] = set()
+        for reg in self.registrations:
+            for key in reg.secret_outputs:
+                found.update(_strings(reg.outputs[key]))
+        return {s for s in found if len(s) >= minimum_length}
+
+    def without_secret_paths(self, reg: Registration, which: str) -> Iterator[tuple[str, str]]:
+        """(path, string) of every plain (non-secret) string in a registration's inputs or outputs."""
+        data = reg.inputs if which == "inputs" else reg.outputs
+        secret = reg.secret_inputs if which == "inputs" else reg.secret_outputs
+        yield from _plain_strings(data, "", secret)
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+def _plain_strings(value: Any, path: str, secret: set) -> Iterator[tuple[str, str]]:
+    if path in secret:
+        return
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _plain_strings(v, f"{path}.{k}" if path else k, secret)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _plain_strings(v, f"{path}[{i}]", secret)
+
+
+def evaluate_stack(stack: str = "dev", config: Optional[dict] = None, state: Optional[dict] = None,
+                   preview: bool = False) -> Evaluation:
+    """Evaluate __main__.py fresh for `stack`, as `pulumi up` would, and return what it registered.
+
+    Raises what the program raises (e.g. settings.ConfigError) after the runtime has settled.
+    """
+    state = {} if state is None else state
+    mocks = PlatformMocks(state)
+    monitor = RecordingMonitor(mocks)
+    pulumi.runtime.set_all_config(stack_config(stack, config))
+    pulumi_settings.ROOT.set(None)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
+    root = pulumi_settings.get_root_resource()
+    _sync_await(run_pulumi_func(lambda: runpy.run_path(str(MAIN), run_name="__main__")))
+    outputs, secret_outputs = {}, set()
+    for name, value in root.outputs.items():
+        output = pulumi.Output.from_input(value)
+        outputs[name] = _sync_await(output.future())
+        if _sync_await(output.is_secret()):
+            secret_outputs.add(name)
+    return Evaluation(stack=stack, registrations=monitor.registrations, outputs=whole_numbers(outputs),
+                      secret_outputs=secret_outputs, component_outputs=monitor.component_outputs, state=state)
