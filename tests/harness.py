@@ -23,7 +23,7 @@ import string
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import yaml
 from cryptography import x509
@@ -384,9 +384,15 @@ class Evaluation:
         return matches[0].get("stringData") or {k: base64.b64decode(v).decode() for k, v in matches[0]["data"].items()}
 
     def secret_values(self, minimum_length: int = 8) -> set[str]:
-        """Every string the engine holds as secret (generated passwords, keys, URIs...)."""
+        """Every string the engine holds as secret (generated passwords, keys, URIs...).
+
+        Kubernetes Secrets are skipped as sources: they hold public material too (CA, usernames)
+        and every secret they carry comes from a generating resource that is scanned.
+        """
         found: set[str] = set()
         for reg in self.registrations:
+            if reg.type == "kubernetes:core/v1:Secret":
+                continue
             for key in reg.secret_outputs:
                 found.update(_strings(reg.outputs[key]))
         return {s for s in found if len(s) >= minimum_length}
@@ -428,6 +434,12 @@ def evaluate_stack(stack: str = "dev", config: Optional[dict] = None, state: Opt
 
     Raises what the program raises (e.g. settings.ConfigError) after the runtime has settled.
     """
+    return evaluate(lambda: runpy.run_path(str(MAIN), run_name="__main__"), stack, config, state, preview)
+
+
+def evaluate(program: Callable[[], Any], stack: str = "dev", config: Optional[dict] = None,
+             state: Optional[dict] = None, preview: bool = False) -> Evaluation:
+    """Run any program (e.g. one component alone) under the same mocks and monitor."""
     state = {} if state is None else state
     mocks = PlatformMocks(state)
     monitor = RecordingMonitor(mocks)
@@ -435,7 +447,11 @@ def evaluate_stack(stack: str = "dev", config: Optional[dict] = None, state: Opt
     pulumi_settings.ROOT.set(None)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
     root = pulumi_settings.get_root_resource()
-    _sync_await(run_pulumi_func(lambda: runpy.run_path(str(MAIN), run_name="__main__")))
+    try:
+        _sync_await(run_pulumi_func(program))
+    except Exception as error:
+        error.registrations = monitor.registrations  # what got registered before the failure
+        raise
     outputs, secret_outputs = {}, set()
     for name, value in root.outputs.items():
         output = pulumi.Output.from_input(value)

@@ -1,0 +1,30 @@
+"""Shared fixtures: each evaluation runs the real program fresh under the faithful mocks."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.harness import evaluate_stack  # noqa: E402
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "integration: runs real PostgreSQL, S3 and MLflow processes")
+
+
+@pytest.fixture(scope="module")
+def dev():
+    return evaluate_stack("dev")
+
+
+@pytest.fixture(scope="module")
+def prod():
+    return evaluate_stack("prod")
+
+
+@pytest.fixture(scope="module")
+def pr():
+    return evaluate_stack("pr-42")
