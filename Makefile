@@ -1,0 +1,65 @@
+# Thin wrappers a newcomer can read. STACK selects the Pulumi stack (dev, prod, pr-<n>).
+STACK ?= dev
+VENV ?= venv
+CHECKOV_VENV ?= .venv-checkov
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+PULUMI ?= pulumi
+# Secrets in the local (file) backend are encrypted with a passphrase. Unless you provide one
+# (PULUMI_CONFIG_PASSPHRASE or PULUMI_CONFIG_PASSPHRASE_FILE), one is generated once into
+# .pulumi-passphrase (git-ignored, mode 600): keep it with your state, it decrypts your secrets.
+ifeq ($(origin PULUMI_CONFIG_PASSPHRASE)$(origin PULUMI_CONFIG_PASSPHRASE_FILE),undefinedundefined)
+export PULUMI_CONFIG_PASSPHRASE_FILE := $(CURDIR)/.pulumi-passphrase
+endif
+STACK_ARGS := --stack $(STACK) --policy-pack policy
+
+.PHONY: up preview destroy test test-unit bench render docs stack clean
+
+up: stack  ## create or update the platform
+	$(PULUMI) up $(STACK_ARGS)
+
+preview: stack  ## show what `up` would change (drift check)
+	$(PULUMI) preview $(STACK_ARGS) --diff
+
+destroy: stack  ## remove everything the stack created (prod data is protected)
+	$(PULUMI) destroy --stack $(STACK)
+
+test: $(VENV)/.dev $(CHECKOV_VENV)/.installed  ## every test layer: unit, manifests, policy, workflows, integration
+	CHECKOV=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest tests
+
+test-unit: $(VENV)/.dev  ## the fast layer only (no checkov, no real services)
+	$(PY) -m pytest tests -m "not integration" --ignore=tests/test_manifests.py
+
+bench: $(VENV)/.dev  ## evaluation time vs floor, critical path, footprint per profile
+	$(PY) -m bench.bench
+
+render: $(VENV)/.dev  ## write every Kubernetes object of STACK to build/manifests/STACK
+	$(PY) -m tests.render $(STACK)
+
+docs: $(VENV)/.runtime  ## regenerate README's configuration reference from Pulumi.yaml
+	$(PY) -m tools.config_reference
+
+stack: $(VENV)/.runtime $(PULUMI_CONFIG_PASSPHRASE_FILE)
+	@case "$(STACK)" in pr-*) [ -f Pulumi.$(STACK).yaml ] || cp profiles/pr.yaml Pulumi.$(STACK).yaml;; esac
+	@$(PULUMI) stack select --create $(STACK) >/dev/null
+
+$(CURDIR)/.pulumi-passphrase:
+	@umask 077 && $(PYTHON) -c "import secrets; print(secrets.token_urlsafe(32))" > $@
+	@echo "Generated $@: it encrypts this project's stack secrets. Back it up with your state."
+
+$(VENV)/.runtime: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(VENV)/bin/pip install -q -r requirements-dev.txt
+	touch $@
+
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q -r requirements-checkov.txt
+	touch $@
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,31 @@
+"""README stays true: its configuration reference matches Pulumi.yaml and CI runs its test command."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_configuration_reference_is_generated_from_pulumi_yaml():
+    result = subprocess.run([sys.executable, "-m", "tools.config_reference", "--check"], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    commands = re.findall(r"```bash\n(.*?)```", readme, re.S)
+    test_block = next(block for block in commands if "make test" in block)
+    assert test_block.strip() == "make test"
+    assert re.search(r"^make test$", (ROOT / ".ci" / "run").read_text(), re.M)
+
+
+def test_readme_deploy_commands_use_the_local_backend_and_make_up():
+    readme = (ROOT / "README.md").read_text()
+    assert "pulumi login --local" in readme and "\nmake up" in readme
+    makefile = (ROOT / "Makefile").read_text()
+    for target in ("up", "preview", "destroy", "test", "bench"):
+        assert re.search(rf"^{target}:", makefile, re.M), target
+    assert "--policy-pack policy" in makefile

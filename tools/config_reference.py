@@ -1,0 +1,48 @@
+"""Generate README's configuration reference from Pulumi.yaml's `config:` block.
+
+`python -m tools.config_reference` rewrites the section between the markers in README.md;
+`--check` exits 1 when README is out of date (run by the test suite).
+"""
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from settings import declared_config  # noqa: E402
+
+README = ROOT / "README.md"
+BEGIN, END = "<!-- config-reference:begin -->", "<!-- config-reference:end -->"
+
+
+def render() -> str:
+    lines = ["| key | type | default | description |", "| --- | --- | --- | --- |"]
+    for key, spec in declared_config().items():
+        default = spec["default"]
+        shown = ", ".join(default) if isinstance(default, list) else str(default).lower() if isinstance(default, bool) else default
+        lines.append(f"| `{key}` | {spec['type']} | `{shown}` | {spec['description']} |" if shown != ""
+                     else f"| `{key}` | {spec['type']} | (empty) | {spec['description']} |")
+    return "\n".join(lines)
+
+
+def updated(text: str) -> str:
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{BEGIN}\n{render()}\n{END}{tail}"
+
+
+def main() -> int:
+    text = README.read_text(encoding="utf-8")
+    new = updated(text)
+    if "--check" in sys.argv:
+        if new != text:
+            print("README.md's configuration reference is out of date: run `make docs`", file=sys.stderr)
+            return 1
+        return 0
+    README.write_text(new, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
