@@ -18,7 +18,7 @@ kubernetes = k8s.Provider(
 )
 cluster = pulumi.ResourceOptions(providers={"kubernetes": kubernetes})
 
-namespace = PlatformNamespace("platform", PlatformNamespaceArgs(name=settings.namespace), opts=cluster)
+namespace = PlatformNamespace("platform", PlatformNamespaceArgs(name=settings.namespace, protect=settings.protect_data), opts=cluster)
 
 postgres = PostgresCluster("postgres", PostgresClusterArgs(
     namespace=namespace.name,

@@ -14,6 +14,8 @@ from components.k8s import PART_OF
 @dataclass
 class PlatformNamespaceArgs:
     name: str
+    # Deleting a namespace deletes everything in it, protected or not: in prod it is protected too.
+    protect: bool = False
 
 
 class PlatformNamespace(pulumi.ComponentResource):
@@ -28,7 +30,7 @@ class PlatformNamespace(pulumi.ComponentResource):
             f"{name}-namespace",
             metadata={"name": args.name, "labels": {**PART_OF, **pod_security,
                                                     "pod-security.kubernetes.io/enforce-version": "latest"}},
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect, retain_on_delete=args.protect),
         )
         k8s.networking.v1.NetworkPolicy(
             f"{name}-default-deny",

@@ -336,7 +336,7 @@ def test_an_unchanged_stack_evaluates_to_identical_inputs(stack):
 def test_prod_runs_ha_and_protects_its_data(prod):
     protected = {r.name for r in prod.registrations if r.protect and r.retain_on_delete}
     assert {"postgres-cluster", "postgres-mlflow-database", "postgres-mlflow_auth-database", "minio-bucket",
-            "minio-statefulset"} <= protected
+            "minio-statefulset", "platform-namespace"} <= protected
     [cluster] = prod.k8s("Cluster")
     assert cluster["spec"]["instances"] == 3 and cluster["spec"]["storage"]["size"] == "50Gi"
     [deployment] = prod.k8s("Deployment")
@@ -378,3 +378,25 @@ def test_admin_endpoints_can_use_node_ports_and_explicit_hosts():
     assert "minio-mlflow-dev.localtest.me" in sans(tls_secret(ev, "minio-tls")["tls.crt"])[0]
     assert not any(o["metadata"]["name"].startswith("minio-admin") for o in ev.k8s("Service"))
     assert ipaddress.ip_address(provider["host"])
+
+
+def test_renaming_a_component_with_an_alias_keeps_its_children():
+    """Children are named after their parent, so one alias on the component carries the whole tree."""
+    import pulumi
+
+    from components.postgres_cluster import PostgresCluster, PostgresClusterArgs
+    from settings import load_settings
+    from tests.harness import PROJECT, evaluate
+
+    def renamed():
+        settings = load_settings(pulumi.Config(PROJECT))
+        PostgresCluster("database", PostgresClusterArgs(
+            namespace="mlflow-dev", stack="dev", settings=settings.postgres, tls=settings.tls,
+            client_pod_labels={"app": "x"}, client_ca_path="/ca.crt"),
+            opts=pulumi.ResourceOptions(aliases=[pulumi.Alias(name="postgres")]))
+
+    ev = evaluate(renamed)
+    component = ev.one("mlflow-platform:index:PostgresCluster", "database")
+    cluster = ev.one("kubernetes:postgresql.cnpg.io/v1:Cluster", "database-cluster")
+    assert any("postgres" in alias for alias in component.aliases), component.aliases
+    assert cluster.parent == component.urn and cluster.name.startswith("database-")
