@@ -36,7 +36,10 @@ ENV_KEYS = {
     "MLFLOW_FLASK_SERVER_SECRET_KEY": "flask-server-secret-key",
     "MLFLOW_AUTH_ADMIN_PASSWORD": "admin-password",
 }
-SECRET_ENV_REASON = "MLflow and boto3 read these only from env; values come from secretKeyRef, never plain text"
+# MLflow reads its store URI, Flask key and admin password only from env (or argv); the AWS keys
+# follow the same secretKeyRef path so all credentials rotate with one Secret.
+SECRET_ENV_REASON = ("MLflow reads its store URI, Flask key and admin password only from env; "
+                     "all values are secretKeyRef, never plain text in the spec")
 
 
 @dataclass

@@ -1,0 +1,642 @@
+"""Every rendered Kubernetes object is valid: schemas, checkov and Pod Security `restricted`.
+
+Each stack (dev, prod, pr-42) is rendered once per session with `tests/render.py`; the files in
+build/manifests/<stack>/ are what checkov scans and the objects are what the other checks read.
+
+1. kubernetes-validate, strict (unknown fields rejected), against Kubernetes 1.29 (the oldest the
+   CloudNativePG chart supports) and the newest version kubernetes-validate ships.
+2. CloudNativePG custom resources (kubernetes-validate has no schema for them) against the CRD's
+   openAPIV3Schema from ../shared/schemas/cloudnative-pg, made strict the way the API server is.
+3. checkov, offline: no failed check; every skip carries a reason.
+4. Pod Security Standard `restricted` on every pod template (initContainers included).
+5. The namespace enforces `restricted`.
+
+Every check has a negative test beside it, so a checker that silently accepts everything fails.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import jsonschema
+import kubernetes_validate
+import pytest
+from packaging.version import Version
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.render import Rendered, render_stack  # noqa: E402
+
+STACKS = ["dev", "prod", "pr-42"]
+OLDEST_K8S = "1.29"  # the oldest Kubernetes the CloudNativePG chart (0.29.0 / operator 1.30) supports
+MINIMUM_NEWEST_K8S = Version("1.33")
+
+SHARED = ROOT.parent / "shared"
+CNPG_SCHEMA_DIR = SHARED / "schemas" / "cloudnative-pg"
+CNPG_GROUP = "postgresql.cnpg.io"
+
+POD_BEARING_KINDS = {"Pod", "PodTemplate", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet",
+                     "ReplicationController", "Job", "CronJob"}
+
+
+# --------------------------------------------------------------------------- rendering (once per stack)
+_RENDERED: dict[str, Rendered] = {}
+
+
+def rendered(stack: str) -> Rendered:
+    """Evaluate and write `stack` the first time it is asked for; reuse it for the session."""
+    if stack not in _RENDERED:
+        _RENDERED[stack] = render_stack(stack)
+    return _RENDERED[stack]
+
+
+def is_cnpg(obj: dict) -> bool:
+    return str(obj.get("apiVersion", "")).split("/")[0] == CNPG_GROUP
+
+
+def describe(obj: dict) -> str:
+    meta = obj.get("metadata") or {}
+    return f"{obj.get('kind')}/{meta.get('name')}"
+
+
+# --------------------------------------------------------------------------- 1. kubernetes-validate
+def bundled_k8s_versions() -> list[Version]:
+    """The Kubernetes versions kubernetes-validate ships strict schemas for (its package data)."""
+    schema_root = Path(kubernetes_validate.__file__).resolve().parent / "kubernetes-json-schema"
+    found = [Version(m.group(1)) for d in schema_root.iterdir()
+             if d.is_dir() and (m := re.fullmatch(r"v(\d+\.\d+\.\d+)-local-strict", d.name))]
+    assert found, f"no strict schema directories under {schema_root}"
+    return sorted(found)
+
+
+def newest_k8s() -> str:
+    newest = bundled_k8s_versions()[-1]
+    return f"{newest.major}.{newest.minor}"
+
+
+K8S_VERSIONS = [OLDEST_K8S, newest_k8s()]
+
+
+def test_kubernetes_validate_ships_the_versions_we_validate_against():
+    versions = bundled_k8s_versions()
+    assert versions[-1] >= MINIMUM_NEWEST_K8S, (
+        f"kubernetes-validate {kubernetes_validate.__version__} ships schemas up to {versions[-1]}; "
+        f"need >= {MINIMUM_NEWEST_K8S}: upgrade kubernetes-validate")
+    assert Version(OLDEST_K8S) in {Version(f"{v.major}.{v.minor}") for v in versions}, (
+        f"kubernetes-validate {kubernetes_validate.__version__} has no strict schemas for {OLDEST_K8S}")
+
+
+def k8s_errors(obj: dict, version: str) -> list[str]:
+    """Strict-mode problems of one built-in object; a missing schema is an error, never a skip."""
+    try:
+        used = kubernetes_validate.validate(obj, version, strict=True)
+    except kubernetes_validate.ValidationError as error:
+        path = ".".join(str(p) for p in error.path) or "<root>"
+        return [f"{describe(obj)} @ {path}: {error.message}"]
+    except kubernetes_validate.SchemaNotFoundError as error:
+        return [f"{describe(obj)}: {error.message} (a custom resource needs its own schema check)"]
+    if used != version:  # kubernetes-validate falls back to an older schema set when asked for a missing one
+        return [f"{describe(obj)}: validated against {used}, not {version}"]
+    return []
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+@pytest.mark.parametrize("stack", STACKS)
+def test_builtin_objects_validate_strictly(stack: str, version: str):
+    objects = [o for o in rendered(stack).objects if not is_cnpg(o)]
+    assert objects, f"{stack}: rendered no built-in objects"
+    errors = [e for obj in objects for e in k8s_errors(obj, version)]
+    print(f"\n[kubernetes-validate] {stack} k8s {version}: {len(objects)} objects, {len(errors)} errors")
+    assert not errors, f"{stack}, Kubernetes {version}, strict:\n" + "\n".join(errors)
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_strict_validation_rejects_a_misspelt_field(version: str):
+    deployment = copy.deepcopy(next(o for o in rendered("dev").objects if o["kind"] == "Deployment"))
+    assert k8s_errors(deployment, version) == []
+    deployment["spec"]["replica"] = deployment["spec"].pop("replicas")
+    assert any("replica" in e for e in k8s_errors(deployment, version))
+    pod = deployment["spec"]["template"]["spec"]
+    deployment["spec"]["replicas"] = deployment["spec"].pop("replica")
+    pod["containers"][0]["securityContext"]["runAsNonroot"] = True
+    assert any("runAsNonroot" in e for e in k8s_errors(deployment, version))
+
+
+def test_kubernetes_validate_does_not_know_cnpg_clusters():
+    """Why CNPG objects go to the CRD-schema check: here they would only raise SchemaNotFoundError."""
+    cluster = next(o for o in rendered("dev").objects if is_cnpg(o))
+    with pytest.raises(kubernetes_validate.SchemaNotFoundError):
+        kubernetes_validate.validate(cluster, OLDEST_K8S, strict=True)
+    assert k8s_errors(cluster, OLDEST_K8S), "a custom resource must not pass the built-in check silently"
+
+
+# --------------------------------------------------------------------------- 2. CloudNativePG CRD schemas
+LOGICAL = ("allOf", "anyOf", "oneOf", "not")
+
+
+def strict_structural(schema: Any) -> Any:
+    """The CRD schema as the API server applies it: unknown fields are errors, not pruned silently.
+
+    Every object node with `properties` gets `additionalProperties: false` unless it sets
+    `x-kubernetes-preserve-unknown-fields` (an embedded resource also keeps apiVersion/kind/metadata).
+    Logical junctors are left alone: in a structural schema they only restrict fields the outer
+    node already declares, so closing them could reject valid objects. OpenAPI's `nullable` becomes
+    a JSON-Schema null type.
+    """
+    if isinstance(schema, list):
+        return [strict_structural(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {}
+    for key, value in schema.items():
+        if key == "properties" and isinstance(value, dict):
+            out[key] = {name: strict_structural(sub) for name, sub in value.items()}
+        elif key in ("items", "additionalProperties") and isinstance(value, (dict, list)):
+            out[key] = strict_structural(value)
+        else:
+            out[key] = value
+    if ("properties" in out and not out.get("x-kubernetes-preserve-unknown-fields")
+            and "additionalProperties" not in out):
+        out["additionalProperties"] = False
+        if out.get("x-kubernetes-embedded-resource"):
+            out["properties"] = {"apiVersion": {"type": "string"}, "kind": {"type": "string"},
+                                 "metadata": {"type": "object"}, **out["properties"]}
+    if out.get("nullable") is True and isinstance(out.get("type"), str):
+        out["type"] = [out["type"], "null"]
+    return out
+
+
+def cnpg_schema_file(kind: str, version: str) -> Path:
+    return CNPG_SCHEMA_DIR / f"{kind.lower()}-{CNPG_GROUP}-{version}.json"
+
+
+def load_cnpg_schema(kind: str, version: str) -> dict:
+    if not CNPG_SCHEMA_DIR.is_dir():
+        pytest.fail(f"CloudNativePG CRD schemas are missing: {CNPG_SCHEMA_DIR} does not exist. It comes with "
+                    f"the shared tree at ../shared (see shared/README.md); without it CNPG objects go unchecked.")
+    path = cnpg_schema_file(kind, version)
+    if not path.is_file():
+        pytest.fail(f"no CRD schema for {CNPG_GROUP}/{version} {kind}: expected {path}")
+    document = json.loads(path.read_text(encoding="utf-8"))
+    assert (document.get("group"), document.get("version"), document.get("kind")) == (CNPG_GROUP, version, kind), \
+        f"{path} describes {document.get('group')}/{document.get('version')} {document.get('kind')}"
+    assert "openAPIV3Schema" in document, f"{path} has no openAPIV3Schema"
+    return document
+
+
+_CNPG_VALIDATORS: dict[tuple[str, str], jsonschema.Draft7Validator] = {}
+
+
+def cnpg_validator(kind: str, version: str) -> jsonschema.Draft7Validator:
+    if (kind, version) not in _CNPG_VALIDATORS:
+        schema = strict_structural(load_cnpg_schema(kind, version)["openAPIV3Schema"])
+        jsonschema.Draft7Validator.check_schema(schema)
+        _CNPG_VALIDATORS[(kind, version)] = jsonschema.Draft7Validator(schema)
+    return _CNPG_VALIDATORS[(kind, version)]
+
+
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+def cnpg_errors(obj: dict) -> list[str]:
+    group, _, version = str(obj.get("apiVersion", "")).partition("/")
+    if group != CNPG_GROUP or not version:
+        return [f"{describe(obj)}: apiVersion {obj.get('apiVersion')!r} is not {CNPG_GROUP}/<version>"]
+    kind = obj.get("kind", "")
+    errors = [f"{describe(obj)} @ {'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}"
+              for e in sorted(cnpg_validator(kind, version).iter_errors(obj), key=lambda e: list(e.absolute_path))]
+    meta = obj.get("metadata") or {}
+    for field in ("name", "namespace"):
+        value = meta.get(field)
+        if not value:
+            errors.append(f"{describe(obj)}: metadata.{field} is missing")
+        # CNPG derives Services and Pods from the cluster name: it must be a DNS label.
+        elif not (len(value) <= 63 and DNS_LABEL.fullmatch(value)):
+            errors.append(f"{describe(obj)}: metadata.{field} {value!r} is not a DNS-1123 label")
+    # The CRD leaves metadata open; it is a standard ObjectMeta, so check it against the strict one.
+    errors += [e.replace("ConfigMap/", f"{kind}/")
+               for e in k8s_errors({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta}, OLDEST_K8S)]
+    return errors
+
+
+def cnpg_objects(stack: str) -> list[dict]:
+    return [o for o in rendered(stack).objects if is_cnpg(o)]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_cnpg_objects_match_the_crd_schema(stack: str):
+    objects = cnpg_objects(stack)
+    assert [o["kind"] for o in objects].count("Cluster") == 1, f"{stack}: expected one CNPG Cluster"
+    errors = [e for obj in objects for e in cnpg_errors(obj)]
+    print(f"\n[cnpg schema] {stack}: {len(objects)} CloudNativePG objects, {len(errors)} errors")
+    assert not errors, f"{stack}: CloudNativePG objects do not match the CRD schema:\n" + "\n".join(errors)
+
+
+def test_cnpg_schema_dir_is_present():
+    load_cnpg_schema("Cluster", "v1")  # fails, naming ../shared, when the schemas are absent
+
+
+def test_missing_cnpg_schemas_fail_the_check(monkeypatch, tmp_path):
+    monkeypatch.setattr(sys.modules[__name__], "CNPG_SCHEMA_DIR", tmp_path / "shared" / "schemas" / "cloudnative-pg")
+    monkeypatch.setattr(sys.modules[__name__], "_CNPG_VALIDATORS", {})
+    with pytest.raises(pytest.fail.Exception, match="schemas are missing"):
+        cnpg_errors(cnpg_objects("dev")[0])
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda c: c["spec"].__setitem__("instance", c["spec"].pop("instances")), "instance"),  # misspelt, top of spec
+    (lambda c: c["spec"]["storage"].__setitem__("sizee", "1Gi"), "sizee"),  # unknown, nested
+    (lambda c: c["spec"]["affinity"].__setitem__("enablePodAntiAfinity", True), "enablePodAntiAfinity"),
+    (lambda c: c.__setitem__("sepc", {}), "sepc"),  # unknown, top level
+    (lambda c: c["spec"].__setitem__("instances", "3"), "instances"),  # wrong type
+    (lambda c: c["spec"].__setitem__("instances", 0), "instances"),  # below minimum
+    (lambda c: c["metadata"].pop("namespace"), "namespace"),
+    (lambda c: c["metadata"].__setitem__("labelz", {}), "labelz"),  # unknown ObjectMeta field
+    (lambda c: c.__setitem__("kind", "Clustr"), "Clustr"),
+], ids=["misspelt-instances", "nested-unknown", "misspelt-affinity", "unknown-top-level", "wrong-type",
+        "below-minimum", "no-namespace", "unknown-metadata", "wrong-kind"])
+def test_cnpg_check_rejects_broken_clusters(mutate, expected: str):
+    cluster = copy.deepcopy(cnpg_objects("dev")[0])
+    assert cnpg_errors(cluster) == []
+    mutate(cluster)
+    try:
+        errors = cnpg_errors(cluster)
+    except pytest.fail.Exception as failure:  # a kind without a schema file fails the test itself
+        errors = [str(failure)]
+    assert any(expected in e for e in errors), f"{expected!r} not reported: {errors}"
+
+
+def test_strict_transformation_closes_objects_and_respects_preserve_unknown_fields():
+    raw = load_cnpg_schema("Cluster", "v1")["openAPIV3Schema"]
+    cluster = copy.deepcopy(cnpg_objects("dev")[0])
+    cluster["spec"]["instance"] = 1
+    # The published schema alone accepts the typo: the API server would prune it without a word.
+    assert not list(jsonschema.Draft7Validator(raw).iter_errors(cluster))
+    assert list(jsonschema.Draft7Validator(strict_structural(raw)).iter_errors(cluster))
+
+    schema = strict_structural({"type": "object", "properties": {
+        "closed": {"type": "object", "properties": {"a": {"type": "string"}}},
+        "open": {"type": "object", "x-kubernetes-preserve-unknown-fields": True, "properties": {"a": {"type": "string"}}},
+        "map": {"type": "object", "additionalProperties": {"type": "object", "properties": {"b": {"type": "integer"}}}},
+        "list": {"type": "array", "items": {"type": "object", "properties": {"c": {"type": "string"}}}},
+        "maybe": {"type": "string", "nullable": True},
+        "either": {"anyOf": [{"type": "integer"}, {"type": "string"}], "x-kubernetes-int-or-string": True},
+    }})
+    validator = jsonschema.Draft7Validator(schema)
+    assert validator.is_valid({"closed": {"a": "x"}, "open": {"a": "x", "anything": 1}, "map": {"k": {"b": 1}},
+                               "list": [{"c": "x"}], "maybe": None, "either": 3})
+    for bad in ({"closed": {"z": 1}}, {"map": {"k": {"z": 1}}}, {"list": [{"z": 1}]}, {"z": 1}):
+        assert not validator.is_valid(bad), bad
+
+
+# --------------------------------------------------------------------------- 3. checkov
+def checkov_binary() -> str:
+    """$CHECKOV, else .venv-checkov/bin/checkov, else `checkov` on PATH; never a silent skip."""
+    configured = os.environ.get("CHECKOV")
+    if configured:
+        path = Path(configured)
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            pytest.fail(f"CHECKOV={configured} is not an executable file")
+        return str(path)
+    local = ROOT / ".venv-checkov" / "bin" / "checkov"
+    if local.is_file() and os.access(local, os.X_OK):
+        return str(local)
+    on_path = shutil.which("checkov")
+    if on_path:
+        return on_path
+    pytest.fail("checkov not found: set CHECKOV=/path/to/checkov, or create the project's checkov venv with "
+                "`python -m venv .venv-checkov && .venv-checkov/bin/pip install -r requirements-checkov.txt`")
+
+
+def checkov_env() -> dict[str, str]:
+    """Offline and anonymous: no platform API key, no policy/mapping download, no update check."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("BC_API", "PRISMA_", "CKV_API", "BC_PR", "BC_FROM", "BC_SOURCE"))}
+    env.update(BC_SKIP_MAPPING="TRUE", CHECKOV_RUN_SCA_PACKAGE_SCAN_V2="false",
+               CKV_SKIP_PACKAGE_UPDATE_CHECK="true", LOG_LEVEL="WARNING")
+    return env
+
+
+class Checkov:
+    """One checkov run per stack; the selected stacks' runs start together (checkov is slow)."""
+
+    def __init__(self, stacks: list[str]):
+        self.stacks = stacks
+        self.running: dict[str, subprocess.Popen] = {}
+        self.reports: dict[str, dict] = {}
+
+    def _start(self, stack: str) -> None:
+        if stack in self.running or stack in self.reports:
+            return
+        # No --quiet: it drops the skipped checks (and their reasons) from the JSON report.
+        command = [checkov_binary(), "--framework", "kubernetes", "--skip-download", "--compact", "-o", "json",
+                   "-d", str(rendered(stack).directory)]
+        self.running[stack] = subprocess.Popen(command, cwd=ROOT, env=checkov_env(), stdout=subprocess.PIPE,
+                                               stderr=subprocess.PIPE, text=True)
+
+    def report(self, stack: str) -> dict:
+        if stack not in self.reports:
+            for other in [stack, *self.stacks]:
+                self._start(other)
+            process = self.running.pop(stack)
+            stdout, stderr = process.communicate(timeout=900)
+            # Exit 1 means failed checks, which the report lists; anything else is a crash.
+            if process.returncode not in (0, 1):
+                pytest.fail(f"checkov exited {process.returncode} for {stack}:\n{stderr[-4000:]}")
+            try:
+                report = json.loads(stdout)
+            except json.JSONDecodeError:
+                pytest.fail(f"checkov printed no JSON for {stack}:\n{stdout[-2000:]}\n{stderr[-4000:]}")
+            reports = report if isinstance(report, list) else [report]
+            kubernetes = [r for r in reports if r.get("check_type") == "kubernetes"]
+            assert len(kubernetes) == 1, f"expected one kubernetes report from checkov, got {reports!r:.2000}"
+            self.reports[stack] = kubernetes[0]
+        return self.reports[stack]
+
+    def close(self) -> None:
+        for process in self.running.values():
+            process.kill()
+            process.communicate()
+        self.running.clear()
+
+
+@pytest.fixture(scope="session")
+def checkov(request) -> Iterator[Checkov]:
+    selected = [item.callspec.params["stack"] for item in request.session.items
+                if getattr(item, "originalname", "") == "test_checkov_passes" and hasattr(item, "callspec")]
+    runs = Checkov(list(dict.fromkeys(selected)))
+    yield runs
+    runs.close()
+
+
+def skip_annotations(obj: dict) -> dict[str, str]:
+    """check id -> reason of the object's checkov.io/skipN annotations."""
+    found = {}
+    for key, value in ((obj.get("metadata") or {}).get("annotations") or {}).items():
+        if key.startswith("checkov.io/skip"):
+            check, _, reason = value.partition("=")
+            found[check] = reason
+    return found
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_checkov_passes(stack: str, checkov: Checkov):
+    render = rendered(stack)
+    report = checkov.report(stack)
+    results, summary = report["results"], report["summary"]
+    failed, skipped, passed = results["failed_checks"], results["skipped_checks"], results["passed_checks"]
+    counts = f"passed={summary['passed']} failed={summary['failed']} skipped={summary['skipped']}"
+    skips = sorted({(c["check_id"], c["check_result"].get("suppress_comment") or "") for c in skipped})
+    print(f"\n[checkov] {stack}: {counts} over {summary['resource_count']} resources")
+    for check, reason in skips:
+        print(f"  skip {check}: {reason}")
+
+    assert not results.get("parsing_errors") and not summary.get("parsing_errors"), \
+        f"checkov could not parse: {results.get('parsing_errors')}"
+    assert not failed and summary["failed"] == 0, f"{stack}: checkov {counts}\n" + "\n".join(
+        f"  {c['check_id']} {c['check_name']}: {c['resource']} ({Path(c['file_path']).name})" for c in failed)
+    assert summary["passed"] == len(passed) > 0 and summary["skipped"] == len(skipped)
+
+    # Every skip carries a reason checkov read (it says "No comment provided" when there is none).
+    unexplained = [f"{c['check_id']} on {c['resource']}" for c in skipped
+                   if (c["check_result"].get("suppress_comment") or "").strip() in ("", "No comment provided")]
+    assert not unexplained, f"{stack}: checkov skips without a reason: {unexplained}"
+
+    # checkov looked at every workload, and each skip annotation matched a check it knows (a typo
+    # in a check id would otherwise stay in the manifest, skipping nothing and explaining nothing).
+    seen = {Path(c["file_path"]).name for c in passed + failed + skipped}
+    for path, obj in render.files:
+        if obj["kind"] in POD_BEARING_KINDS:
+            assert path.name in seen, f"checkov reported nothing for {path.name}"
+        reported = {c["check_id"] for c in skipped if Path(c["file_path"]).name == path.name}
+        for check, reason in skip_annotations(obj).items():
+            assert check in reported, f"{describe(obj)}: skip annotation for {check} matched no checkov check"
+            assert reason.strip() and "=" not in reason, \
+                f"{describe(obj)}: skip {check} needs a reason without '=' (checkov splits on it)"
+
+
+def test_checkov_binary_lookup_fails_loudly(monkeypatch, tmp_path):
+    monkeypatch.setenv("CHECKOV", str(tmp_path / "no-such-checkov"))
+    with pytest.raises(pytest.fail.Exception, match="not an executable"):
+        checkov_binary()
+    monkeypatch.delenv("CHECKOV")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)  # no .venv-checkov there
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(pytest.fail.Exception, match="checkov not found"):
+        checkov_binary()
+
+
+# --------------------------------------------------------------------------- 4. Pod Security `restricted`
+RESTRICTED_VOLUME_TYPES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
+                           "projected", "secret"}
+SAFE_SYSCTLS = {"kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start",
+                "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range", "net.ipv4.ip_local_reserved_ports",
+                "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
+                "net.ipv4.tcp_keepalive_probes"}
+SELINUX_TYPES = {"", "container_t", "container_init_t", "container_kvm_t", "container_engine_t"}
+CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
+
+
+def pod_templates(obj: Any, path: str = "") -> Iterator[tuple[str, dict, dict]]:
+    """(path, pod spec, pod metadata) of every pod spec anywhere in the object, whatever its kind."""
+    if isinstance(obj, dict):
+        spec = obj.get("spec")
+        if isinstance(spec, dict) and isinstance(spec.get("containers"), list):
+            yield f"{path}.spec" if path else "spec", spec, obj.get("metadata") or {}
+        for key, value in obj.items():
+            yield from pod_templates(value, f"{path}.{key}" if path else key)
+    elif isinstance(obj, list):
+        for index, value in enumerate(obj):
+            yield from pod_templates(value, f"{path}[{index}]")
+
+
+def restricted_violations(spec: dict, metadata: Optional[dict] = None) -> list[str]:
+    """What the `restricted` Pod Security Standard (latest) would refuse in this pod spec."""
+    problems = []
+    pod = spec.get("securityContext") or {}
+    for field in ("hostNetwork", "hostPID", "hostIPC"):
+        if spec.get(field):
+            problems.append(f"{field}: true")
+    if (pod.get("windowsOptions") or {}).get("hostProcess"):
+        problems.append("pod windowsOptions.hostProcess")
+    for volume in spec.get("volumes") or []:
+        kinds = set(volume) - {"name"}
+        if not kinds <= RESTRICTED_VOLUME_TYPES:
+            problems.append(f"volume {volume.get('name')}: type {sorted(kinds - RESTRICTED_VOLUME_TYPES)} not allowed")
+    for sysctl in pod.get("sysctls") or []:
+        if sysctl.get("name") not in SAFE_SYSCTLS:
+            problems.append(f"unsafe sysctl {sysctl.get('name')}")
+    if pod.get("runAsUser") == 0:
+        problems.append("pod runAsUser: 0")
+    pod_seccomp = (pod.get("seccompProfile") or {}).get("type")
+    if pod_seccomp is not None and pod_seccomp not in ("RuntimeDefault", "Localhost"):
+        problems.append(f"pod seccompProfile {pod_seccomp}")
+    problems += _selinux_apparmor("pod", pod)
+    for key, value in ((metadata or {}).get("annotations") or {}).items():
+        if key.startswith("container.apparmor.security.beta.kubernetes.io/") and \
+                value != "runtime/default" and not value.startswith("localhost/"):
+            problems.append(f"AppArmor annotation {key}: {value}")
+
+    containers = [(kind, c) for kind in CONTAINER_LISTS for c in spec.get(kind) or []]
+    if not spec.get("containers"):
+        problems.append("no containers")
+    for kind, container in containers:
+        where = f"{kind}/{container.get('name')}"
+        ctx = container.get("securityContext") or {}
+        if ctx.get("privileged"):
+            problems.append(f"{where}: privileged")
+        if ctx.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{where}: allowPrivilegeEscalation must be false")
+        if ctx.get("runAsNonRoot") is False or not (ctx.get("runAsNonRoot") or pod.get("runAsNonRoot")):
+            problems.append(f"{where}: runAsNonRoot must be true (pod or container)")
+        if ctx.get("runAsUser") == 0:
+            problems.append(f"{where}: runAsUser: 0")
+        seccomp = (ctx.get("seccompProfile") or {}).get("type")
+        if seccomp is not None and seccomp not in ("RuntimeDefault", "Localhost"):
+            problems.append(f"{where}: seccompProfile {seccomp}")
+        elif seccomp is None and pod_seccomp is None:
+            problems.append(f"{where}: seccompProfile must be RuntimeDefault or Localhost (pod or container)")
+        capabilities = ctx.get("capabilities") or {}
+        if "ALL" not in (capabilities.get("drop") or []):
+            problems.append(f"{where}: capabilities must drop ALL")
+        added = set(capabilities.get("add") or []) - {"NET_BIND_SERVICE"}
+        if added:
+            problems.append(f"{where}: capabilities add {sorted(added)}")
+        if ctx.get("procMount") not in (None, "Default"):
+            problems.append(f"{where}: procMount {ctx['procMount']}")
+        if (ctx.get("windowsOptions") or {}).get("hostProcess"):
+            problems.append(f"{where}: windowsOptions.hostProcess")
+        problems += _selinux_apparmor(where, ctx)
+        for port in container.get("ports") or []:
+            if port.get("hostPort"):
+                problems.append(f"{where}: hostPort {port['hostPort']}")
+    return problems
+
+
+def _selinux_apparmor(where: str, ctx: dict) -> list[str]:
+    problems = []
+    selinux = ctx.get("seLinuxOptions") or {}
+    if selinux.get("type", "") not in SELINUX_TYPES or selinux.get("user") or selinux.get("role"):
+        problems.append(f"{where}: seLinuxOptions {selinux}")
+    apparmor = (ctx.get("appArmorProfile") or {}).get("type")
+    if apparmor not in (None, "RuntimeDefault", "Localhost"):
+        problems.append(f"{where}: appArmorProfile {apparmor}")
+    return problems
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_pod_template_is_restricted(stack: str):
+    checked, problems = [], []
+    for obj in rendered(stack).objects:
+        templates = list(pod_templates(obj))
+        if obj["kind"] in POD_BEARING_KINDS:
+            assert templates, f"{describe(obj)} is pod-bearing but no pod spec was found in it"
+        for path, spec, metadata in templates:
+            checked.append(f"{describe(obj)} {path}")
+            problems += [f"{describe(obj)} {path}: {p}" for p in restricted_violations(spec, metadata)]
+    kinds = {o["kind"] for o in rendered(stack).objects if o["kind"] in POD_BEARING_KINDS}
+    assert {"Deployment", "StatefulSet", "Job"} <= kinds, f"{stack}: workloads missing, found {kinds}"
+    print(f"\n[pod security] {stack}: {len(checked)} pod templates, {len(problems)} violations")
+    assert not problems, f"{stack}: Pod Security `restricted` violations:\n" + "\n".join(problems)
+
+
+def _pod(obj_kind: str, stack: str = "dev") -> dict:
+    """A deep copy of a real pod template (with init containers for the Job)."""
+    obj = next(o for o in rendered(stack).objects if o["kind"] == obj_kind)
+    return copy.deepcopy(obj["spec"]["template"])
+
+
+BROKEN = {
+    "privileged": lambda s: s["containers"][0]["securityContext"].__setitem__("privileged", True),
+    "privilege-escalation": lambda s: s["containers"][0]["securityContext"].__setitem__("allowPrivilegeEscalation", True),
+    "escalation-unset": lambda s: s["containers"][0]["securityContext"].pop("allowPrivilegeEscalation"),
+    "root-allowed": lambda s: (s["securityContext"].pop("runAsNonRoot"),
+                               s["containers"][0]["securityContext"].pop("runAsNonRoot")),
+    "container-root-allowed": lambda s: s["containers"][0]["securityContext"].__setitem__("runAsNonRoot", False),
+    "uid-0": lambda s: s["containers"][0]["securityContext"].__setitem__("runAsUser", 0),
+    "pod-uid-0": lambda s: s["securityContext"].__setitem__("runAsUser", 0),
+    "seccomp-unset": lambda s: (s["securityContext"].pop("seccompProfile"),
+                                s["containers"][0]["securityContext"].pop("seccompProfile")),
+    "seccomp-unconfined": lambda s: s["containers"][0]["securityContext"].__setitem__(
+        "seccompProfile", {"type": "Unconfined"}),
+    "caps-not-dropped": lambda s: s["containers"][0]["securityContext"].__setitem__("capabilities", {}),
+    "caps-added": lambda s: s["containers"][0]["securityContext"]["capabilities"].__setitem__("add", ["NET_ADMIN"]),
+    "host-network": lambda s: s.__setitem__("hostNetwork", True),
+    "host-pid": lambda s: s.__setitem__("hostPID", True),
+    "host-ipc": lambda s: s.__setitem__("hostIPC", True),
+    "host-path": lambda s: s["volumes"].append({"name": "host", "hostPath": {"path": "/"}}),
+    "nfs-volume": lambda s: s["volumes"].append({"name": "nfs", "nfs": {"server": "x", "path": "/"}}),
+    "host-port": lambda s: s["containers"][0].setdefault("ports", []).append({"containerPort": 80, "hostPort": 80}),
+    "unsafe-sysctl": lambda s: s["securityContext"].__setitem__("sysctls", [{"name": "kernel.msgmax", "value": "1"}]),
+    "proc-mount": lambda s: s["containers"][0]["securityContext"].__setitem__("procMount", "Unmasked"),
+    "selinux-user": lambda s: s["securityContext"].__setitem__("seLinuxOptions", {"user": "system_u"}),
+    "apparmor": lambda s: s["containers"][0]["securityContext"].__setitem__("appArmorProfile", {"type": "Unconfined"}),
+    "ephemeral-container": lambda s: s.__setitem__("ephemeralContainers", [{"name": "debug", "image": "busybox"}]),
+}
+
+
+@pytest.mark.parametrize("breakage", sorted(BROKEN))
+def test_restricted_checker_catches_a_broken_pod(breakage: str):
+    template = _pod("Deployment")
+    assert restricted_violations(template["spec"], template["metadata"]) == []
+    BROKEN[breakage](template["spec"])
+    assert restricted_violations(template["spec"], template["metadata"]), f"{breakage} went unnoticed"
+
+
+def test_restricted_checker_reads_init_containers():
+    template = _pod("Job")
+    assert template["spec"].get("initContainers"), "the migration Job is expected to have init containers"
+    assert restricted_violations(template["spec"]) == []
+    template["spec"]["initContainers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
+    assert any(v.startswith("initContainers/") for v in restricted_violations(template["spec"]))
+
+
+def test_pod_templates_are_found_in_any_kind():
+    cron = {"kind": "CronJob", "spec": {"jobTemplate": {"spec": {"template": {
+        "metadata": {}, "spec": {"containers": [{"name": "c", "image": "i", "securityContext": {"privileged": True}}]}}}}}}
+    found = list(pod_templates(cron))
+    assert [p for p, _, _ in found] == ["spec.jobTemplate.spec.template.spec"]
+    assert restricted_violations(found[0][1])
+
+
+# --------------------------------------------------------------------------- 5. the namespace enforces it
+def namespace_violations(objects: list[dict], expected_name: str) -> list[str]:
+    namespaces = [o for o in objects if o["kind"] == "Namespace"]
+    if [n["metadata"].get("name") for n in namespaces] != [expected_name]:
+        return [f"expected exactly the Namespace {expected_name}, found {[describe(n) for n in namespaces]}"]
+    problems = []
+    label = (namespaces[0]["metadata"].get("labels") or {}).get("pod-security.kubernetes.io/enforce")
+    if label != "restricted":
+        problems.append(f"Namespace {expected_name}: pod-security.kubernetes.io/enforce is {label!r}, not 'restricted'")
+    # The label protects only what lives in that namespace.
+    problems += [f"{describe(o)} is in namespace {o['metadata'].get('namespace')!r}" for o in objects
+                 if o["kind"] != "Namespace" and o["metadata"].get("namespace") != expected_name]
+    return problems
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_namespace_enforces_restricted(stack: str):
+    objects = rendered(stack).objects
+    problems = namespace_violations(objects, f"mlflow-{stack}")
+    assert not problems, f"{stack}:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("label", ["baseline", None])
+def test_namespace_check_catches_a_weaker_namespace(label: Optional[str]):
+    objects = copy.deepcopy(rendered("dev").objects)
+    labels = next(o for o in objects if o["kind"] == "Namespace")["metadata"]["labels"]
+    if label is None:
+        del labels["pod-security.kubernetes.io/enforce"]
+    else:
+        labels["pod-security.kubernetes.io/enforce"] = label
+    assert namespace_violations(objects, "mlflow-dev")
