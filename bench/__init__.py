@@ -1,0 +1,1 @@
+"""Benchmarks of the mlflow-platform program (run: `python -m bench.bench`)."""

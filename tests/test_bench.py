@@ -1,0 +1,286 @@
+"""Tests of bench/bench.py's analyses: critical path, footprint, parallel data services.
+
+Small synthetic graphs and pods pin the arithmetic; the real pr-42 stack is checked against its
+budget and for PostgreSQL/MinIO coming up independently. No timing is asserted.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench import bench  # noqa: E402
+
+GI, MI = 2**30, 2**20
+
+
+# --------------------------------------------------------------------------- quantities
+@pytest.mark.parametrize("text, value", [
+    ("250m", 0.25), ("1", 1.0), ("1.5", 1.5), ("2000m", 2.0), ("1Gi", GI), ("192Mi", 192 * MI),
+    ("1G", 1e9), ("500M", 5e8), ("1e3", 1000.0), ("128974848", 128974848.0), ("64Ki", 65536.0), (3, 3.0),
+])
+def test_parse_quantity(text, value):
+    assert bench.parse_quantity(text) == pytest.approx(value)
+
+
+@pytest.mark.parametrize("text", ["", "1 Gi", "Gi", "1GB", "abc", "1.2.3"])
+def test_parse_quantity_rejects_garbage(text):
+    with pytest.raises(ValueError):
+        bench.parse_quantity(text)
+
+
+# --------------------------------------------------------------------------- footprint
+def container(name, cpu=None, memory=None, cpu_limit=None, memory_limit=None, **extra):
+    requests = {k: v for k, v in (("cpu", cpu), ("memory", memory)) if v is not None}
+    limits = {k: v for k, v in (("cpu", cpu_limit), ("memory", memory_limit)) if v is not None}
+    resources = {}
+    if requests:
+        resources["requests"] = requests
+    if limits:
+        resources["limits"] = limits
+    return {"name": name, "resources": resources, **extra}
+
+
+def test_pod_sums_app_containers():
+    pod = {"containers": [container("a", "100m", "128Mi", "1", "256Mi"), container("b", "50m", "64Mi", "500m", "64Mi")]}
+    assert bench.pod_amounts(pod, "requests") == {"cpu": pytest.approx(0.15), "memory": 192 * MI}
+    assert bench.pod_amounts(pod, "limits") == {"cpu": pytest.approx(1.5), "memory": 320 * MI}
+
+
+def test_pod_init_containers_count_their_largest_not_their_sum():
+    # Like the migration Job: steps run one after another as init containers, then the last step.
+    pod = {"initContainers": [container("step1", "50m", "192Mi"), container("step2", "200m", "64Mi")],
+           "containers": [container("step3", "100m", "128Mi")]}
+    assert bench.pod_amounts(pod) == {"cpu": pytest.approx(0.2), "memory": 192 * MI}
+
+
+def test_pod_sidecar_init_containers_add_to_everything_after_them():
+    pod = {"initContainers": [container("proxy", "100m", "64Mi", restartPolicy="Always"),
+                              container("migrate", "300m", "32Mi")],
+           "containers": [container("app", "200m", "256Mi")]}
+    # init phase: migrate + proxy = 400m / 96Mi; running: app + proxy = 300m / 320Mi
+    assert bench.pod_amounts(pod) == {"cpu": pytest.approx(0.4), "memory": 320 * MI}
+
+
+def test_missing_request_defaults_to_limit_and_missing_limit_is_unbounded():
+    pod = {"containers": [container("a", cpu_limit="300m", memory="100Mi")]}
+    assert bench.pod_amounts(pod, "requests") == {"cpu": pytest.approx(0.3), "memory": 100 * MI}
+    assert bench.pod_amounts(pod, "limits") == {"cpu": pytest.approx(0.3), "memory": None}
+    assert bench.pod_amounts({"containers": [container("b")]}, "requests") == {"cpu": 0.0, "memory": 0.0}
+
+
+def manifests():
+    template = {"spec": {"containers": [container("c", "100m", "128Mi", "1", "256Mi")]}}
+    return [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+         "spec": {"replicas": 3, "template": template}},
+        {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "store"},
+         "spec": {"replicas": 2, "template": template}},
+        {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "once"},
+         "spec": {"template": {"spec": {"initContainers": [container("i", "400m", "64Mi", "1", "64Mi")],
+                                        "containers": [container("c", "100m", "512Mi", "1", "1Gi")]}}}},
+        {"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster", "metadata": {"name": "pg"},
+         "spec": {"instances": 3, "resources": {"requests": {"cpu": "500m", "memory": "1Gi"},
+                                                "limits": {"cpu": "2", "memory": "2Gi"}}}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "svc"}, "spec": {"type": "ClusterIP"}},
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}},
+    ]
+
+
+def test_workloads_multiply_pods_and_skip_non_workloads():
+    items = {w.name: w for w in bench.workloads(manifests())}
+    assert set(items) == {"web", "store", "once", "pg"}
+    assert (items["web"].pods, items["store"].pods, items["once"].pods, items["pg"].pods) == (3, 2, 1, 3)
+    assert items["web"].total("requests", "cpu") == pytest.approx(0.3)
+    assert items["once"].total("requests", "cpu") == pytest.approx(0.4)       # the init step is larger
+    assert items["once"].total("requests", "memory") == 512 * MI              # the container is larger
+    assert items["pg"].total("requests", "memory") == 3 * GI
+    assert items["pg"].total("limits", "cpu") == pytest.approx(6.0)
+
+
+def test_workload_labels_follow_objects():
+    names = [w.name for w in bench.workloads(manifests(), labels=[f"r{i}" for i in range(6)])]
+    assert names == ["r0", "r1", "r2", "r3"]
+    with pytest.raises(ValueError):
+        bench.workloads(manifests(), labels=["too-few"])
+
+
+def test_footprint_totals():
+    totals = bench.footprint_totals(bench.workloads(manifests()))
+    # cpu: 3*100m + 2*100m + 400m + 3*500m = 2400m; memory: 5*128Mi + 512Mi + 3Gi
+    assert totals["requests"]["cpu"] == pytest.approx(2.4)
+    assert totals["requests"]["memory"] == 5 * 128 * MI + 512 * MI + 3 * GI
+    assert totals["limits"]["cpu"] == pytest.approx(5 * 1 + 1 + 6)
+    unbounded = bench.footprint_totals(bench.workloads([
+        {"kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [container("c", "1m", "1Mi")]}}]))
+    assert unbounded["limits"] == {"cpu": None, "memory": None}
+
+
+@pytest.mark.parametrize("cpu, memory, passed", [
+    (0.5, GI, True), (0.3, GI - 1, True), (0.501, GI, False), (0.2, GI + 1, False),
+])
+def test_pr_budget_edges(cpu, memory, passed):
+    result = bench.pr_budget_check({"requests": {"cpu": cpu, "memory": memory}})
+    assert result["passed"] is passed
+
+
+# --------------------------------------------------------------------------- critical path
+def test_critical_path_prefers_weight_over_length():
+    weights = {"a": 1, "b": 0, "c": 0, "d": 0, "e": 1, "x": 1, "y": 1}
+    deps = {"b": {"a"}, "c": {"b"}, "d": {"c"}, "e": {"d"},   # a* b c d e*: weight 2, 5 nodes
+            "y": {"x"}}                                         # x* y*: weight 2, 2 nodes
+    weight, chain = bench.critical_path(weights, deps)
+    assert weight == 2 and chain == ["a", "b", "c", "d", "e"]  # tie on weight -> more nodes
+    weights["y"], weights["x"] = 1, 1
+    deps["y"] = {"x", "e"}
+    assert bench.critical_path(weights, deps) == (3, ["a", "b", "c", "d", "e", "y"])
+
+
+def test_critical_path_diamond_takes_heavier_branch():
+    weights = {"ns": 0, "pg": 1, "op": 1, "s3": 1, "job": 1, "app": 1}
+    deps = {"pg": {"ns", "op"}, "s3": {"ns"}, "op": {"ns"}, "job": {"pg", "s3"}, "app": {"job"}}
+    weight, chain = bench.critical_path(weights, deps)
+    assert weight == 4 and chain == ["ns", "op", "pg", "job", "app"]
+    assert bench.critical_nodes(weights, deps) == {"ns", "op", "pg", "job", "app"}
+    levels = bench.finish_levels(weights, deps)
+    assert levels["pg"] == 2 and levels["s3"] == 1 and levels["app"] == 4
+
+
+def test_critical_nodes_include_every_tied_chain():
+    weights = {"a": 1, "b": 1, "c": 1, "z": 0}
+    deps = {"c": {"a", "b"}, "z": {"a"}}
+    assert bench.critical_nodes(weights, deps) == {"a", "b", "c"}
+
+
+def test_critical_path_rejects_cycles_and_handles_empty():
+    with pytest.raises(ValueError):
+        bench.critical_path({"a": 1, "b": 1}, {"a": {"b"}, "b": {"a"}})
+    assert bench.critical_path({}, {}) == (0, [])
+
+
+# --------------------------------------------------------------------------- graph from registrations
+@dataclass
+class Reg:
+    name: str
+    type: str
+    custom: bool = True
+    parent: str = ""
+    inputs: dict = field(default_factory=dict)
+    dependencies: list = field(default_factory=list)
+    property_dependencies: dict = field(default_factory=dict)
+    provider: str = ""
+
+    @property
+    def urn(self) -> str:
+        return f"urn:pulumi:s::p::{self.type}::{self.name}"
+
+
+def synthetic_stack(pg_waits_for_minio: bool = False) -> list[Reg]:
+    k8s = Reg("k8s", "pulumi:providers:kubernetes")
+    ref = k8s.urn + "::k8s-id"
+    pg = Reg("postgres", "mlflow-platform:index:PostgresCluster", custom=False)
+    s3 = Reg("minio", "mlflow-platform:index:MinioStore", custom=False)
+    lb = Reg("pg-admin", "kubernetes:core/v1:Service", parent=pg.urn, provider=ref,
+             inputs={"spec": {"type": "LoadBalancer"}})
+    cluster = Reg("pg-cluster", "kubernetes:postgresql.cnpg.io/v1:Cluster", parent=pg.urn, provider=ref,
+                  inputs={"metadata": {"annotations": {"pulumi.com/waitFor": "condition=Ready"}}},
+                  dependencies=[lb.urn])
+    sql = Reg("pg-provider", "pulumi:providers:postgresql", parent=pg.urn, dependencies=[cluster.urn])
+    role = Reg("pg-role", "postgresql:index/role:Role", parent=pg.urn, provider=sql.urn + "::id")
+    sts = Reg("minio-sts", "kubernetes:apps/v1:StatefulSet", parent=s3.urn, provider=ref)
+    svc = Reg("minio-svc", "kubernetes:core/v1:Service", parent=s3.urn, provider=ref, inputs={"spec": {}})
+    mp = Reg("minio-provider", "pulumi:providers:minio", parent=s3.urn, dependencies=[sts.urn])
+    bucket = Reg("minio-bucket", "minio:index/s3Bucket:S3Bucket", parent=s3.urn, provider=mp.urn + "::id")
+    app = Reg("app", "kubernetes:apps/v1:Deployment", provider=ref,
+              property_dependencies={"spec": [role.urn]}, dependencies=[s3.urn])  # a component dependency
+    if pg_waits_for_minio:
+        cluster.dependencies.append(svc.urn)
+    return [k8s, pg, s3, lb, cluster, sql, role, sts, svc, mp, bucket, app]
+
+
+def test_readiness_weights():
+    weights = {r.name: bench.readiness_weight(r) for r in synthetic_stack()}
+    assert weights == {"k8s": 0, "postgres": 0, "minio": 0, "pg-admin": 1, "pg-cluster": 1, "pg-provider": 0,
+                       "pg-role": 0, "minio-sts": 1, "minio-svc": 0, "minio-provider": 0, "minio-bucket": 0,
+                       "app": 1}
+    assert bench.readiness_weight(Reg("r", "kubernetes:helm.sh/v3:Release", inputs={"skipAwait": True})) == 0
+    assert bench.readiness_weight(Reg("r", "kubernetes:helm.sh/v3:Release", inputs={})) == 1
+    assert bench.readiness_weight(Reg("j", "kubernetes:batch/v1:Job", inputs={
+        "metadata": {"annotations": {"pulumi.com/skipAwait": "true"}}})) == 0
+    assert bench.readiness_weight(Reg("c", "kubernetes:postgresql.cnpg.io/v1:Cluster", inputs={})) == 0
+
+
+def test_graph_edges_providers_and_component_expansion():
+    regs = synthetic_stack()
+    graph = bench.build_graph(regs)
+    urn = {r.name: r.urn for r in regs}
+    names = lambda urns: {graph.names[u] for u in urns}  # noqa: E731
+    assert set(graph.names.values()) == {r.name for r in regs if r.custom}   # components are not nodes
+    assert names(graph.deps[urn["pg-role"]]) == {"pg-provider"}                # waits for its provider
+    assert names(graph.deps[urn["minio-bucket"]]) == {"minio-provider"}
+    assert names(graph.deps[urn["app"]]) == {"k8s", "pg-role", "minio-sts", "minio-svc", "minio-provider",
+                                             "minio-bucket"}                    # component -> descendants
+    assert graph.component_refs == 1
+    assert names(graph.deps[urn["pg-cluster"]]) == {"pg-admin", "k8s"}        # the parent is not a dependency
+    weight, chain = bench.critical_path(graph.weights, graph.deps)
+    assert weight == 3
+    assert [graph.names[u] for u in chain] == ["k8s", "pg-admin", "pg-cluster", "pg-provider", "pg-role", "app"]
+
+
+def test_data_services_independence_detects_a_cross_dependency():
+    regs = synthetic_stack()
+    result = bench.data_services_parallel(regs)
+    assert result["independent"]
+    assert result["readiness_levels"] == {"postgres": {"pg-cluster": 2}, "minio": {"minio-sts": 1}}
+    coupled = bench.data_services_parallel(synthetic_stack(pg_waits_for_minio=True))
+    assert not coupled["independent"]
+    assert coupled["postgres_waits_for_minio"] == ["minio-svc"]
+    assert coupled["minio_waits_for_postgres"] == []
+
+
+# --------------------------------------------------------------------------- the real program
+@pytest.fixture(scope="module")
+def pr_stack():
+    return bench.run_program("pr-42")
+
+
+def test_real_pr_stack_footprint_within_budget(pr_stack):
+    items = bench.workloads(pr_stack.k8s_objects)
+    kinds = sorted(w.kind for w in items)
+    # Every pod-running object must be seen, or the sum would be vacuously small.
+    assert kinds == ["Cluster", "Deployment", "Job", "StatefulSet"], kinds
+    totals = bench.footprint_totals(items)
+    budget = bench.pr_budget_check(totals)
+    assert budget["memory_ok"], f"PR stack requests {totals['requests']['memory'] / MI:.0f}Mi > 1024Mi"
+    assert budget["cpu_ok"], f"PR stack requests {totals['requests']['cpu'] * 1000:.0f}m CPU > 500m"
+    for w in items:
+        assert w.per_pod["requests"]["cpu"] > 0 and w.per_pod["requests"]["memory"] > 0, w.name
+
+
+def test_real_pr_stack_postgres_and_minio_come_up_independently(pr_stack):
+    graph = bench.build_graph(pr_stack.registrations)
+    result = bench.data_services_parallel(pr_stack.registrations, graph)
+    assert result["independent"], result
+    # The readiness gates exist (else independence would be vacuous).
+    assert "postgres-cluster" in result["readiness_levels"]["postgres"]
+    assert "minio-statefulset" in result["readiness_levels"]["minio"]
+    # ...and the graph is wired: MLflow waits for both of them (through the providers, roles, bucket).
+    deployment = [u for u, t in graph.types.items() if t == "kubernetes:apps/v1:Deployment"]
+    assert len(deployment) == 1
+    upstream = {graph.names[u] for u in graph.ancestors(deployment)}
+    assert {"postgres-cluster", "minio-statefulset"} <= upstream, sorted(upstream)
+
+
+def test_run_program_runs_another_program_through_the_harness():
+    ev = bench.run_program("dev", bench.FLOOR_PROGRAM)
+    assert [r.type for r in ev.registrations] == ["kubernetes:core/v1:Namespace"]
+    from tests import harness
+
+    assert harness.MAIN == ROOT / "__main__.py"  # restored for everyone else
