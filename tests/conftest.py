@@ -11,9 +11,6 @@ sys.path.insert(0, str(ROOT))
 from tests.harness import evaluate_stack  # noqa: E402
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "integration: runs real PostgreSQL, S3 and MLflow processes")
-
 
 @pytest.fixture(scope="module")
 def dev():
