@@ -139,9 +139,8 @@ class MlflowServer(pulumi.ComponentResource):
             opts=child,
         )
 
-        scheme = "https" if args.ingress.tls_enabled else "http"
         self.fqdn = fqdn
-        self.tracking_url = pulumi.Output.concat(scheme, "://", fqdn)
+        self.tracking_url = pulumi.Output.concat(self._scheme(args), "://", fqdn)
         self.internal_url = pulumi.Output.concat("http://", SERVICE, ".", args.namespace, ".svc")
         self.admin_user = pulumi.Output.from_input(cfg.admin_user if cfg.auth else "")
         self.admin_password = pulumi.Output.secret(admin_password.result if cfg.auth else "")
@@ -158,6 +157,10 @@ class MlflowServer(pulumi.ComponentResource):
             "admin_user": self.admin_user, "admin_password": self.admin_password,
             "package_values": self.package_values,
         })
+
+    @staticmethod
+    def _scheme(args: MlflowServerArgs) -> str:
+        return "https" if args.ingress.tls_enabled else "http"
 
     def _config_volumes(self, name: str, args: MlflowServerArgs, env_values: dict,
                         child: pulumi.ResourceOptions) -> tuple[list[dict], list[dict]]:
@@ -238,6 +241,8 @@ class MlflowServer(pulumi.ComponentResource):
             "--serve-artifacts", "--artifacts-destination", pulumi.Output.concat("s3://", args.bucket, "/artifacts"),
             "--allowed-hosts", pulumi.Output.all(args.namespace, fqdn).apply(lambda v: ",".join(allowed_hosts(*v))),
         ]
+        # Browsers send Origin even on same-origin POSTs: MLflow answers 403 to unlisted origins.
+        server_args += ["--cors-allowed-origins", pulumi.Output.concat(self._scheme(args), "://", fqdn)]
         if cfg.auth:
             server_args += ["--app-name", "basic-auth"]
         probe = {"httpGet": {"path": "/health", "port": "http"}, "timeoutSeconds": 5}

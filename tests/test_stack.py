@@ -148,6 +148,7 @@ def test_mlflow_serves_artifacts_from_the_declared_bucket_and_answers_its_hosts(
     assert fqdn == "mlflow-mlflow-dev.localtest.me" and dev.outputs["trackingUrl"] == f"http://{fqdn}"
     for host in (fqdn, "mlflow", "mlflow.mlflow-dev.svc", "mlflow.mlflow-dev.svc.cluster.local"):
         assert host in hosts and f"{host}:*" in hosts
+    assert args[args.index("--cors-allowed-origins") + 1] == f"http://{fqdn}", "the UI's POSTs carry Origin"
 
 
 def test_basic_auth_uses_the_auth_database_and_generated_credentials(dev):

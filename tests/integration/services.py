@@ -1,0 +1,1171 @@
+"""Run the wired configuration for real, on loopback only.
+
+No cluster and no container runtime exist in the test environment, so these helpers start the
+real server processes (PostgreSQL 15, a moto S3 server standing in for MinIO, ``mlflow server``
+from the project venv) on 127.0.0.0/8 addresses and feed them the configuration that the Pulumi
+program renders (container command/args/env/volumeMounts, Secrets, CA/cert PEMs).
+
+Every helper is a context manager: it bounds every wait with a timeout, stops the processes it
+started on exit (by process id / process group, never by name), captures output to log files in
+``workdir`` and appends the log tail to any exception it raises (:class:`ServiceError`).
+
+In-cluster DNS without touching URIs
+------------------------------------
+The processes must reach ``minio.mlflow-dev.svc.cluster.local:9000`` or
+``mlflow-pg-rw.mlflow-dev.svc:5432`` while TLS (``verify-full``) keeps checking those real names
+against the certificate SANs. Therefore we substitute *addresses*, never names:
+
+* Python sockets (boto3/urllib3/requests/http.client/asyncio): :func:`shim_env` puts
+  ``pyshim/`` first on ``PYTHONPATH``; its ``sitecustomize.py`` patches ``socket.getaddrinfo``
+  (and ``gethostbyname[_ex]``) from the JSON in ``K8S_DNS_SHIM``: ``host -> ip`` or
+  ``host:port -> ip:port`` (port remapping, e.g. an ingress FQDN on 443 -> mlflow on 5000),
+  ``deny`` fnmatch patterns (a "laptop" client gets ``["*.svc", "*.svc.cluster.local"]`` so it
+  provably cannot reach in-cluster services), and ``strict`` (default on: any other non-loopback
+  name or address is refused, so nothing under test can leave 127.0.0.0/8, e.g. telemetry).
+  The same logic is available in-process via :func:`dns_patched`.
+* libpq (psycopg2 uses the C resolver, which the Python shim cannot see): ``PGHOSTADDR``.
+  libpq then connects to ``hostaddr`` but still uses ``host`` for ``sslmode=verify-full``
+  hostname verification and SNI. :func:`mlflow_server_from_container` derives it from the
+  ``postgresql://`` URIs found in the container config (all must map to one address).
+
+Volumes: temp root + path rewriting (not the real mountPath)
+-------------------------------------------------------------
+``mlflow_server_from_container`` materialises each volumeMount under ``<workdir>/rootfs`` +
+mountPath and rewrites every occurrence of a mountPath (as a whole path prefix) in command,
+args, env values and in the materialised files themselves (e.g. ``sslrootcert=`` inside the
+auth ini). We chose this over writing to the real mountPath as root because real paths are
+global state: they can clobber system files (a mount over ``/etc/ssl/certs``), collide between
+concurrent test runs, leave litter, and need root (CI may not have it). A mount namespace would
+give exact paths but needs CAP_SYS_ADMIN and pre-existing mount points. The rewrite map and the
+final argv/env are exposed on the returned object so tests can assert on them; a leftover
+reference to a mountPath after rewriting is an error.
+
+The other intentional deviations from "exactly the container": ``--host`` is forced to the
+loopback listen address (pods bind 0.0.0.0, which is forbidden here), ``--port`` only if asked,
+and a handful of infrastructure env vars are added (``PATH`` with the venv first, ``HOME``,
+``LANG``, ``PYTHONUNBUFFERED``, ``PYTHONPATH``/``K8S_DNS_SHIM``, ``PGHOSTADDR``), listed in
+``MlflowServer.added_env``. Nothing else leaks from the test runner's environment (it carries
+e.g. ``REQUESTS_CA_BUNDLE``/``AWS_CA_BUNDLE`` pointing at the system bundle, which would mask a
+missing CA setting in the rendered config).
+
+API overview (glue from ``tests/harness.evaluate_stack`` stays thin)::
+
+    secrets, cms = k8s_secrets(ev.k8s_objects), k8s_config_maps(ev.k8s_objects)
+    pod = <Deployment>["spec"]["template"]["spec"]; c = pod["containers"][0]
+    files = files_by_mount_from_pod(pod, c, secrets=secrets, config_maps=cms)
+    with postgres_server(wd, ..., hba_rules=cnpg_hba(<Cluster>.spec.postgresql.pg_hba)) as pg,
+         s3_server(wd, ...) as s3:
+        pg.ensure_role(...); pg.ensure_database(...)            # what the postgresql provider does
+        with dns_patched(host_map): s3.client(...).create_bucket(...)   # what the minio provider does
+        run_container_job(<migration Job container>, ...)        # optional pre-deploy Job
+        with mlflow_server_from_container(c, secrets=secrets, files_by_mount=files,
+                                          host_map=host_map, workdir=wd) as server,
+             ingress_proxy(wd, ..., deny_paths=...) as ingress:
+            run_python_client(code, workdir=wd, host_map={"<ingress fqdn>:443": ...}, env=...)
+
+PostgreSQL refuses to run as root, so when running as root initdb/pg_ctl run as ``nobody`` (or a
+``useradd``-created ``pgitest`` user) with data, key and certificates in a private 0700 directory
+under /tmp owned by that user (pytest's tmp dirs are not traversable by other users); its log is
+copied to ``workdir`` on exit.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import http.client
+import json
+import os
+import pwd
+import re
+import shlex
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+from urllib.parse import urlsplit
+
+from .pyshim import k8s_dns_shim
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = REPO_ROOT / "venv" / "bin"
+SHIM_DIR = Path(__file__).resolve().parent / "pyshim"
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+LAPTOP_DENY = ("*.svc", "*.svc.cluster.local", "*.cluster.local")
+
+
+class ServiceError(RuntimeError):
+    """A service failed to start/stop in time; the message carries the relevant log tail."""
+
+
+# --------------------------------------------------------------------------- generic plumbing
+
+
+def _tail(path: Path | str, lines: int = 60) -> str:
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError as exc:
+        return f"<no log: {exc}>"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _error(msg: str, *logs: Path | str) -> ServiceError:
+    parts = [msg]
+    for log in logs:
+        parts.append(f"--- tail of {log} ---\n{_tail(log)}")
+    return ServiceError("\n".join(parts))
+
+
+def _wait_until(
+    predicate: Callable[[], bool],
+    *,
+    timeout: float,
+    what: str,
+    logs: tuple = (),
+    alive: Callable[[], bool] | None = None,
+    interval: float = 0.25,
+) -> None:
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while time.monotonic() < deadline:
+        if alive is not None and not alive():
+            raise _error(f"{what}: process exited before becoming ready", *logs)
+        try:
+            if predicate():
+                return
+        except Exception as exc:  # noqa: BLE001 - readiness probes fail in many ways
+            last_exc = exc
+        time.sleep(interval)
+    raise _error(f"{what}: not ready after {timeout:.0f}s (last error: {last_exc!r})", *logs)
+
+
+def port_is_free(address: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
+def _require_loopback(address: str) -> None:
+    import ipaddress
+
+    if not ipaddress.ip_address(address).is_loopback:
+        raise ValueError(f"only 127.0.0.0/8 may be used, got {address}")
+
+
+def _require_free(address: str, port: int, what: str) -> None:
+    _require_loopback(address)
+    if not port_is_free(address, port):
+        raise ServiceError(f"{what}: {address}:{port} is already in use")
+
+
+def free_loopback_address(port: int, *, attempts: int = 50) -> str:
+    """A random 127.x.y.z where ``port`` is free (lets fixed in-cluster ports such as 5432/9000
+    be kept while test runs in parallel use distinct addresses)."""
+    import random
+
+    for _ in range(attempts):
+        address = f"127.{random.randint(1, 254)}.{random.randint(0, 255)}.{random.randint(2, 254)}"
+        if port_is_free(address, port):
+            return address
+    raise ServiceError(f"no free loopback address for port {port}")
+
+
+class ManagedProcess:
+    """Popen in its own session/process group, output to a log file, bounded stop."""
+
+    def __init__(self, name: str, argv: list[str], *, env: Mapping[str, str], log_path: Path,
+                 cwd: str | Path | None = None, user: int | None = None, group: int | None = None):
+        self.name = name
+        self.argv = list(argv)
+        self.log_path = Path(log_path)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self._log.write(f"$ {shlex.join(self.argv)}\n".encode())
+        self._log.flush()
+        kwargs: dict[str, Any] = {}
+        if user is not None:
+            kwargs.update(user=user, group=group, extra_groups=[])
+        try:
+            self.popen = subprocess.Popen(
+                self.argv, env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL,
+                stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True, **kwargs,
+            )
+        except OSError as exc:
+            self._log.close()
+            raise _error(f"{name}: cannot start {self.argv[0]!r}: {exc}", self.log_path) from exc
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def _signal_group(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, sig)
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        started = time.monotonic()
+        how = "already exited"
+        if self.alive():
+            how = "SIGTERM"
+            self._signal_group(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                how = f"SIGKILL after {timeout}s"
+                self._signal_group(signal.SIGKILL)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.popen.wait(10)
+        # leftover children (e.g. uvicorn workers) share our process group
+        self._signal_group(signal.SIGKILL)
+        self._log.write(f"\n[services] {self.name} stopped ({how}) in "
+                        f"{time.monotonic() - started:.1f}s, rc={self.popen.returncode}\n".encode())
+        self._log.close()
+        return self.popen.returncode
+
+
+def _run(argv: list[str], *, what: str, log_path: Path, timeout: float, env: Mapping[str, str],
+         cwd: str | Path | None = None, user: int | None = None, group: int | None = None,
+         input_text: str | None = None) -> str:
+    """Run a short command bounded by ``timeout``; append its output to ``log_path``."""
+    kwargs: dict[str, Any] = {}
+    if user is not None:
+        kwargs.update(user=user, group=group, extra_groups=[])
+    try:
+        proc = subprocess.run(
+            argv, env=dict(env), cwd=cwd, input=input_text, capture_output=True, text=True,
+            timeout=timeout, **kwargs,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise _error(f"{what}: timed out after {timeout}s: {shlex.join(argv)}", log_path) from exc
+    with open(log_path, "a") as log:
+        log.write(f"$ {shlex.join(argv)}\n{proc.stdout}{proc.stderr}")
+    if proc.returncode != 0:
+        raise _error(f"{what}: exit {proc.returncode}: {shlex.join(argv)}\n{proc.stderr}", log_path)
+    return proc.stdout
+
+
+# --------------------------------------------------------------------------- DNS shim
+
+
+def shim_config(host_map: Mapping[str, str] | None = None, *, deny: tuple | list = (),
+                strict: bool = True) -> dict:
+    return {"map": dict(host_map or {}), "deny": list(deny), "strict": strict}
+
+
+def shim_env(host_map: Mapping[str, str] | None = None, *, deny: tuple | list = (),
+             strict: bool = True, pythonpath: str | None = None) -> dict[str, str]:
+    """Env additions that install the DNS shim in a child Python process."""
+    path = str(SHIM_DIR) + (os.pathsep + pythonpath if pythonpath else "")
+    return {
+        "PYTHONPATH": path,
+        k8s_dns_shim.ENV_VAR: json.dumps(shim_config(host_map, deny=deny, strict=strict)),
+    }
+
+
+@contextlib.contextmanager
+def dns_patched(host_map: Mapping[str, str] | None = None, *, deny: tuple | list = (),
+                strict: bool = False) -> Iterator[None]:
+    """Install the shim in *this* process (e.g. to create a bucket through the real in-cluster
+    endpoint name). ``strict`` defaults to False here so pytest itself is not restricted."""
+    previous = k8s_dns_shim.current_config()
+    k8s_dns_shim.install(shim_config(host_map, deny=deny, strict=strict))
+    try:
+        yield
+    finally:
+        if previous is None:
+            k8s_dns_shim.uninstall()
+        else:
+            k8s_dns_shim.install(previous)
+
+
+def base_env(workdir: Path, **extra: str) -> dict[str, str]:
+    """Minimal clean environment for child processes (nothing leaks from the test runner)."""
+    home = Path(workdir) / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    env = {"PATH": f"{VENV_BIN}:{SYSTEM_PATH}", "HOME": str(home), "LANG": "C.UTF-8",
+           "PYTHONUNBUFFERED": "1"}
+    env.update(extra)
+    return env
+
+
+def run_python_client(code: str, *, workdir: Path, env: Mapping[str, str] | None = None,
+                      host_map: Mapping[str, str] | None = None, deny: tuple | list = LAPTOP_DENY,
+                      strict: bool = True, timeout: float = 120, name: str = "client",
+                      check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``code`` with the venv python as an isolated "laptop" process: clean env + ``env`` +
+    DNS shim (in-cluster names denied by default). Output goes to ``workdir/<name>.log``."""
+    workdir = Path(workdir)
+    script = workdir / f"{name}.py"
+    script.write_text(code)
+    child_env = base_env(workdir)
+    child_env.update(env or {})
+    child_env.update(shim_env(host_map, deny=deny, strict=strict,
+                              pythonpath=child_env.get("PYTHONPATH")))
+    log_path = workdir / f"{name}.log"
+    try:
+        proc = subprocess.run([str(VENV_BIN / "python"), str(script)], env=child_env,
+                              cwd=workdir, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        log_path.write_text(f"{exc.stdout or ''}\n{exc.stderr or ''}")
+        raise _error(f"{name}: timed out after {timeout}s", log_path) from exc
+    log_path.write_text(f"--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}")
+    if check and proc.returncode != 0:
+        raise _error(f"{name}: exit {proc.returncode}", log_path)
+    return proc
+
+
+def last_json_line(text: str) -> Any:
+    for line in reversed(text.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{") or line.startswith("["):
+            return json.loads(line)
+    raise ValueError(f"no JSON line in output:\n{text[-2000:]}")
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+def pg_bin_path() -> str:
+    """PATH for the PostgreSQL server binaries: PATH as-is if ``pg_ctl`` is on it (here via
+    /usr/local/bin symlinks), else the newest Debian/Ubuntu /usr/lib/postgresql/<v>/bin."""
+    if shutil.which("pg_ctl", path=SYSTEM_PATH):
+        return SYSTEM_PATH
+    import glob
+
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"),
+                        key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0)
+    if not candidates:
+        raise ServiceError("PostgreSQL server binaries (initdb/pg_ctl/postgres) not found")
+    return f"{os.path.dirname(candidates[-1])}:{SYSTEM_PATH}"
+
+
+def _pg_os_user() -> tuple[int, int] | None:
+    """(uid, gid) to run PostgreSQL as, or None when not root (run as ourselves)."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("nobody", "pgitest"):
+        with contextlib.suppress(KeyError):
+            pw = pwd.getpwnam(name)
+            return pw.pw_uid, pw.pw_gid
+    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                    "pgitest"], check=True, timeout=30, capture_output=True)
+    pw = pwd.getpwnam("pgitest")
+    return pw.pw_uid, pw.pw_gid
+
+
+@dataclass
+class PostgresServer:
+    host: str
+    port: int
+    superuser: str
+    superuser_password: str
+    socket_dir: str
+    data_dir: str
+    log_path: Path
+    ca_file: str
+
+    def superuser_conninfo(self, dbname: str = "postgres") -> dict[str, Any]:
+        """psycopg2.connect(**kwargs) for the superuser over the unix socket (setup only)."""
+        return {"host": self.socket_dir, "port": self.port, "user": self.superuser,
+                "password": self.superuser_password, "dbname": dbname}
+
+    def connect_superuser(self, dbname: str = "postgres", autocommit: bool = True):
+        import psycopg2
+
+        conn = psycopg2.connect(connect_timeout=10, **self.superuser_conninfo(dbname))
+        conn.autocommit = autocommit
+        return conn
+
+    def execute(self, sql: str, params: tuple | dict | None = None, dbname: str = "postgres"):
+        conn = self.connect_superuser(dbname)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, params)
+                return cur.fetchall() if cur.description else None
+        finally:
+            conn.close()
+
+    def psql(self, sql: str, dbname: str = "postgres", timeout: float = 30) -> str:
+        env = {"PATH": SYSTEM_PATH, "PGPASSWORD": self.superuser_password, "LANG": "C.UTF-8"}
+        return _run(["psql", "-X", "-v", "ON_ERROR_STOP=1", "-At", "-h", self.socket_dir,
+                     "-p", str(self.port), "-U", self.superuser, "-d", dbname, "-c", sql],
+                    what="psql", log_path=self.log_path.with_suffix(".psql.log"),
+                    timeout=timeout, env=env)
+
+    def ensure_role(self, name: str, password: str, *, login: bool = True) -> None:
+        from psycopg2 import sql
+
+        exists = self.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,))
+        verb = "ALTER" if exists else "CREATE"
+        self.execute(sql.SQL(verb + " ROLE {} WITH " + ("LOGIN" if login else "NOLOGIN")
+                             + " PASSWORD {}").format(sql.Identifier(name), sql.Literal(password)))
+
+    def ensure_database(self, name: str, owner: str) -> None:
+        from psycopg2 import sql
+
+        if not self.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)):
+            self.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                sql.Identifier(name), sql.Identifier(owner)))
+
+    def connect_tcp(self, *, host_name: str, user: str, password: str, dbname: str,
+                    sslmode: str = "verify-full", sslrootcert: str | None = None, **kwargs):
+        """Connect like a pod would: ``host_name`` (checked against the cert SANs under
+        verify-full) while the TCP connection goes to our loopback ``hostaddr``."""
+        import psycopg2
+
+        return psycopg2.connect(host=host_name, hostaddr=self.host, port=self.port, user=user,
+                                password=password, dbname=dbname, sslmode=sslmode,
+                                sslrootcert=sslrootcert or self.ca_file, connect_timeout=10,
+                                **kwargs)
+
+
+def cnpg_hba(user_rules: list[str], default_method: str = "scram-sha-256") -> list[str]:
+    """The TCP part of the pg_hba.conf CloudNativePG generates from ``spec.postgresql.pg_hba``:
+    user rules followed by the operator's catch-all ``host all all all <method>`` (its fixed
+    rules only concern ``local`` peer access and cert-authenticated replication users). The
+    catch-all also matches non-TLS connections, so TLS is only enforced if the user rules start
+    with ``hostnossl all all all reject``."""
+    return [*user_rules, f"host all all all {default_method}"]
+
+
+@contextlib.contextmanager
+def postgres_server(workdir: Path | str, *, server_cert_pem: str, server_key_pem: str,
+                    ca_pem: str, hba_rules: list[str], listen_addr: str = "127.0.0.2",
+                    port: int = 5432, superuser: str = "postgres",
+                    superuser_password: str | None = None, extra_conf: Mapping[str, str] | None = None,
+                    timeout: float = 60) -> Iterator[PostgresServer]:
+    """initdb (scram-sha-256) + TLS-only config + ``hba_rules`` verbatim, started with pg_ctl.
+
+    pg_hba.conf = ``local all <superuser> scram-sha-256`` (setup over the unix socket) followed
+    by ``hba_rules`` in order. Yields a :class:`PostgresServer`."""
+    import secrets as _secrets
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    _require_free(listen_addr, port, "postgres")
+    ids = _pg_os_user()
+    uid, gid = ids if ids else (None, None)
+    password = superuser_password or _secrets.token_urlsafe(24)
+    base = Path(tempfile.mkdtemp(prefix="itest-pg-"))
+    data, sock, tls = base / "data", base / "sock", base / "tls"
+    log_path = workdir / "postgres.log"
+    run_log = base / "postgres.log"
+    env = {"PATH": pg_bin_path(), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": str(base)}
+    started = False
+    try:
+        for d in (sock, tls):
+            d.mkdir(mode=0o700)
+        (tls / "server.crt").write_text(server_cert_pem)
+        (tls / "server.key").write_text(server_key_pem)
+        (tls / "ca.crt").write_text(ca_pem)
+        (base / "pwfile").write_text(password + "\n")
+        run_log.touch()
+        for p in (tls / "server.key", base / "pwfile"):
+            p.chmod(0o600)
+        if uid is not None:
+            for p in [base, *base.rglob("*")]:
+                os.chown(p, uid, gid)
+        _run(["initdb", "-D", str(data), "-U", superuser, f"--pwfile={base / 'pwfile'}",
+              "--auth-local=scram-sha-256", "--auth-host=scram-sha-256", "-E", "UTF8",
+              "--locale=C.UTF-8", "--no-sync"],
+             what="initdb", log_path=log_path, timeout=timeout, env=env, cwd=base,
+             user=uid, group=gid)
+        conf = {
+            "listen_addresses": f"'{listen_addr}'",
+            "port": str(port),
+            "unix_socket_directories": f"'{sock}'",
+            "ssl": "on",
+            "ssl_cert_file": f"'{tls / 'server.crt'}'",
+            "ssl_key_file": f"'{tls / 'server.key'}'",
+            "ssl_ca_file": f"'{tls / 'ca.crt'}'",
+            "ssl_min_protocol_version": "'TLSv1.2'",
+            "password_encryption": "'scram-sha-256'",
+            "max_connections": "100",
+            "shared_buffers": "32MB",
+            "fsync": "off",
+            "synchronous_commit": "off",
+            "full_page_writes": "off",
+            "log_connections": "on",
+            "log_line_prefix": "'%m [%p] %q%u@%d %h '",
+        }
+        conf.update(extra_conf or {})
+        with open(data / "postgresql.conf", "a") as fh:
+            fh.write("\n# --- integration test settings ---\n")
+            fh.writelines(f"{k} = {v}\n" for k, v in conf.items())
+        hba = [f"local all {superuser} scram-sha-256", *hba_rules]
+        (data / "pg_hba.conf").write_text("\n".join(hba) + "\n")
+        started = True
+        _run(["pg_ctl", "-D", str(data), "-l", str(run_log), "-w", "-t", str(int(timeout)),
+              "start"], what="pg_ctl start", log_path=log_path, timeout=timeout + 10, env=env,
+             cwd=base, user=uid, group=gid)
+        server = PostgresServer(listen_addr, port, superuser, password, str(sock), str(data),
+                                log_path, str(tls / "ca.crt"))
+        _wait_until(lambda: server.execute("SELECT 1") == [(1,)], timeout=timeout,
+                    what="postgres superuser login", logs=(run_log,))
+        yield server
+    except ServiceError:
+        raise
+    except Exception as exc:
+        raise _error(f"postgres: {exc!r}", run_log, log_path) from exc
+    finally:
+        try:
+            if started:
+                with contextlib.suppress(ServiceError):
+                    _run(["pg_ctl", "-D", str(data), "-m", "fast", "-w", "-t", "30", "stop"],
+                         what="pg_ctl stop", log_path=log_path, timeout=40, env=env, cwd=base,
+                         user=uid, group=gid)
+                pidfile = data / "postmaster.pid"
+                if pidfile.exists():  # pg_ctl stop failed: kill the postmaster we started
+                    with contextlib.suppress(ValueError, ProcessLookupError, OSError):
+                        os.kill(int(pidfile.read_text().split()[0]), signal.SIGKILL)
+            with contextlib.suppress(OSError), open(log_path, "a") as out:
+                out.write("\n--- server log ---\n" + run_log.read_text(errors="replace"))
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- S3 (moto)
+
+
+@dataclass
+class S3Server:
+    host: str
+    port: int
+    log_path: Path
+
+    def endpoint_url(self, name: str | None = None) -> str:
+        return f"https://{name or self.host}:{self.port}"
+
+    def client(self, *, endpoint_name: str, ca_file: str | bool, access_key: str = "test",
+               secret_key: str = "test", region: str = "us-east-1"):
+        """boto3 S3 client for ``https://<endpoint_name>:<port>``; resolve the name via
+        :func:`dns_patched` (or pass endpoint_name=self.host with an IP SAN)."""
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3", endpoint_url=self.endpoint_url(endpoint_name), aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key, region_name=region, verify=ca_file,
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1},
+                          connect_timeout=5, read_timeout=30),
+        )
+
+
+@contextlib.contextmanager
+def s3_server(workdir: Path | str, *, cert_pem: str, key_pem: str, listen_addr: str = "127.0.0.3",
+              port: int = 9000, timeout: float = 30,
+              env: Mapping[str, str] | None = None) -> Iterator[S3Server]:
+    """moto's S3-compatible server over HTTPS with the given certificate (``moto_server -c/-k``).
+
+    moto accepts any credentials: it proves wiring (endpoint name, TLS trust, bucket/prefix),
+    not MinIO IAM policy enforcement."""
+    workdir = Path(workdir)
+    tls = workdir / "s3-tls"
+    tls.mkdir(parents=True, exist_ok=True)
+    (tls / "tls.crt").write_text(cert_pem)
+    (tls / "tls.key").write_text(key_pem)
+    (tls / "tls.key").chmod(0o600)
+    _require_free(listen_addr, port, "s3")
+    log_path = workdir / "s3.log"
+    proc = ManagedProcess(
+        "moto_server",
+        [str(VENV_BIN / "moto_server"), "-H", listen_addr, "-p", str(port),
+         "-c", str(tls / "tls.crt"), "-k", str(tls / "tls.key")],
+        env=base_env(workdir, **(env or {})), log_path=log_path, cwd=workdir)
+    try:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE  # readiness only; tests verify for real
+
+        def ready() -> bool:
+            conn = http.client.HTTPSConnection(listen_addr, port, timeout=2, context=ctx)
+            try:
+                conn.request("GET", "/")
+                return conn.getresponse().status < 500
+            finally:
+                conn.close()
+
+        _wait_until(ready, timeout=timeout, what="s3 (moto) server", logs=(log_path,),
+                    alive=proc.alive)
+        yield S3Server(listen_addr, port, log_path)
+    finally:
+        proc.stop()
+
+
+# --------------------------------------------------------------------------- ingress stand-in
+
+_HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
+               "trailers", "transfer-encoding", "upgrade", "content-length"}
+
+
+@dataclass
+class IngressProxy:
+    host: str
+    port: int
+    log_path: Path
+    requests_seen: list = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def ingress_proxy(workdir: Path | str, *, cert_pem: str, key_pem: str, upstream_address: str,
+                  upstream_port: int, upstream_server_name: str | None = None,
+                  upstream_ca_file: str | None = None, listen_addr: str = "127.0.0.5",
+                  port: int = 8443, deny_paths: tuple | list = (),
+                  timeout: float = 60) -> Iterator[IngressProxy]:
+    """A minimal TLS-terminating reverse proxy standing in for the ingress controller (threads in
+    this process). Passes the Host header through (like ingress-nginx), re-encrypts to the
+    upstream when ``upstream_ca_file`` is given (verifying ``upstream_server_name``), and answers
+    404 for paths in ``deny_paths`` (exact match, query ignored). Bodies are buffered: fine for
+    test-sized artifacts, not a performance model."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    _require_free(listen_addr, port, "ingress proxy")
+    tls = workdir / "ingress-tls"
+    tls.mkdir(exist_ok=True)
+    (tls / "tls.crt").write_text(cert_pem)
+    (tls / "tls.key").write_text(key_pem)
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(tls / "tls.crt", tls / "tls.key")
+    upstream_ctx = ssl.create_default_context(cafile=upstream_ca_file) if upstream_ca_file else None
+    log_path = workdir / "ingress.log"
+    log = open(log_path, "a", buffering=1)  # noqa: SIM115 - closed below
+    state = IngressProxy(listen_addr, port, log_path)
+    denied = set(deny_paths)
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self):
+            self.request.settimeout(timeout)
+            self.request.do_handshake()
+            super().setup()
+
+        def log_message(self, fmt, *args):
+            log.write(f"{self.address_string()} {fmt % args}\n")
+
+        def _body(self) -> bytes | None:
+            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                chunks = []
+                while True:
+                    size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                    if size == 0:
+                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                            pass
+                        return b"".join(chunks)
+                    chunks.append(self.rfile.read(size))
+                    self.rfile.readline()
+            length = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(length) if length else None
+
+        def _reply(self, status: int, reason: str, headers: list, data: bytes) -> None:
+            self.send_response(status, reason)
+            for key, value in headers:
+                if key.lower() not in _HOP_BY_HOP:
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+
+        def _proxy(self):
+            path = urlsplit(self.path).path
+            state.requests_seen.append((self.command, path))
+            body = self._body()
+            if path in denied:
+                self._reply(404, "Not Found", [("Content-Type", "text/plain")],
+                            b"blocked by ingress\n")
+                return
+            raw = socket.create_connection((upstream_address, upstream_port), timeout=timeout)
+            conn = http.client.HTTPConnection(upstream_address, upstream_port, timeout=timeout)
+            conn.sock = (upstream_ctx.wrap_socket(raw, server_hostname=upstream_server_name)
+                         if upstream_ctx else raw)
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+            headers["X-Forwarded-For"] = self.client_address[0]
+            headers["X-Forwarded-Proto"] = "https"
+            try:
+                conn.request(self.command, self.path, body=body, headers=headers)
+                resp = conn.getresponse()
+                self._reply(resp.status, resp.reason, resp.getheaders(), resp.read())
+            finally:
+                conn.close()
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _proxy
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def handle_error(self, request, client_address):  # e.g. client rejected our cert
+            import traceback
+
+            log.write(f"{client_address[0]} error: {traceback.format_exc(limit=2)}\n")
+
+        def get_request(self):  # TLS handshake happens in the handler thread (setup)
+            sock, addr = self.socket.accept()
+            return server_ctx.wrap_socket(sock, server_side=True,
+                                          do_handshake_on_connect=False), addr
+
+    httpd = Server((listen_addr, port), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.2},
+                              name="ingress-proxy", daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(10)
+        log.close()
+
+
+# --------------------------------------------------------------------------- Kubernetes glue
+
+
+def k8s_secrets(objects: list[dict], namespace: str | None = None) -> dict[str, dict[str, str]]:
+    """{secret name: {key: value}} from rendered Secret dicts (base64 ``data`` decoded,
+    ``stringData`` merged on top like the API server does)."""
+    out: dict[str, dict[str, str]] = {}
+    for obj in objects:
+        if obj.get("kind") != "Secret":
+            continue
+        meta = obj.get("metadata") or {}
+        if namespace and meta.get("namespace") not in (None, namespace):
+            continue
+        values = {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
+        values.update({k: str(v) for k, v in (obj.get("stringData") or {}).items()})
+        out.setdefault(meta.get("name"), {}).update(values)
+    return out
+
+
+def k8s_config_maps(objects: list[dict], namespace: str | None = None) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for obj in objects:
+        if obj.get("kind") != "ConfigMap":
+            continue
+        meta = obj.get("metadata") or {}
+        if namespace and meta.get("namespace") not in (None, namespace):
+            continue
+        out.setdefault(meta.get("name"), {}).update(obj.get("data") or {})
+    return out
+
+
+def files_by_mount_from_pod(pod_spec: dict, container: dict, *,
+                            secrets: Mapping[str, Mapping[str, str]],
+                            config_maps: Mapping[str, Mapping[str, str]] | None = None,
+                            ) -> dict[str, dict[str, str] | str]:
+    """Resolve a container's volumeMounts into the ``files_by_mount`` argument of
+    :func:`mlflow_server_from_container`: secret/configMap (``items``, ``subPath``) and
+    projected volumes become file contents; emptyDir and others become empty directories."""
+    config_maps = config_maps or {}
+    volumes = {v["name"]: v for v in pod_spec.get("volumes") or []}
+
+    def source_files(src_kind: str, src: dict) -> dict[str, str]:
+        store = secrets if src_kind == "secret" else config_maps
+        ref = src.get("secretName") if src_kind == "secret" else src.get("name")
+        if ref not in store:
+            if src.get("optional"):
+                return {}
+            raise KeyError(f"{src_kind} {ref!r} referenced by a volume is not rendered")
+        data = store[ref]
+        if src.get("items"):
+            return {item["path"]: data[item["key"]] for item in src["items"]}
+        return dict(data)
+
+    def volume_files(vol: dict) -> dict[str, str] | None:
+        if "secret" in vol:
+            return source_files("secret", vol["secret"])
+        if "configMap" in vol:
+            return source_files("configMap", vol["configMap"])
+        if "projected" in vol:
+            files: dict[str, str] = {}
+            for src in vol["projected"].get("sources") or []:
+                for kind in ("secret", "configMap"):
+                    if kind in src:
+                        s = dict(src[kind])
+                        if kind == "secret":
+                            s["secretName"] = s.get("name")
+                        files.update(source_files(kind, s))
+            return files
+        return None  # emptyDir, hostPath, ...: an empty directory
+
+    out: dict[str, dict[str, str] | str] = {}
+    for mount in container.get("volumeMounts") or []:
+        files = volume_files(volumes[mount["name"]])
+        if files is None:
+            continue
+        if mount.get("subPath"):
+            out[mount["mountPath"]] = files[mount["subPath"]]
+        else:
+            out[mount["mountPath"]] = files
+    return out
+
+
+_VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
+
+
+def expand_k8s_vars(text: str, env: Mapping[str, str]) -> str:
+    """Kubernetes ``$(VAR)`` expansion (``$$`` escapes, unknown references are kept)."""
+    def repl(m: re.Match) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        return env.get(m.group(1), m.group(0))
+
+    return _VAR_REF.sub(repl, text)
+
+
+def resolve_container_env(container: dict, *, secrets: Mapping[str, Mapping[str, str]],
+                          config_maps: Mapping[str, Mapping[str, str]] | None = None,
+                          field_values: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a kubelet would give ``container`` (envFrom first, then env in order,
+    with ``$(VAR)`` expansion against previously defined variables)."""
+    config_maps = config_maps or {}
+    field_values = field_values or {}
+    env: dict[str, str] = {}
+
+    def lookup(store: Mapping, kind: str, ref: dict) -> str | None:
+        data = store.get(ref.get("name"))
+        if data is None or ref["key"] not in data:
+            if ref.get("optional"):
+                return None
+            raise KeyError(f"{kind} {ref.get('name')!r} key {ref.get('key')!r} is not rendered")
+        return data[ref["key"]]
+
+    for src in container.get("envFrom") or []:
+        prefix = src.get("prefix", "")
+        if "secretRef" in src:
+            data = secrets.get(src["secretRef"]["name"])
+        else:
+            data = config_maps.get(src.get("configMapRef", {}).get("name"))
+        if data is None:
+            ref = src.get("secretRef") or src.get("configMapRef") or {}
+            if ref.get("optional"):
+                continue
+            raise KeyError(f"envFrom source {ref.get('name')!r} is not rendered")
+        env.update({prefix + k: v for k, v in data.items()})
+    for item in container.get("env") or []:
+        name = item["name"]
+        if "value" in item:
+            env[name] = expand_k8s_vars(str(item["value"]), env)
+            continue
+        vf = item.get("valueFrom") or {}
+        value: str | None
+        if "secretKeyRef" in vf:
+            value = lookup(secrets, "secret", vf["secretKeyRef"])
+        elif "configMapKeyRef" in vf:
+            value = lookup(config_maps, "configMap", vf["configMapKeyRef"])
+        elif "fieldRef" in vf:
+            path = vf["fieldRef"]["fieldPath"]
+            if path not in field_values:
+                raise KeyError(f"fieldRef {path!r}: pass it in field_values")
+            value = field_values[path]
+        elif not vf:
+            value = ""
+        else:
+            raise NotImplementedError(f"env {name}: unsupported valueFrom {vf}")
+        if value is not None:
+            env[name] = value
+    return env
+
+
+# --------------------------------------------------------------------------- mlflow server
+
+
+def _path_prefix_re(*mount_paths: str) -> re.Pattern:
+    """Matches any of ``mount_paths`` as a whole path prefix (not inside a longer name)."""
+    alternatives = "|".join(re.escape(m.rstrip("/")) for m in sorted(mount_paths, key=len,
+                                                                       reverse=True))
+    return re.compile(r"(?<![A-Za-z0-9_.\-])(" + alternatives + r")(?=/|$|[^A-Za-z0-9_.\-/])")
+
+
+def _rewrite(text: str, path_map: Mapping[str, str]) -> str:
+    """Single pass, so rewritten text is never rewritten again."""
+    if not path_map:
+        return text
+    normalized = {k.rstrip("/"): v.rstrip("/") for k, v in path_map.items()}
+    return _path_prefix_re(*path_map).sub(lambda m: normalized[m.group(1)], text)
+
+
+def _force_cli_option(argv: list[str], long: str, short: str | None, value: str) -> list[str]:
+    """Set ``--long value`` in an ``mlflow server`` argv (replacing -s/--long/--long=)."""
+    out: list[str] = []
+    skip = False
+    found = False
+    for arg in argv:
+        if skip:
+            skip = False
+            out.append(value)
+            continue
+        if arg == long or (short and arg == short):
+            out.append(arg)
+            skip = found = True
+        elif arg.startswith(long + "="):
+            out.append(f"{long}={value}")
+            found = True
+        else:
+            out.append(arg)
+    if not found:
+        out += [long, value]
+    return out
+
+
+def _cli_option(argv: list[str], long: str, short: str | None = None) -> str | None:
+    for i, arg in enumerate(argv):
+        if (arg == long or (short and arg == short)) and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(long + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+_PG_URI = re.compile(r"postgres(?:ql)?(?:\+\w+)?://(?:[^@/\s]*@)?([^:/?\s,]+)")
+
+
+def postgres_hosts_in(*texts: str) -> set[str]:
+    hosts: set[str] = set()
+    for text in texts:
+        hosts.update(h.lower() for h in _PG_URI.findall(text))
+    return hosts
+
+
+@dataclass
+class PreparedContainer:
+    """A container spec made runnable here: final argv/env, materialised volumes."""
+    argv: list[str]
+    env: dict[str, str]  # the full environment the process gets
+    added_env: dict[str, str]  # infrastructure additions (subset of env), see module docstring
+    root: Path  # temp root the volumeMounts were materialised under
+    path_map: dict[str, str]  # mountPath -> host path
+
+    def host_path(self, container_path: str) -> Path:
+        """Where a file under a container mountPath was materialised."""
+        return Path(_rewrite(container_path, self.path_map))
+
+
+@dataclass
+class MlflowServer(PreparedContainer):
+    address: str = ""
+    port: int = 0
+    scheme: str = "http"
+    log_path: Path = Path()
+    process: ManagedProcess | None = field(default=None, repr=False)
+
+    def url(self, host: str | None = None) -> str:
+        return f"{self.scheme}://{host or self.address}:{self.port}"
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def _write_mount(target: Path, content: Any, path_map: Mapping[str, str]) -> None:
+    def write(path: Path, value: Any) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(value, bytes):
+            path.write_bytes(value)
+        else:
+            path.write_text(_rewrite(str(value), path_map))
+        path.chmod(0o600)
+
+    if content is None:
+        target.mkdir(parents=True, exist_ok=True)
+    elif isinstance(content, Mapping):
+        target.mkdir(parents=True, exist_ok=True)
+        for rel, value in content.items():
+            write(target / rel, value)
+    else:
+        write(target, content)
+
+
+def prepare_container(
+    container: dict,
+    *,
+    secrets: Mapping[str, Mapping[str, str]],
+    files_by_mount: Mapping[str, Any],
+    host_map: Mapping[str, str],
+    workdir: Path | str,
+    config_maps: Mapping[str, Mapping[str, str]] | None = None,
+    field_values: Mapping[str, str] | None = None,
+    deny: tuple | list = (),
+    strict_dns: bool = True,
+    pg_hostaddr: str | None = None,
+) -> PreparedContainer:
+    """Resolve env (secretKeyRef/configMapKeyRef/fieldRef/envFrom, ``$(VAR)``), materialise
+    volumes under ``<workdir>/rootfs`` and rewrite mountPaths, add the infrastructure env
+    (venv PATH, DNS shim, PGHOSTADDR derived from the postgresql:// hosts + ``host_map``)."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    root = workdir / "rootfs"
+    mounts = container.get("volumeMounts") or []
+    path_map = {m["mountPath"]: str(root) + m["mountPath"] for m in mounts}
+    for m in mounts:
+        _write_mount(Path(path_map[m["mountPath"]]), files_by_mount.get(m["mountPath"]), path_map)
+
+    cenv = resolve_container_env(container, secrets=secrets, config_maps=config_maps,
+                                 field_values=field_values)
+    argv = [expand_k8s_vars(a, cenv) for a in (container.get("command") or [])
+            + (container.get("args") or [])]
+    if not argv:
+        raise ValueError("container has no command/args (image ENTRYPOINT is unknown here)")
+    argv = [_rewrite(a, path_map) for a in argv]
+    env = {k: _rewrite(v, path_map) for k, v in cenv.items()}
+    leftovers = [p for p in path_map
+                 if any(_path_prefix_re(p).search(t.replace(str(root), "X"))
+                        for t in [*argv, *env.values()])]
+    if leftovers:
+        raise ServiceError(f"mountPaths still referenced after rewriting: {leftovers}")
+
+    added: dict[str, str] = {}
+    run_env = dict(env)
+    defaults = base_env(workdir)
+    for key in ("HOME", "LANG", "PYTHONUNBUFFERED"):
+        if key not in run_env:
+            run_env[key] = added[key] = defaults[key]
+    run_env["PATH"] = added["PATH"] = (
+        f"{VENV_BIN}:{env['PATH']}" if "PATH" in env else defaults["PATH"])
+    for key, value in shim_env(host_map, deny=deny, strict=strict_dns,
+                               pythonpath=env.get("PYTHONPATH")).items():
+        run_env[key] = added[key] = value
+    if pg_hostaddr is None:
+        texts = [*argv, *run_env.values()]
+        texts += [f.read_text(errors="replace") for f in root.rglob("*") if f.is_file()] \
+            if root.exists() else []
+        targets = set()
+        for host in postgres_hosts_in(*texts):
+            target = host_map.get(host)
+            if target is None:
+                raise ServiceError(f"postgres host {host!r} is not in host_map")
+            targets.add(target.split(":")[0])
+        if len(targets) > 1:
+            raise ServiceError(f"postgres hosts map to several addresses {targets}; libpq "
+                               "only gets one PGHOSTADDR -- pass pg_hostaddr explicitly")
+        pg_hostaddr = targets.pop() if targets else None
+    if pg_hostaddr and "PGHOSTADDR" not in env:
+        run_env["PGHOSTADDR"] = added["PGHOSTADDR"] = pg_hostaddr
+    return PreparedContainer(argv, run_env, added, root, path_map)
+
+
+def run_container_job(container: dict, *, secrets: Mapping[str, Mapping[str, str]],
+                      files_by_mount: Mapping[str, Any], host_map: Mapping[str, str],
+                      workdir: Path | str, timeout: float = 180, check: bool = True,
+                      **prepare_kwargs: Any) -> tuple[PreparedContainer, int, str]:
+    """Run a Job/initContainer container spec (e.g. ``mlflow db upgrade``) to completion.
+    Returns (prepared, returncode, output); raises :class:`ServiceError` on timeout, or on a
+    non-zero exit when ``check``."""
+    workdir = Path(workdir)
+    prepared = prepare_container(container, secrets=secrets, files_by_mount=files_by_mount,
+                                 host_map=host_map, workdir=workdir, **prepare_kwargs)
+    log_path = workdir / f"{container.get('name', 'job')}.log"
+    proc = ManagedProcess(container.get("name", "job"), prepared.argv, env=prepared.env,
+                          log_path=log_path, cwd=workdir)
+    try:
+        rc = proc.popen.wait(timeout)
+    except subprocess.TimeoutExpired as exc:
+        proc.stop()
+        raise _error(f"{proc.name}: still running after {timeout}s", log_path) from exc
+    proc.stop()
+    output = log_path.read_text(errors="replace")
+    if check and rc != 0:
+        raise _error(f"{proc.name}: exit {rc}", log_path)
+    return prepared, rc, output
+
+
+@contextlib.contextmanager
+def mlflow_server_from_container(
+    container: dict,
+    *,
+    secrets: Mapping[str, Mapping[str, str]],
+    files_by_mount: Mapping[str, Any],
+    host_map: Mapping[str, str],
+    workdir: Path | str,
+    listen_addr: str = "127.0.0.4",
+    port: int | None = None,
+    config_maps: Mapping[str, Mapping[str, str]] | None = None,
+    field_values: Mapping[str, str] | None = None,
+    deny: tuple | list = (),
+    strict_dns: bool = True,
+    pg_hostaddr: str | None = None,
+    timeout: float = 120,
+) -> Iterator[MlflowServer]:
+    """Run a Kubernetes container spec's exact command/args/env (``mlflow`` = venv/bin/mlflow).
+
+    ``files_by_mount``: {mountPath: {relative file: content}} for directory mounts, or
+    {mountPath: content} for subPath (single file) mounts; mounts without an entry become empty
+    directories (see :func:`files_by_mount_from_pod`). ``host_map``: the DNS shim map
+    (``host -> ip`` / ``host:port -> ip:port``). ``--host`` is forced to ``listen_addr``
+    (``--port`` only when ``port`` is given). Waits for the readinessProbe httpGet path
+    (default ``/health``; HTTPS when the probe says so or uvicorn/gunicorn get a cert) and
+    yields a :class:`MlflowServer`."""
+    workdir = Path(workdir)
+    prepared = prepare_container(
+        container, secrets=secrets, files_by_mount=files_by_mount, host_map=host_map,
+        workdir=workdir, config_maps=config_maps,
+        field_values={"status.podIP": listen_addr, **(field_values or {})},
+        deny=deny, strict_dns=strict_dns, pg_hostaddr=pg_hostaddr)
+    argv, env = list(prepared.argv), prepared.env
+
+    # Bind to loopback only (pods use 0.0.0.0) -- the only change to the command line.
+    if argv[0] in ("sh", "bash", "/bin/sh", "/bin/bash") and "-c" in argv:
+        i = argv.index("-c") + 1
+        script = re.sub(r"(--host[= ]|-h )\S+", lambda m: m.group(1) + listen_addr, argv[i])
+        if port is not None:
+            script = re.sub(r"(--port[= ]|-p )\S+", lambda m: m.group(1) + str(port), script)
+        argv[i] = script
+        found = re.search(r"--port[= ](\d+)", script)
+        effective_port = port or (int(found.group(1)) if found else
+                                  int(env.get("MLFLOW_PORT", 5000)))
+    else:
+        argv = _force_cli_option(argv, "--host", "-h", listen_addr)
+        if port is not None:
+            argv = _force_cli_option(argv, "--port", "-p", str(port))
+        effective_port = int(_cli_option(argv, "--port", "-p") or env.get("MLFLOW_PORT") or 5000)
+    _require_free(listen_addr, effective_port, "mlflow server")
+
+    probe = ((container.get("readinessProbe") or {}).get("httpGet")
+             or (container.get("startupProbe") or {}).get("httpGet") or {})
+    joined = " ".join([*argv, env.get("MLFLOW_UVICORN_OPTS", ""),
+                       env.get("MLFLOW_GUNICORN_OPTS", "")])
+    tls_on = "--ssl-certfile" in joined or "--certfile" in joined
+    scheme = str(probe.get("scheme") or ("HTTPS" if tls_on else "HTTP")).lower()
+    health_path = probe.get("path", "/health")
+
+    log_path = workdir / "mlflow-server.log"
+    proc = ManagedProcess("mlflow server", argv, env=env, log_path=log_path, cwd=workdir)
+    server = MlflowServer(argv, env, prepared.added_env, prepared.root, prepared.path_map,
+                          address=listen_addr, port=effective_port, scheme=scheme,
+                          log_path=log_path, process=proc)
+    try:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE  # readiness only; tests verify for real
+
+        def ready() -> bool:
+            if scheme == "https":
+                conn = http.client.HTTPSConnection(listen_addr, effective_port, timeout=3,
+                                                   context=ctx)
+            else:
+                conn = http.client.HTTPConnection(listen_addr, effective_port, timeout=3)
+            try:
+                conn.request("GET", health_path)
+                return conn.getresponse().status == 200
+            finally:
+                conn.close()
+
+        _wait_until(ready, timeout=timeout, what="mlflow server", logs=(log_path,),
+                    alive=proc.alive, interval=0.5)
+        yield server
+    finally:
+        proc.stop()
