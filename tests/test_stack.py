@@ -401,3 +401,25 @@ def test_renaming_a_component_with_an_alias_keeps_its_children():
     cluster = ev.one("kubernetes:postgresql.cnpg.io/v1:Cluster", "database-cluster")
     assert any("postgres" in alias for alias in component.aliases), component.aliases
     assert cluster.parent == component.urn and cluster.name.startswith("database-")
+
+
+def test_secret_and_config_changes_roll_the_pods_that_use_them():
+    """Secrets/ConfigMaps are immutable to pulumi-kubernetes (replaced on change) and autonamed, so a
+    new password or certificate means a new name in the pod spec, hence a rollout, never a stale mount."""
+    state: dict = {}
+    before = evaluate_stack("dev", state=state)
+    for reg in before.registrations:
+        if reg.type in ("kubernetes:core/v1:Secret", "kubernetes:core/v1:ConfigMap"):
+            assert "name" not in reg.inputs["metadata"], f"{reg.name} must be autonamed"
+    provider = before.one("pulumi:providers:kubernetes", "kubernetes").inputs
+    assert not provider.get("enableSecretMutable") and not provider.get("enableConfigMapMutable")
+    # Rotate the MLflow role's password, as `pulumi up --replace` on it would.
+    for key in [k for k in state if k[1] == "postgres-mlflow-password"]:
+        del state[key]
+    after = evaluate_stack("dev", state=state)
+    old_env = before.one("kubernetes:core/v1:Secret", "mlflow-env").inputs["stringData"]
+    new_env = after.one("kubernetes:core/v1:Secret", "mlflow-env").inputs["stringData"]
+    assert old_env["backend-store-uri"] != new_env["backend-store-uri"]
+    old_pod = before.one("kubernetes:apps/v1:Deployment", "mlflow-deployment").inputs["spec"]["template"]
+    new_pod = after.one("kubernetes:apps/v1:Deployment", "mlflow-deployment").inputs["spec"]["template"]
+    assert old_pod != new_pod, "the pod template references the Secret by its (new) name"
