@@ -49,18 +49,14 @@ class TlsCertificate(pulumi.ComponentResource):
         validity_hours = args.validity_days * 24
         renewal_hours = args.early_renewal_days * 24
         server_key = self._private_key(f"{name}-server-key", args.algorithm, child)
+        identity = {"subject": self._subject(args.common_name, args.organization),
+                    "dns_names": args.dns_names, "ip_addresses": args.ip_addresses}
+        lifetime = {"validity_period_hours": validity_hours, "early_renewal_hours": renewal_hours}
 
         if args.self_signed:
             server_cert = tls.SelfSignedCert(
-                f"{name}-server-cert",
-                private_key_pem=server_key.private_key_pem,
-                subject=self._subject(args.common_name, args.organization),
-                dns_names=args.dns_names,
-                ip_addresses=args.ip_addresses,
-                validity_period_hours=validity_hours,
-                early_renewal_hours=renewal_hours,
-                allowed_uses=SERVER_USES,
-                opts=child,
+                f"{name}-server-cert", private_key_pem=server_key.private_key_pem,
+                allowed_uses=SERVER_USES, **identity, **lifetime, opts=child,
             )
             ca_pem = server_cert.cert_pem
         else:
@@ -75,22 +71,15 @@ class TlsCertificate(pulumi.ComponentResource):
                 allowed_uses=CA_USES,
                 opts=child,
             )
-            request = tls.CertRequest(
-                f"{name}-server-csr",
-                private_key_pem=server_key.private_key_pem,
-                subject=self._subject(args.common_name, args.organization),
-                dns_names=args.dns_names,
-                ip_addresses=args.ip_addresses,
-                opts=child,
-            )
+            request = tls.CertRequest(f"{name}-server-csr", private_key_pem=server_key.private_key_pem,
+                                      **identity, opts=child)
             server_cert = tls.LocallySignedCert(
                 f"{name}-server-cert",
                 cert_request_pem=request.cert_request_pem,
                 ca_private_key_pem=ca_key.private_key_pem,
                 ca_cert_pem=ca_cert.cert_pem,
-                validity_period_hours=validity_hours,
-                early_renewal_hours=renewal_hours,
                 allowed_uses=SERVER_USES,
+                **lifetime,
                 opts=child,
             )
             ca_pem = ca_cert.cert_pem

@@ -438,13 +438,18 @@ def find_password_uris(text: Any) -> List[str]:
     return found
 
 
-def validate_no_plaintext_secrets_in_env(args: Any, report_violation: ReportViolation) -> None:
+def _labelled_containers(args: Any):
+    """(container, "<resource> <container>" label) for every container of a pod-bearing resource."""
     pod = _pod_spec_or_skip(args)
     if pod is None:
         return
     where = _label(args)
     for c in iter_containers(pod):
-        cw = f"{where} {c.label}"
+        yield c, f"{where} {c.label}"
+
+
+def validate_no_plaintext_secrets_in_env(args: Any, report_violation: ReportViolation) -> None:
+    for c, cw in _labelled_containers(args):
         for env in _as_list(c.spec.get("env")):
             if not isinstance(env, dict):
                 continue
@@ -653,12 +658,7 @@ def _validate_minio_provider(args: Any, report_violation: ReportViolation) -> No
 
 
 def _validate_container_tls(args: Any, report_violation: ReportViolation) -> None:
-    pod = _pod_spec_or_skip(args)
-    if pod is None:
-        return
-    where = _label(args)
-    for c in iter_containers(pod):
-        cw = f"{where} {c.label}"
+    for c, cw in _labelled_containers(args):
         texts: List[Tuple[str, Any]] = []
         for env in _as_list(c.spec.get("env")):
             if not isinstance(env, dict) or not isinstance(env.get("name"), str):
