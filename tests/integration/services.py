@@ -571,7 +571,12 @@ def s3_server(workdir: Path | str, *, cert_pem: str, key_pem: str, listen_addr: 
     """moto's S3-compatible server over HTTPS with the given certificate (``moto_server -c/-k``).
 
     moto accepts any credentials: it proves wiring (endpoint name, TLS trust, bucket/prefix),
-    not MinIO IAM policy enforcement."""
+    not MinIO IAM policy enforcement.
+
+    Like MinIO without ``MINIO_DOMAIN``, it serves path-style requests only
+    (``S3_IGNORE_SUBDOMAIN_BUCKETNAME``): otherwise moto reads the first label of a dotted
+    endpoint host such as ``minio.<ns>.svc`` as a virtual-hosted bucket name (it only exempts
+    ``*.svc.cluster.local``, localhost and IPs) and answers NoSuchBucket."""
     workdir = Path(workdir)
     tls = workdir / "s3-tls"
     tls.mkdir(parents=True, exist_ok=True)
@@ -584,7 +589,8 @@ def s3_server(workdir: Path | str, *, cert_pem: str, key_pem: str, listen_addr: 
         "moto_server",
         [str(VENV_BIN / "moto_server"), "-H", listen_addr, "-p", str(port),
          "-c", str(tls / "tls.crt"), "-k", str(tls / "tls.key")],
-        env=base_env(workdir, **(env or {})), log_path=log_path, cwd=workdir)
+        env=base_env(workdir, **{"S3_IGNORE_SUBDOMAIN_BUCKETNAME": "true", **(env or {})}),
+        log_path=log_path, cwd=workdir)
     try:
         ctx = ssl.create_default_context()
         ctx.check_hostname = False

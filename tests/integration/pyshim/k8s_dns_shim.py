@@ -42,6 +42,8 @@ _original = {
     "gethostbyname_ex": socket.gethostbyname_ex,
 }
 _config: dict | None = None
+# Set by sitecustomize.py: the next sitecustomize.py it chain-loaded (None if there was none).
+chained_sitecustomize: str | None = None
 
 
 def _norm(host) -> str:

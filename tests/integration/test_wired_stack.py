@@ -1,0 +1,691 @@
+"""The dev stack, wired for real: exactly what the Pulumi program renders, run on loopback.
+
+No cluster exists here, so the rendered configuration is proven by running the real processes
+with it (see ``services.py`` for the mechanics and the few intentional deviations):
+
+* PostgreSQL 15 serves the CNPG Cluster's ``serverTLSSecret`` and its ``spec.postgresql.pg_hba``
+  (+ CNPG's own catch-all, :func:`services.cnpg_hba`); the role and databases are exactly the
+  pulumi-postgresql ``Role``/``Database`` inputs.
+* moto's S3 server stands in for MinIO with the certificate the MinIO StatefulSet mounts; the
+  bucket is the pulumi-minio ``S3Bucket`` input. moto accepts any credentials: this proves the
+  endpoint name, TLS trust and bucket/prefix wiring, not MinIO's IAM policy.
+* The migration Job's containers (initContainers in order, then containers) and the MLflow
+  Deployment's container run with their exact command/args/env, secretKeyRefs resolved from the
+  rendered Secrets, and their volumes (projected CA Secrets, the auth-config Secret, the
+  ``startup`` ConfigMap with the platform's ``sitecustomize.py``, emptyDirs) materialised.
+* In-cluster names (``mlflow-pg-rw.mlflow-dev.svc:5432``, ``minio.mlflow-dev.svc:9000``) stay
+  in every URI; only their *addresses* are substituted (DNS shim / ``PGHOSTADDR``), so
+  ``verify-full`` checks the real names against the certificates' SANs.
+* A "laptop" client knows only the stack outputs ``trackingUrl``/``adminUser``/
+  ``adminPassword``; the shim maps the tracking URL's host:port to the server (dev has no
+  ingress TLS, so this stands in for the ingress, Host header unchanged) and denies every
+  in-cluster name.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import http.client
+import json
+from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+from tests.harness import evaluate_stack
+
+from . import services as svc
+
+pytestmark = pytest.mark.integration
+
+NAMESPACE = "mlflow-dev"
+PG_HOST = f"mlflow-pg-rw.{NAMESPACE}.svc"
+PG_PORT = 5432
+S3_HOST = f"minio.{NAMESPACE}.svc"
+S3_PORT = 9000
+NOT_IN_PG_SANS = "mlflow-pg-rw.mlflow-prod.svc"  # a plausible name the certificate must not cover
+STARTUP_DIR = "/opt/mlflow-platform/python"  # the Deployment's `startup` ConfigMap mount
+SERVER_INFO = "/api/3.0/mlflow/server-info"
+SEARCH = "/api/2.0/mlflow/experiments/search?max_results=1"
+INFRA_ENV = {"PATH", "HOME", "LANG", "PYTHONUNBUFFERED", "PYTHONPATH", "K8S_DNS_SHIM", "PGHOSTADDR"}
+MIB = 1024 * 1024
+BIG_ARTIFACT_BYTES = 3 * MIB
+# Client tuning only (allowed): make the big artifact cross the multipart thresholds so the
+# client's /server-info driven decision is exercised. No MLFLOW_ENABLE_PROXY_MULTIPART_* at all.
+CLIENT_TUNING = {
+    "MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE": str(MIB),
+    "MLFLOW_MULTIPART_UPLOAD_CHUNK_SIZE": str(MIB),
+    "MLFLOW_MULTIPART_DOWNLOAD_MINIMUM_FILE_SIZE": str(MIB),
+    "MLFLOW_MULTIPART_DOWNLOAD_CHUNK_SIZE": str(MIB),
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+}
+PARALLEL_CLIENTS = 4
+
+# --------------------------------------------------------------------------- the laptop client
+
+LAPTOP_CLIENT = r'''
+import hashlib, json, logging, os, sys, tempfile, time
+import requests
+
+# Record every HTTP request the client makes (MLflow uses requests.Session underneath).
+seen = []
+_send = requests.Session.send
+def _recording_send(self, request, **kwargs):
+    u = requests.utils.urlparse(request.url)
+    seen.append([request.method, u.hostname, u.port, u.path])
+    return _send(self, request, **kwargs)
+requests.Session.send = _recording_send
+
+shim_denials = []
+class _Capture(logging.Handler):
+    def emit(self, record):
+        msg = record.getMessage()
+        if "k8s_dns_shim" in msg:
+            shim_denials.append(msg[:300])
+logging.getLogger().addHandler(_Capture())
+
+import mlflow
+from mlflow import MlflowClient
+
+mode = os.environ["CLIENT_MODE"]
+tracking = os.environ["MLFLOW_TRACKING_URI"]
+creds = (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"])
+work = tempfile.mkdtemp(dir=os.getcwd())
+client = MlflowClient()
+out = {"mode": mode}
+
+
+def sha(path):
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
+def write(path, data):
+    with open(path, "wb") as fh:
+        fh.write(data)
+
+
+def read_back(run_id):
+    """Everything a user would look at again: run, params, metrics, artifacts (bytes)."""
+    run = client.get_run(run_id)
+    files = []
+    def walk(path=None):
+        for f in client.list_artifacts(run_id, path):
+            if f.is_dir:
+                walk(f.path)
+            else:
+                files.append([f.path, f.file_size])
+    walk()
+    dst = mlflow.artifacts.download_artifacts(
+        run_id=run_id, dst_path=tempfile.mkdtemp(dir=work))
+    return {
+        "experiment_name": client.get_experiment(run.info.experiment_id).name,
+        "status": run.info.status,
+        "artifact_uri": run.info.artifact_uri,
+        "params": run.data.params,
+        "metrics": run.data.metrics,
+        "loss_history": [[m.step, m.value] for m in
+                         sorted(client.get_metric_history(run_id, "loss"), key=lambda m: m.step)],
+        "artifacts": sorted(files),
+        "downloaded": {p: sha(os.path.join(dst, p)) for p, _ in files},
+    }
+
+
+def server_info():
+    r = requests.get(tracking + "/api/3.0/mlflow/server-info", auth=creds, timeout=10)
+    return r.status_code, (r.json() if r.status_code == 200 else r.text[:300])
+
+
+if mode == "roundtrip":
+    out["no_credentials_status"] = requests.get(
+        tracking + "/api/2.0/mlflow/experiments/search?max_results=1", timeout=10).status_code
+    out["server_info_status"], out["server_info"] = server_info()
+    small = os.path.join(work, "small.txt")
+    big = os.path.join(work, "big.bin")
+    write(small, b"hello from the laptop\n" * 20)
+    write(big, os.urandom(int(os.environ["BIG_ARTIFACT_BYTES"])))
+    exp_id = mlflow.set_experiment(os.environ["EXPERIMENT_NAME"]).experiment_id
+    with mlflow.start_run() as run:
+        mlflow.log_params({"alpha": "0.5", "layers": "3"})
+        mlflow.log_metric("loss", 0.5, step=0)
+        mlflow.log_metric("loss", 0.25, step=1)
+        mlflow.log_metric("accuracy", 0.875)
+        mlflow.log_artifact(small)
+        mlflow.log_artifact(big, artifact_path="data")
+    run_id = run.info.run_id
+
+    # What the client decided, and why: the threshold is crossed, nothing forces the
+    # path by env, so /server-info (as the server answered it) made the choice.
+    from mlflow.environment_variables import (
+        MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD, MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD,
+        MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE)
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+    repo = get_artifact_repository(run.info.artifact_uri)
+    out["client_decision"] = {
+        "repo": type(repo).__name__,
+        "big_crosses_threshold": os.path.getsize(big) >= MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE.get(),
+        "forced_by_env": MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD.is_set()
+                         or MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD.is_set(),
+        "capabilities": repo._fetch_server_capabilities(),
+        "would_multipart_upload_big": repo._should_multipart_upload(big),
+    }
+    out.update(run_id=run_id, experiment_id=exp_id,
+               uploaded={"small.txt": sha(small), "data/big.bin": sha(big)},
+               sizes={"small.txt": os.path.getsize(small), "data/big.bin": os.path.getsize(big)},
+               read=read_back(run_id))
+
+elif mode == "readback":
+    out["server_info_status"], out["server_info"] = server_info()
+    out["read"] = read_back(os.environ["RUN_ID"])
+    out["experiment_runs"] = sorted(
+        r.info.run_id for r in client.search_runs([os.environ["EXPERIMENT_ID"]]))
+
+elif mode == "parallel":
+    worker = os.environ["WORKER"]
+    payload = os.path.join(work, f"worker-{worker}.bin")
+    write(payload, os.urandom(256 * 1024))
+    # Barrier: all clients have imported mlflow before any of them starts writing.
+    barrier = os.environ["BARRIER_DIR"]
+    open(os.path.join(barrier, f"ready-{worker}"), "w").close()
+    deadline = time.monotonic() + 60
+    while len(os.listdir(barrier)) < int(os.environ["BARRIER_N"]):
+        if time.monotonic() > deadline:
+            raise SystemExit("barrier timeout")
+        time.sleep(0.05)
+    out["t_start"] = time.time()
+    with mlflow.start_run(experiment_id=os.environ["EXPERIMENT_ID"],
+                          run_name=f"parallel-{worker}") as run:
+        mlflow.log_params({"worker": worker, "lr": "0.01"})
+        for step in range(5):
+            mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
+        mlflow.log_artifact(payload, artifact_path="out")
+    out["t_end"] = time.time()
+    out.update(run_id=run.info.run_id, uploaded={f"out/worker-{worker}.bin": sha(payload)},
+               read=read_back(run.info.run_id))
+
+out["requests"] = seen
+out["shim_denials"] = shim_denials[:5]
+print(json.dumps(out))
+'''
+
+
+# --------------------------------------------------------------------------- rendered material
+
+
+def _one(items: list, what: str):
+    assert len(items) == 1, f"expected exactly one {what}, found {len(items)}"
+    return items[0]
+
+
+def _secret_obj(ev, name: str) -> dict:
+    return _one([s for s in ev.k8s("Secret") if s["metadata"]["name"] == name], f"Secret {name}")
+
+
+def _host_port(url: str, default_port: int) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname, parts.port or default_port
+
+
+def _render() -> SimpleNamespace:
+    """Everything the test runs with, taken from the evaluated dev stack only."""
+    ev = evaluate_stack("dev")
+    secrets = svc.k8s_secrets(ev.k8s_objects, namespace=NAMESPACE)
+    config_maps = svc.k8s_config_maps(ev.k8s_objects, namespace=NAMESPACE)
+
+    cluster = _one(ev.k8s("Cluster"), "CNPG Cluster")
+    pg_tls_obj = _secret_obj(ev, cluster["spec"]["certificates"]["serverTLSSecret"])
+    assert pg_tls_obj["type"] == "kubernetes.io/tls"
+    pg_tls = secrets[pg_tls_obj["metadata"]["name"]]
+    assert {"tls.crt", "tls.key", "ca.crt"} <= set(pg_tls)
+
+    minio_pod = _one(ev.k8s("StatefulSet"), "MinIO StatefulSet")["spec"]["template"]["spec"]
+    minio_container = _one(minio_pod["containers"], "MinIO container")
+    certs_volume = _one([v for v in minio_pod["volumes"] if v["name"] == "certs"], "certs volume")
+    assert any(m["name"] == "certs" for m in minio_container["volumeMounts"])
+    minio_tls_obj = _secret_obj(ev, certs_volume["secret"]["secretName"])
+    assert minio_tls_obj["type"] == "kubernetes.io/tls"
+    minio_tls = secrets[minio_tls_obj["metadata"]["name"]]
+
+    deployment = _one(ev.k8s("Deployment"), "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    container = _one(pod["containers"], "MLflow container")
+    job_pod = _one(ev.k8s("Job"), "migration Job")["spec"]["template"]["spec"]
+
+    roles = [r.inputs for r in ev.of_type("postgresql:index/role:Role")]
+    databases = [r.inputs for r in ev.of_type("postgresql:index/database:Database")]
+    bucket = _one(ev.of_type("minio:index/s3Bucket:S3Bucket"), "S3Bucket").inputs["bucket"]
+
+    env = svc.resolve_container_env(container, secrets=secrets, config_maps=config_maps)
+    backend_uri = env["MLFLOW_BACKEND_STORE_URI"]
+    pg_host, pg_port = _host_port(backend_uri.replace("postgresql+psycopg2://", "postgresql://"),
+                                  PG_PORT)
+    s3_host, s3_port = _host_port(env["MLFLOW_S3_ENDPOINT_URL"], 443)
+    return SimpleNamespace(
+        ev=ev, outputs=ev.outputs, secrets=secrets, config_maps=config_maps, cluster=cluster,
+        pg_tls=pg_tls, pg_hba=list(cluster["spec"]["postgresql"]["pg_hba"]), minio_tls=minio_tls,
+        pod=pod, container=container, job_pod=job_pod, roles=roles, databases=databases,
+        bucket=bucket, env=env, pg_host=pg_host, pg_port=pg_port, s3_host=s3_host,
+        s3_port=s3_port,
+    )
+
+
+def _san_dns_names(cert_pem: str) -> set[str]:
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate(cert_pem.encode())
+    return set(cert.extensions.get_extension_for_class(
+        x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName))
+
+
+# --------------------------------------------------------------------------- services
+
+
+class ServerRunner:
+    """Starts/stops ``mlflow server`` from the same rendered container spec (for the restart)."""
+
+    def __init__(self, **kwargs):
+        self.kwargs = kwargs
+        self.server: svc.MlflowServer | None = None
+        self.pids: list[int] = []
+        self._cm = None
+
+    def start(self) -> svc.MlflowServer:
+        assert self._cm is None
+        self._cm = svc.mlflow_server_from_container(**self.kwargs)
+        self.server = self._cm.__enter__()
+        self.pids.append(self.server.process.pid)
+        return self.server
+
+    def stop(self) -> None:
+        if self._cm is not None:
+            cm, self._cm = self._cm, None
+            cm.__exit__(None, None, None)
+
+    def restart(self) -> svc.MlflowServer:
+        self.stop()
+        return self.start()
+
+
+@pytest.fixture(scope="module")
+def wired(tmp_path_factory):
+    r = _render()
+    # The names the brief expects the stack to render -- and that stay in every URI.
+    assert (r.pg_host, r.pg_port) == (PG_HOST, PG_PORT)
+    assert (r.s3_host, r.s3_port) == (S3_HOST, S3_PORT)
+
+    work = tmp_path_factory.mktemp("wired")
+    pg_ca, minio_ca = work / "postgres-ca.crt", work / "minio-ca.crt"
+    pg_ca.write_text(r.pg_tls["ca.crt"])
+    minio_ca.write_text(r.minio_tls["ca.crt"])
+    pg_ip = svc.free_loopback_address(r.pg_port)
+    s3_ip = svc.free_loopback_address(r.s3_port)
+    mlflow_ip = svc.free_loopback_address(int(r.container["ports"][0]["containerPort"]))
+    host_map = {r.pg_host: pg_ip, r.s3_host: s3_ip}
+
+    with contextlib.ExitStack() as stack:
+        pg = stack.enter_context(svc.postgres_server(
+            work / "pg", server_cert_pem=r.pg_tls["tls.crt"], server_key_pem=r.pg_tls["tls.key"],
+            ca_pem=r.pg_tls["ca.crt"], hba_rules=svc.cnpg_hba(r.pg_hba), listen_addr=pg_ip,
+            port=r.pg_port))
+        s3 = stack.enter_context(svc.s3_server(
+            work / "s3", cert_pem=r.minio_tls["tls.crt"], key_pem=r.minio_tls["tls.key"],
+            listen_addr=s3_ip, port=r.s3_port))
+
+        # What the pulumi-postgresql provider does (as superuser) ...
+        for role in r.roles:
+            pg.ensure_role(role["name"], role["password"], login=bool(role.get("login")))
+        for db in r.databases:
+            pg.ensure_database(db["name"], db["owner"])
+        # ... and the pulumi-minio provider (through the in-cluster name, MinIO's CA).
+        with svc.dns_patched(host_map):
+            s3.client(endpoint_name=r.s3_host, ca_file=str(minio_ca)).create_bucket(
+                Bucket=r.bucket)
+
+        # The migration Job: initContainers in order, then its containers.
+        job_runs = []
+        for c in [*(r.job_pod.get("initContainers") or []), *r.job_pod["containers"]]:
+            prepared, rc, output = svc.run_container_job(
+                c, secrets=r.secrets, config_maps=r.config_maps, host_map=host_map,
+                files_by_mount=svc.files_by_mount_from_pod(r.job_pod, c, secrets=r.secrets,
+                                                           config_maps=r.config_maps),
+                workdir=work / "migrate" / c["name"], timeout=150)
+            job_runs.append(SimpleNamespace(name=c["name"], prepared=prepared, rc=rc,
+                                            output=output))
+
+        files = svc.files_by_mount_from_pod(r.pod, r.container, secrets=r.secrets,
+                                            config_maps=r.config_maps)
+        runner = ServerRunner(container=r.container, secrets=r.secrets, files_by_mount=files,
+                              host_map=host_map, workdir=work / "mlflow", listen_addr=mlflow_ip,
+                              config_maps=r.config_maps, timeout=150)
+        stack.callback(runner.stop)
+        runner.start()
+
+        tracking_host, tracking_port = _host_port(r.outputs["trackingUrl"], 80)
+        yield SimpleNamespace(
+            r=r, work=work, pg=pg, s3=s3, pg_ca=pg_ca, minio_ca=minio_ca, host_map=host_map,
+            job_runs=job_runs, runner=runner, tracking_host=tracking_host,
+            tracking_port=tracking_port)
+
+
+def _laptop(w, mode: str, name: str, check: bool = True, **env):
+    """A laptop process that knows only the stack outputs (and in-cluster names are denied)."""
+    server = w.runner.server
+    proc = svc.run_python_client(
+        LAPTOP_CLIENT, workdir=w.work, name=name, check=check, timeout=120,
+        host_map={f"{w.tracking_host}:{w.tracking_port}": f"{server.address}:{server.port}"},
+        deny=("*.svc", "*.svc.cluster.local"),
+        env={
+            "MLFLOW_TRACKING_URI": w.r.outputs["trackingUrl"],
+            "MLFLOW_TRACKING_USERNAME": w.r.outputs["adminUser"],
+            "MLFLOW_TRACKING_PASSWORD": w.r.outputs["adminPassword"],
+            **CLIENT_TUNING, "CLIENT_MODE": mode, **env,
+        })
+    if not check:
+        return proc
+    return svc.last_json_line(proc.stdout)
+
+
+def _http(server, path: str, host: str, auth: tuple[str, str] | None = None,
+          method: str = "GET") -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection(server.address, server.port, timeout=15)
+    headers = {"Host": host}
+    if auth:
+        headers["Authorization"] = "Basic " + base64.b64encode(":".join(auth).encode()).decode()
+    try:
+        conn.request(method, path, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def _s3_objects(w, prefix: str) -> dict[str, int]:
+    with svc.dns_patched(w.host_map):
+        client = w.s3.client(endpoint_name=w.r.s3_host, ca_file=str(w.minio_ca))
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=w.r.bucket, Prefix=prefix)
+        return {o["Key"]: o["Size"] for page in pages for o in page.get("Contents", [])}
+
+
+def _assert_proxied_only(result: dict, tracking_host: str) -> None:
+    """Every request went to the tracking URL host; no presigned/multipart endpoint was used."""
+    hosts = {h for _, h, _, _ in result["requests"]}
+    assert hosts == {tracking_host}, hosts
+    assert not [p for _, _, _, p in result["requests"]
+                if "/mlflow-artifacts/mpu/" in p or "/presigned/" in p]
+    assert result["shim_denials"] == []
+
+
+@pytest.fixture(scope="module")
+def first_run(wired):
+    return _laptop(wired, "roundtrip", "laptop-roundtrip", EXPERIMENT_NAME="wired-stack",
+                   BIG_ARTIFACT_BYTES=str(BIG_ARTIFACT_BYTES))
+
+
+@pytest.fixture(scope="module")
+def after_restart(wired, first_run):
+    old = wired.runner.server
+    old_pid = old.process.pid
+    new = wired.runner.restart()
+    assert not old.process.alive()
+    return SimpleNamespace(old_pid=old_pid, server=new, result=_laptop(
+        wired, "readback", "laptop-after-restart", RUN_ID=first_run["run_id"],
+        EXPERIMENT_ID=first_run["experiment_id"]))
+
+
+@pytest.fixture(scope="module")
+def parallel_runs(wired, first_run, after_restart):
+    barrier = wired.work / "barrier"
+    barrier.mkdir()
+
+    def one(i: int):
+        return _laptop(wired, "parallel", f"laptop-parallel-{i}", check=False, WORKER=str(i),
+                       EXPERIMENT_ID=first_run["experiment_id"], BARRIER_DIR=str(barrier),
+                       BARRIER_N=str(PARALLEL_CLIENTS))
+
+    with ThreadPoolExecutor(PARALLEL_CLIENTS) as pool:
+        procs = list(pool.map(one, range(PARALLEL_CLIENTS)))
+    return procs
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_rendered_material_is_self_consistent(wired):
+    r = wired.r
+    # The URIs carry exactly the role/databases the postgresql provider creates.
+    role = _one(r.roles, "postgresql Role")
+    assert role["login"] is True
+    assert {d["name"] for d in r.databases} == {"mlflow", "mlflow_auth"}
+    assert {d["owner"] for d in r.databases} == {role["name"]}
+    for key, db in (("backend-store-uri", "mlflow"), ("auth-database-uri", "mlflow_auth")):
+        env_secret = next(s for s in r.secrets.values() if key in s)
+        uri = urlsplit(env_secret[key].replace("postgresql+psycopg2://", "postgresql://"))
+        assert (unquote(uri.username), unquote(uri.password)) == (role["name"], role["password"])
+        assert (uri.hostname, uri.port, uri.path) == (PG_HOST, PG_PORT, f"/{db}")
+        assert "sslmode=verify-full" in uri.query
+    # TLS-only pg_hba as CNPG renders it; the server certificate covers the URI host.
+    assert r.pg_hba[0] == "hostnossl all all all reject"
+    assert PG_HOST in _san_dns_names(r.pg_tls["tls.crt"])
+    assert NOT_IN_PG_SANS not in _san_dns_names(r.pg_tls["tls.crt"])
+    assert S3_HOST in _san_dns_names(r.minio_tls["tls.crt"])
+    # Distinct private CAs per service (the wrong-CA negatives below rely on that).
+    assert r.pg_tls["ca.crt"] != r.minio_tls["ca.crt"]
+    assert f"s3://{r.bucket}/artifacts" in r.container["args"]
+    assert r.outputs["bucket"] == r.bucket
+
+
+def test_migration_job_ran_in_order_against_tls_postgres(wired):
+    job = wired.job_runs
+    assert [j.name for j in job] == ["upgrade-tracking-db", "upgrade-auth-db"]
+    assert all(j.rc == 0 for j in job)
+    assert "Creating initial MLflow database tables" in job[0].output
+    for j in job:  # libpq got the real name in the URI plus the loopback hostaddr
+        assert j.prepared.added_env["PGHOSTADDR"] == wired.pg.host
+        assert f"@{PG_HOST}:{PG_PORT}/" in j.prepared.argv[-1]
+    assert wired.pg.execute("SELECT count(*) FROM alembic_version", dbname="mlflow") == [(1,)]
+    assert wired.pg.execute("SELECT count(*) FROM alembic_version_auth",
+                            dbname="mlflow_auth") == [(1,)]
+    # The server found both schemas ready (it did not create them itself).
+    assert "Creating initial MLflow database tables" not in wired.runner.server.log_text()
+
+
+def test_server_runs_the_rendered_container_with_the_platform_startup_module(wired):
+    r, server = wired.r, wired.runner.server
+    expected = [*r.container["command"], *r.container["args"]]
+    i = expected.index("--host")
+    assert server.argv == [*expected[:i + 1], server.address, *expected[i + 2:]]
+    assert set(server.added_env) <= INFRA_ENV
+    for name, value in r.env.items():  # every rendered env var, only mount paths rewritten
+        if name not in server.added_env:
+            assert server.env[name] == svc._rewrite(value, server.path_map), name
+    assert server.env["MLFLOW_S3_ENDPOINT_URL"] == f"https://{S3_HOST}:{S3_PORT}"
+    assert f"@{PG_HOST}:{PG_PORT}/" in server.env["MLFLOW_BACKEND_STORE_URI"]
+    assert server.env["AWS_CA_BUNDLE"] == str(server.host_path("/etc/mlflow/ca/minio-ca.crt"))
+    assert server.host_path("/etc/mlflow/ca/postgres-ca.crt").read_text() == r.pg_tls["ca.crt"]
+    assert "REQUESTS_CA_BUNDLE" not in server.env and "SSL_CERT_FILE" not in server.env
+
+    # PYTHONPATH: the shim first, then the container's own entry, rewritten to the mount that
+    # holds the `startup` ConfigMap (the platform's sitecustomize.py, byte for byte).
+    assert r.env["PYTHONPATH"] == STARTUP_DIR
+    assert server.env["PYTHONPATH"].split(":") == [str(svc.SHIM_DIR),
+                                                   str(server.host_path(STARTUP_DIR))]
+    startup_cm = next(v["configMap"]["name"] for v in r.pod["volumes"] if v["name"] == "startup")
+    assert (server.host_path(STARTUP_DIR) / "sitecustomize.py").read_text() == \
+        r.config_maps[startup_cm]["sitecustomize.py"]
+
+    # The shim chain-loaded it in the server process: /server-info reports no multipart
+    # transfers. (Control: without the module MLflow 3.17 answers true for an S3 destination --
+    # test_services_selftest.test_default_client_follows_server_info_... shows exactly that.)
+    creds = (r.outputs["adminUser"], r.outputs["adminPassword"])
+    status, body = _http(server, SERVER_INFO, wired.tracking_host, auth=creds)
+    assert status == 200, body
+    info = json.loads(body)
+    assert info["multipart_uploads_enabled"] is False
+    assert info["multipart_downloads_enabled"] is False
+    assert info["store_type"] == "SqlStore"
+
+    # The server's own PostgreSQL sessions are TLS (verify-full passed on the real name).
+    assert _http(server, SEARCH, wired.tracking_host, auth=creds)[0] == 200
+    sessions = wired.pg.execute(
+        "SELECT a.datname, s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) "
+        "WHERE a.usename = %s", (_one(r.roles, "Role")["name"],))
+    assert sessions and all(ssl for _, ssl in sessions), sessions
+    # ... and the admin was bootstrapped from the rendered Secret into the auth database.
+    assert wired.pg.execute("SELECT username, is_admin FROM users", dbname="mlflow_auth") == [
+        (r.outputs["adminUser"], True)]
+
+
+def test_laptop_round_trip_through_tracking_url_only(wired, first_run):
+    res = first_run
+    assert res["no_credentials_status"] == 401
+    assert res["server_info_status"] == 200
+    assert res["server_info"]["multipart_uploads_enabled"] is False
+    assert res["server_info"]["multipart_downloads_enabled"] is False
+    # The big artifact crossed the (lowered) threshold, nothing forced the path by env: the
+    # client followed /server-info and chose the proxied path.
+    assert res["client_decision"] == {
+        "repo": "MlflowArtifactsRepository", "big_crosses_threshold": True,
+        "forced_by_env": False,
+        "capabilities": {"multipart_uploads_enabled": False,
+                         "multipart_downloads_enabled": False},
+        "would_multipart_upload_big": False,
+    }
+    read = res["read"]
+    assert read["experiment_name"] == "wired-stack"
+    assert read["status"] == "FINISHED"
+    assert read["artifact_uri"].startswith("mlflow-artifacts:/")
+    assert read["params"] == {"alpha": "0.5", "layers": "3"}
+    assert read["metrics"] == {"loss": 0.25, "accuracy": 0.875}
+    assert read["loss_history"] == [[0, 0.5], [1, 0.25]]
+    assert read["artifacts"] == [["data/big.bin", BIG_ARTIFACT_BYTES],
+                                 ["small.txt", res["sizes"]["small.txt"]]]
+    assert read["downloaded"] == res["uploaded"]
+    _assert_proxied_only(res, wired.tracking_host)
+    # ... and the client itself asked /server-info right before the big upload (its decision).
+    calls = [(m, p) for m, _, _, p in res["requests"]]
+    big_put = next(i for i, (m, p) in enumerate(calls) if m == "PUT" and p.endswith("/data/big.bin"))
+    first_info = calls.index(("GET", SERVER_INFO))  # the explicit check above
+    assert ("GET", SERVER_INFO) in calls[first_info + 1:big_put]
+    # The bytes live in the rendered bucket under the artifacts/ prefix.
+    prefix = f"artifacts/{res['experiment_id']}/{res['run_id']}/artifacts/"
+    objects = _s3_objects(wired, "artifacts/")
+    assert objects.get(prefix + "small.txt") == res["sizes"]["small.txt"]
+    assert objects.get(prefix + "data/big.bin") == BIG_ARTIFACT_BYTES
+
+
+def test_restart_loses_nothing(wired, first_run, after_restart):
+    assert after_restart.server.process.pid != after_restart.old_pid
+    assert wired.runner.pids == [after_restart.old_pid, after_restart.server.process.pid]
+    res = after_restart.result
+    assert res["server_info"]["multipart_uploads_enabled"] is False  # module loaded again
+    assert res["server_info"]["multipart_downloads_enabled"] is False
+    assert res["read"] == first_run["read"]
+    assert res["experiment_runs"] == [first_run["run_id"]]
+    _assert_proxied_only(res, wired.tracking_host)
+    # Same database: the restarted server neither re-created the admin nor the schema.
+    log = wired.runner.server.log_text()
+    assert log.count("Created admin user") == 1
+    assert "Creating initial MLflow database tables" not in log
+
+
+def test_parallel_clients_log_without_errors(wired, first_run, parallel_runs):
+    failures = [(p.returncode, p.stderr[-2000:]) for p in parallel_runs if p.returncode != 0]
+    assert failures == []
+    results = [svc.last_json_line(p.stdout) for p in parallel_runs]
+    # They really overlapped: every client started writing before any of them finished.
+    assert max(x["t_start"] for x in results) < min(x["t_end"] for x in results)
+    run_ids = {x["run_id"] for x in results}
+    assert len(run_ids) == PARALLEL_CLIENTS
+    objects = _s3_objects(wired, f"artifacts/{first_run['experiment_id']}/")
+    for x in results:
+        worker = x["read"]["params"]["worker"]
+        assert x["read"]["params"] == {"worker": worker, "lr": "0.01"}
+        assert x["read"]["loss_history"] == [[s, 1.0 / (s + 1)] for s in range(5)]
+        assert x["read"]["downloaded"] == x["uploaded"]
+        assert x["read"]["status"] == "FINISHED"
+        key = f"artifacts/{first_run['experiment_id']}/{x['run_id']}/artifacts/out/worker-{worker}.bin"
+        assert objects.get(key) == 256 * 1024
+        _assert_proxied_only(x, wired.tracking_host)
+    assert sorted(x["read"]["params"]["worker"] for x in results) == \
+        [str(i) for i in range(PARALLEL_CLIENTS)]
+    rows = wired.pg.execute(
+        "SELECT count(*) FROM runs WHERE experiment_id = %s AND status = 'FINISHED'",
+        (int(first_run["experiment_id"]),), dbname="mlflow")
+    assert rows == [(1 + PARALLEL_CLIENTS,)]
+    log = wired.runner.server.log_text()
+    assert "Traceback" not in log, log[-3000:]
+
+
+def test_postgres_refuses_plaintext_wrong_ca_and_foreign_name(wired):
+    import psycopg2
+
+    role = _one(wired.r.roles, "Role")
+    login = {"user": role["name"], "password": role["password"], "dbname": "mlflow"}
+    ok = wired.pg.connect_tcp(host_name=PG_HOST, sslrootcert=str(wired.pg_ca), **login)
+    try:  # control: the rendered CA + the real name + the rendered password
+        with ok.cursor() as cur:
+            cur.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            assert cur.fetchone() == (True,)
+    finally:
+        ok.close()
+    with pytest.raises(psycopg2.OperationalError, match="no encryption"):
+        wired.pg.connect_tcp(host_name=PG_HOST, sslmode="disable", **login)
+    with pytest.raises(psycopg2.OperationalError, match="certificate verify failed"):
+        # MinIO's (rendered, valid, but foreign) CA does not vouch for PostgreSQL
+        wired.pg.connect_tcp(host_name=PG_HOST, sslrootcert=str(wired.minio_ca), **login)
+    with pytest.raises(psycopg2.OperationalError, match="does not match host name"):
+        wired.pg.connect_tcp(host_name=NOT_IN_PG_SANS, sslrootcert=str(wired.pg_ca), **login)
+
+
+def test_s3_endpoint_trusts_only_minio_ca(wired):
+    from botocore.exceptions import SSLError
+
+    with svc.dns_patched(wired.host_map):
+        assert wired.s3.client(endpoint_name=S3_HOST, ca_file=str(wired.minio_ca)).head_bucket(
+            Bucket=wired.r.bucket)
+        with pytest.raises(SSLError, match="CERTIFICATE_VERIFY_FAILED"):
+            wired.s3.client(endpoint_name=S3_HOST, ca_file=str(wired.pg_ca)).head_bucket(
+                Bucket=wired.r.bucket)
+
+
+def test_mlflow_requires_credentials_and_an_allowed_host(wired):
+    server, host = wired.runner.server, wired.tracking_host
+    creds = (wired.r.outputs["adminUser"], wired.r.outputs["adminPassword"])
+    assert _http(server, SEARCH, host)[0] == 401
+    assert _http(server, SEARCH, host, auth=(creds[0], "not-the-password"))[0] == 401
+    assert _http(server, SEARCH, host, auth=creds)[0] == 200
+    assert _http(server, SEARCH, "evil.example.com", auth=creds)[0] == 403
+    assert _http(server, SEARCH, f"{server.address}:{server.port}", auth=creds)[0] == 403
+    assert _http(server, SEARCH, f"mlflow.{NAMESPACE}.svc", auth=creds)[0] == 200
+
+
+def test_server_wrote_only_to_its_emptydir_volumes(wired, parallel_runs):
+    """The pod runs with readOnlyRootFilesystem: after all of the above the server (and its
+    workers) wrote nothing outside the Deployment's emptyDir mounts -- not to its working
+    directory, not next to the mounted Secrets/ConfigMaps."""
+    r, server = wired.r, wired.runner.server
+    cwd = server.log_path.parent
+    assert {p.name for p in cwd.iterdir()} <= {"rootfs", "mlflow-server.log", "home"}
+    assert not any((cwd / "home").iterdir())  # the helper's default HOME stayed unused
+    volumes = {v["name"]: v for v in r.pod["volumes"]}
+    writable = [m["mountPath"] for m in r.container["volumeMounts"]
+                if "emptyDir" in volumes[m["name"]]]
+    assert set(writable) == {"/tmp", "/home/mlflow", "/dev/shm"}
+    mounted = svc.files_by_mount_from_pod(r.pod, r.container, secrets=r.secrets,
+                                          config_maps=r.config_maps)
+    expected = {f"{mount}/{rel}" for mount, files in mounted.items() for rel in files}
+    unexpected = []
+    for path in server.root.rglob("*"):
+        if not path.is_file():
+            continue
+        in_container = "/" + str(path.relative_to(server.root))
+        if any(in_container.startswith(w + "/") for w in writable) or in_container in expected:
+            continue
+        if "__pycache__" in path.parts:  # bytecode cache: skipped silently on a read-only mount
+            continue
+        unexpected.append(in_container)
+    assert unexpected == []
