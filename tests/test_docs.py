@@ -29,3 +29,14 @@ def test_readme_deploy_commands_use_the_local_backend_and_make_up():
     for target in ("up", "preview", "destroy", "test", "bench"):
         assert re.search(rf"^{target}:", makefile, re.M), target
     assert "--policy-pack policy" in makefile
+
+
+def test_the_policy_pack_runs_in_the_deploy_venv():
+    """`make up` and CI's `pulumi install` create the venv from requirements.txt; the pack uses it."""
+    import yaml
+    pack = yaml.safe_load((ROOT / "policy" / "PulumiPolicy.yaml").read_text())
+    assert (ROOT / "policy" / pack["runtime"]["options"]["virtualenv"]).resolve() == (ROOT / "venv").resolve()
+    runtime = (ROOT / "requirements.txt").read_text()
+    for line in (ROOT / "policy" / "requirements.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            assert line in runtime, f"{line} is needed at deploy time but missing from requirements.txt"

@@ -433,3 +433,15 @@ def test_drift_checks_both_stacks_without_writing_state() -> None:
     # Nothing may mask a drift failure.
     assert not any(is_true(s.get("continue-on-error", False)) for s in job["steps"])
     assert not is_true(job.get("continue-on-error", False))
+
+
+def test_every_preview_and_up_runs_the_policy_pack():
+    checked = 0
+    for path in sorted(WORKFLOWS.glob("*.yml")):
+        for job in yaml.safe_load(path.read_text())["jobs"].values():
+            for step in job.get("steps", []):
+                inputs = step.get("with") or {}
+                if str(step.get("uses", "")).startswith("pulumi/actions@") and inputs.get("command") in ("up", "preview"):
+                    assert inputs.get("policyPacks") == "policy", f"{path.name}: {step.get('name')}"
+                    checked += 1
+    assert checked >= 4
