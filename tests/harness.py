@@ -149,7 +149,14 @@ class PlatformMocks(pulumi.runtime.Mocks):
 
     def __init__(self, state: dict):
         self.state = state
-        self.load_balancers = 0
+
+    def _load_balancer_ip(self, service: str) -> str:
+        """A Service keeps its address for life, whatever order resources register in."""
+        key = ("LoadBalancer", service)
+        if key not in self.state:
+            taken = sum(1 for k in self.state if k[0] == "LoadBalancer")
+            self.state[key] = str(LOAD_BALANCER_NET[10 + taken])
+        return self.state[key]
 
     def _remember(self, args: pulumi.runtime.MockResourceArgs, make) -> dict:
         key = (args.typ, args.name, json.dumps(args.inputs, sort_keys=True, default=str))
@@ -231,8 +238,7 @@ class PlatformMocks(pulumi.runtime.Mocks):
             if spec.get("clusterIP") != "None":
                 spec["clusterIP"] = "10.43.0." + str(10 + int(hashlib.md5(args.name.encode()).hexdigest(), 16) % 200)
             if spec.get("type") == "LoadBalancer":
-                self.load_balancers += 1
-                outputs["status"] = {"loadBalancer": {"ingress": [{"ip": str(LOAD_BALANCER_NET[self.load_balancers + 9])}]}}
+                outputs["status"] = {"loadBalancer": {"ingress": [{"ip": self._load_balancer_ip(args.name)}]}}
         namespace = metadata.get("namespace")
         outputs["__id"] = f"{namespace}/{metadata['name']}" if namespace else metadata["name"]
         return outputs

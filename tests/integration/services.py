@@ -565,6 +565,14 @@ class S3Server:
 
 
 @contextlib.contextmanager
+def _readiness_tls_context() -> ssl.SSLContext:
+    """Readiness polls only ask "is it up?"; every test verifies certificates for real."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
 def s3_server(workdir: Path | str, *, cert_pem: str, key_pem: str, listen_addr: str = "127.0.0.3",
               port: int = 9000, timeout: float = 30,
               env: Mapping[str, str] | None = None) -> Iterator[S3Server]:
@@ -592,9 +600,7 @@ def s3_server(workdir: Path | str, *, cert_pem: str, key_pem: str, listen_addr: 
         env=base_env(workdir, **{"S3_IGNORE_SUBDOMAIN_BUCKETNAME": "true", **(env or {})}),
         log_path=log_path, cwd=workdir)
     try:
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE  # readiness only; tests verify for real
+        ctx = _readiness_tls_context()
 
         def ready() -> bool:
             conn = http.client.HTTPSConnection(listen_addr, port, timeout=2, context=ctx)
@@ -1154,9 +1160,7 @@ def mlflow_server_from_container(
                           address=listen_addr, port=effective_port, scheme=scheme,
                           log_path=log_path, process=proc)
     try:
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE  # readiness only; tests verify for real
+        ctx = _readiness_tls_context()
 
         def ready() -> bool:
             if scheme == "https":
