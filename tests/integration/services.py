@@ -564,7 +564,6 @@ class S3Server:
         )
 
 
-@contextlib.contextmanager
 def _readiness_tls_context() -> ssl.SSLContext:
     """Readiness polls only ask "is it up?"; every test verifies certificates for real."""
     ctx = ssl.create_default_context()
@@ -573,6 +572,7 @@ def _readiness_tls_context() -> ssl.SSLContext:
     return ctx
 
 
+@contextlib.contextmanager
 def s3_server(workdir: Path | str, *, cert_pem: str, key_pem: str, listen_addr: str = "127.0.0.3",
               port: int = 9000, timeout: float = 30,
               env: Mapping[str, str] | None = None) -> Iterator[S3Server]:
