@@ -748,31 +748,29 @@ def ingress_proxy(workdir: Path | str, *, cert_pem: str, key_pem: str, upstream_
 # --------------------------------------------------------------------------- Kubernetes glue
 
 
+def _objects_of_kind(objects: list[dict], kind: str, namespace: str | None) -> Iterator[tuple[str, dict]]:
+    """(name, object) of every rendered object of `kind`, optionally in one namespace."""
+    for obj in objects:
+        meta = obj.get("metadata") or {}
+        if obj.get("kind") == kind and (not namespace or meta.get("namespace") in (None, namespace)):
+            yield meta.get("name"), obj
+
+
 def k8s_secrets(objects: list[dict], namespace: str | None = None) -> dict[str, dict[str, str]]:
     """{secret name: {key: value}} from rendered Secret dicts (base64 ``data`` decoded,
     ``stringData`` merged on top like the API server does)."""
     out: dict[str, dict[str, str]] = {}
-    for obj in objects:
-        if obj.get("kind") != "Secret":
-            continue
-        meta = obj.get("metadata") or {}
-        if namespace and meta.get("namespace") not in (None, namespace):
-            continue
+    for name, obj in _objects_of_kind(objects, "Secret", namespace):
         values = {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
         values.update({k: str(v) for k, v in (obj.get("stringData") or {}).items()})
-        out.setdefault(meta.get("name"), {}).update(values)
+        out.setdefault(name, {}).update(values)
     return out
 
 
 def k8s_config_maps(objects: list[dict], namespace: str | None = None) -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {}
-    for obj in objects:
-        if obj.get("kind") != "ConfigMap":
-            continue
-        meta = obj.get("metadata") or {}
-        if namespace and meta.get("namespace") not in (None, namespace):
-            continue
-        out.setdefault(meta.get("name"), {}).update(obj.get("data") or {})
+    for name, obj in _objects_of_kind(objects, "ConfigMap", namespace):
+        out.setdefault(name, {}).update(obj.get("data") or {})
     return out
 
 
