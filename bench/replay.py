@@ -3,8 +3,9 @@
 `record(stack)` evaluates the real program under the harness once (untimed) and writes, in
 registration order, every resource's Python class, its final inputs (top-level keys translated back
 to the class's keyword arguments), which of them were secret, and its options (parent, provider,
-dependencies, protect, retainOnDelete, deleteBeforeReplace, additionalSecretOutputs), plus every
-component's registered outputs and the stack's exports.
+dependencies, protect, retainOnDelete, deleteBeforeReplace), plus every component's registered
+outputs and the stack's exports. (additionalSecretOutputs and type aliases are not recorded: the
+SDK classes add them again themselves.)
 
 bench/floor_replay_program.py replays that file: the same classes, the same inputs as literals, the
 same options, through the same harness. What it does not do is everything the program itself does:
@@ -16,11 +17,12 @@ read and validate config, run the components' code, wire Outputs between resourc
 Known simplifications, all of which make the replay cheaper than the real registrations (so the
 second ratio is a lower bound): inputs are literals rather than Outputs awaited across resources;
 secrets are marked per top-level input rather than per nested path; custom timeouts are not
-replayed. Aliases are: the only ones are the type aliases the SDK classes add themselves.
+replayed.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any, Iterable
@@ -29,6 +31,7 @@ RECORDING_ENV = "BENCH_REPLAY_FILE"
 _NO_ARGS_CLASS = {"apiVersion": "api_version"}  # apiextensions.CustomResource takes its kwargs as-is
 
 
+@functools.cache
 def _args_class(cls: type):
     """The generated Args/InitArgs input type of a resource class, or None (CustomResource)."""
     import sys
@@ -81,13 +84,12 @@ def build_recording(registrations: list, classes: dict, component_outputs: dict,
             "depends_on": sorted({index[urn] for urn in reg.dependencies if urn in index}),
             "protect": reg.protect, "retain_on_delete": reg.retain_on_delete,
             "delete_before_replace": reg.delete_before_replace,
-            "additional_secret_outputs": list(reg.additional_secret_outputs),
         }
         if reg.custom:
             cls = classes[(reg.type, reg.name)]
             names = keyword_names(cls)
             inputs = _provider_config(cls, reg.inputs) if reg.type.startswith("pulumi:providers:") else reg.inputs
-            known = {k: v for k, v in inputs.items() if k in names or _args_class(cls) is None}
+            known = inputs if _args_class(cls) is None else {k: v for k, v in inputs.items() if k in names}
             unknown = sorted(set(inputs) - set(known))
             if unknown:
                 dropped[f"{reg.type} {reg.name}"] = unknown

@@ -301,6 +301,35 @@ def base_env(workdir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+# Helpers every "laptop" client script starts with (prepend to the script's own code).
+CLIENT_PRELUDE = r'''
+import hashlib, logging
+
+shim_denials = []  # what the DNS shim refused, as MLflow logged it
+
+
+class _ShimDenials(logging.Handler):
+    def emit(self, record):
+        msg = record.getMessage()
+        if "k8s_dns_shim" in msg:
+            shim_denials.append(msg[:300])
+
+
+def capture_shim_denials(logger):
+    logger.addHandler(_ShimDenials())
+
+
+def sha(path):
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
+def write(path, data):
+    with open(path, "wb") as fh:
+        fh.write(data)
+'''
+
+
 def run_python_client(code: str, *, workdir: Path, env: Mapping[str, str] | None = None,
                       host_map: Mapping[str, str] | None = None, deny: tuple | list = LAPTOP_DENY,
                       strict: bool = True, timeout: float = 120, name: str = "client",

@@ -140,8 +140,8 @@ MIGRATE_JOB_POD = {
     }],
 }
 
-LAPTOP_CLIENT = r'''
-import hashlib, json, logging, os, tempfile, traceback
+LAPTOP_CLIENT = svc.CLIENT_PRELUDE + r'''
+import json, logging, os, tempfile, traceback
 import requests
 import mlflow
 from mlflow import MlflowClient
@@ -152,24 +152,8 @@ tracking = os.environ["MLFLOW_TRACKING_URI"]
 ca = os.environ["MLFLOW_TRACKING_SERVER_CERT_PATH"]
 creds = (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"])
 work = tempfile.mkdtemp(dir=os.getcwd())
-shim_denials = []
-
-class Capture(logging.Handler):
-    def emit(self, record):
-        msg = record.getMessage()
-        if "k8s_dns_shim" in msg:
-            shim_denials.append(msg[:300])
-
-logging.getLogger("mlflow").addHandler(Capture())
+capture_shim_denials(logging.getLogger("mlflow"))
 logging.getLogger("mlflow.store.artifact").setLevel(logging.DEBUG)
-
-def sha(path):
-    with open(path, "rb") as fh:
-        return hashlib.sha256(fh.read()).hexdigest()
-
-def write(path, data):
-    with open(path, "wb") as fh:
-        fh.write(data)
 
 if mode == "roundtrip":
     url = f"{tracking}/api/2.0/mlflow/experiments/search?max_results=1"

@@ -67,8 +67,8 @@ PARALLEL_CLIENTS = 4
 
 # --------------------------------------------------------------------------- the laptop client
 
-LAPTOP_CLIENT = r'''
-import hashlib, json, logging, os, sys, tempfile, time
+LAPTOP_CLIENT = svc.CLIENT_PRELUDE + r'''
+import json, logging, os, sys, tempfile, time
 import requests
 
 # Record every HTTP request the client makes (MLflow uses requests.Session underneath).
@@ -80,13 +80,7 @@ def _recording_send(self, request, **kwargs):
     return _send(self, request, **kwargs)
 requests.Session.send = _recording_send
 
-shim_denials = []
-class _Capture(logging.Handler):
-    def emit(self, record):
-        msg = record.getMessage()
-        if "k8s_dns_shim" in msg:
-            shim_denials.append(msg[:300])
-logging.getLogger().addHandler(_Capture())
+capture_shim_denials(logging.getLogger())
 
 import mlflow
 from mlflow import MlflowClient
@@ -97,16 +91,6 @@ creds = (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PAS
 work = tempfile.mkdtemp(dir=os.getcwd())
 client = MlflowClient()
 out = {"mode": mode}
-
-
-def sha(path):
-    with open(path, "rb") as fh:
-        return hashlib.sha256(fh.read()).hexdigest()
-
-
-def write(path, data):
-    with open(path, "wb") as fh:
-        fh.write(data)
 
 
 def read_back(run_id):
