@@ -1,60 +1,48 @@
-"""mlflow-platform: composes the platform's components from the validated stack settings."""
+"""mlflow-platform: composes the platform's components; settings.py maps the configuration onto their Args."""
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.minio_store import MinioStore, MinioStoreArgs
-from components.mlflow_server import CLIENT_POD_LABELS, POSTGRES_CA_PATH, MlflowServer, MlflowServerArgs
-from components.platform_namespace import PlatformNamespace, PlatformNamespaceArgs
-from components.postgres_cluster import PostgresCluster, PostgresClusterArgs
-from settings import load_settings
+import settings as config
+from components.cnpg_operator import CnpgOperator
+from components.external_object_store import ExternalObjectStore
+from components.external_postgres import ExternalPostgres
+from components.minio_store import MinioStore
+from components.mlflow_server import CLIENT_POD_LABELS, POSTGRES_CA_PATH, MlflowServer
+from components.platform_namespace import PlatformNamespace
+from components.postgres_cluster import PostgresCluster
 
-settings = load_settings()
+settings = config.load_settings()
 
 kubernetes = k8s.Provider(
     "kubernetes",
     kubeconfig=settings.kubeconfig or None,
     context=settings.kube_context or None,
+    # GitOps mode: objects are written as YAML for Argo CD / Flux instead of being applied.
+    render_yaml_to_directory=settings.render_directory or None,
+    # Creating an object that already exists fails instead of adopting it: stacks never take over
+    # each other's objects (and a second owner of the CloudNativePG operator stops at once).
+    upsert_existing_objects=False,
 )
 cluster = pulumi.ResourceOptions(providers={"kubernetes": kubernetes})
 
-namespace = PlatformNamespace("platform", PlatformNamespaceArgs(name=settings.namespace, protect=settings.protect_data), opts=cluster)
+operator_args = config.operator_args(settings)
+operator = CnpgOperator("cnpg-operator", operator_args, opts=cluster) if operator_args else None
+operator_namespace = operator.namespace if operator else settings.postgres.operator_namespace
+# The outputs of this stack's last deployment: storage changes that would lose data are refused.
+last_deployment = pulumi.StackReference(
+    "last-deployment", stack_name=f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}")
+storage_layout = config.checked_storage_layout(settings, last_deployment.get_output("storageLayout"))
+namespace = PlatformNamespace("platform", config.namespace_args(settings, operator_namespace, storage_layout),
+                              opts=cluster)
 
-postgres = PostgresCluster("postgres", PostgresClusterArgs(
-    namespace=namespace.name,
-    stack=settings.stack,
-    settings=settings.postgres,
-    tls=settings.tls,
-    client_pod_labels=CLIENT_POD_LABELS,
-    client_ca_path=POSTGRES_CA_PATH,
-    protect_data=settings.protect_data,
-), opts=cluster)
+database_args = config.database_args(settings, namespace.name, operator_namespace, CLIENT_POD_LABELS, POSTGRES_CA_PATH)
+database = (ExternalPostgres if settings.postgres.external else PostgresCluster)("postgres", database_args, opts=cluster)
 
-store = MinioStore("minio", MinioStoreArgs(
-    namespace=namespace.name,
-    stack=settings.stack,
-    settings=settings.minio,
-    tls=settings.tls,
-    ingress=settings.ingress,
-    client_pod_labels=CLIENT_POD_LABELS,
-    protect_data=settings.protect_data,
-    ephemeral=settings.ephemeral,
-), opts=cluster)
+store_args = config.object_store_args(settings, namespace.name, CLIENT_POD_LABELS)
+store = (MinioStore if settings.object_store.in_cluster else ExternalObjectStore)("minio", store_args, opts=cluster)
 
-mlflow = MlflowServer("mlflow", MlflowServerArgs(
-    namespace=namespace.name,
-    settings=settings.mlflow,
-    ingress=settings.ingress,
-    region=settings.minio.region,
-    backend_store_uri=postgres.sqlalchemy_uri,
-    auth_database_uri=postgres.auth_sqlalchemy_uri,
-    postgres_ca_secret_name=postgres.ca_secret_name,
-    s3_endpoint_url=store.endpoint_url,
-    bucket=store.bucket,
-    access_key=store.access_key,
-    secret_key=store.secret_key,
-    minio_ca_secret_name=store.ca_secret_name,
-), opts=cluster)
+mlflow = MlflowServer("mlflow", config.mlflow_args(settings, namespace.name, database, store), opts=cluster)
 
 pulumi.export("trackingUrl", mlflow.tracking_url)
 pulumi.export("internalUrl", mlflow.internal_url)
@@ -64,3 +52,4 @@ pulumi.export("adminUser", mlflow.admin_user)
 pulumi.export("adminPassword", mlflow.admin_password)
 pulumi.export("packageValues", mlflow.package_values)
 pulumi.export("profile", settings.profile)
+pulumi.export("storageLayout", storage_layout)

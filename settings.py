@@ -8,26 +8,46 @@ each key, its value and the fix, and nothing is created.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
 import re
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
+from urllib.parse import urlsplit
 
 import pulumi
 import yaml
+from pulumi.runtime import config as runtime_config
+
+from components.cnpg_operator import CnpgOperatorArgs
+from components.external_object_store import ExternalObjectStoreArgs
+from components.external_postgres import ExternalPostgresArgs
+from components.minio_store import BOOTSTRAP_CPU_REQUEST, BOOTSTRAP_MEMORY_REQUEST, MinioStoreArgs
+from components.mlflow_server import MIGRATION_JOB_CPU_REQUEST, MIGRATION_JOB_MEMORY_REQUEST, MlflowServerArgs
+from components.platform_namespace import PlatformNamespaceArgs
+from components.postgres_cluster import PostgresClusterArgs
 
 PROJECT_FILE = Path(__file__).resolve().parent / "Pulumi.yaml"
+PROJECT_NAME = "mlflow-platform"
 PROFILES = ("dev", "prod", "pr")
-ADMIN_ACCESS_MODES = ("loadBalancer", "nodePort")
-MINIO_ADMIN_ACCESS_MODES = ("loadBalancer", "nodePort", "ingress")
+POSTGRES_MODES = ("inCluster", "external")
+OBJECT_STORE_MODES = ("inCluster", "external", "externalMinio")
+_IN_CLUSTER_INSTEAD = ("the runner no longer connects to in-cluster data services: the CloudNativePG operator "
+                       "creates MLflow's role and databases, and a Job inside the cluster creates the bucket and user")
+# Keys of earlier versions: a stack file that still sets one fails with what replaced it.
+REMOVED_KEYS = {
+    **{key: _IN_CLUSTER_INSTEAD for key in (
+        "postgresAdminAccess", "postgresAdminNodePort", "minioAdminAccess", "minioAdminHost",
+        "minioAdminNodePort", "adminSourceRanges")},
+    "postgresAdminHost": _IN_CLUSTER_INSTEAD + " (for an existing server use postgresMode: external with postgresHost)",
+}
 TLS_ALGORITHMS = ("ECDSA", "RSA")
 # PR stacks share a cluster with many others: their steady state plus the migration Job must fit.
 PR_MEMORY_BUDGET_BYTES = 1024**3
 PR_CPU_BUDGET_MILLICORES = 500
-MIGRATION_JOB_CPU_REQUEST = "50m"
-MIGRATION_JOB_MEMORY_REQUEST = "192Mi"
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
@@ -39,6 +59,7 @@ _IMAGE = re.compile(
 )
 _MINIO_TAG = re.compile(r"^RELEASE\.\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z$")
 _PR_STACK = re.compile(r"^pr-[0-9]+$")
+_PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----\r?\n.+?\r?\n-----END CERTIFICATE-----", re.S)
 _UNITS = {
     None: 1, "m": 0.001, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
     "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
@@ -64,16 +85,6 @@ class Resources:
 
 
 @dataclass(frozen=True)
-class AdminEndpoint:
-    """How the machine running Pulumi reaches a data service to configure it."""
-
-    access: str
-    host: str
-    node_port: int
-    source_ranges: tuple[str, ...]
-
-
-@dataclass(frozen=True)
 class TlsSettings:
     algorithm: str
     validity_days: int
@@ -94,6 +105,38 @@ class IngressSettings:
 
 
 @dataclass(frozen=True)
+class ExternalPostgres:
+    """An existing PostgreSQL server: pulumi-postgresql creates MLflow's role and databases there."""
+
+    host: str
+    port: int
+    admin_user: str
+    admin_password: str
+    ca_file: str
+    ca_pem: str
+
+
+@dataclass(frozen=True)
+class ObjectStoreSettings:
+    """Where artifacts live. endpoint/ca/credentials apply to the external modes only."""
+
+    mode: str
+    bucket: str
+    region: str
+    endpoint: str
+    ca_file: str
+    ca_pem: str
+    access_key: str
+    secret_key: str
+    admin_user: str
+    admin_password: str
+
+    @property
+    def in_cluster(self) -> bool:
+        return self.mode == "inCluster"
+
+
+@dataclass(frozen=True)
 class PostgresSettings:
     instances: int
     image: str
@@ -103,7 +146,11 @@ class PostgresSettings:
     install_operator: bool
     operator_chart_version: str
     operator_namespace: str
-    admin: AdminEndpoint
+    external: Optional[ExternalPostgres]
+
+    @property
+    def in_cluster(self) -> bool:
+        return self.external is None
 
 
 @dataclass(frozen=True)
@@ -113,9 +160,6 @@ class MinioSettings:
     storage_size: str
     storage_class: str
     resources: Resources
-    bucket: str
-    region: str
-    admin: AdminEndpoint
 
 
 @dataclass(frozen=True)
@@ -141,11 +185,14 @@ class Settings:
     namespace: str
     kubeconfig: str
     kube_context: str
+    render_directory: str
     ingress: IngressSettings
     tls: TlsSettings
     postgres: PostgresSettings
     minio: MinioSettings
+    object_store: ObjectStoreSettings
     mlflow: MlflowSettings
+    allow_storage_layout_change: bool
 
     @property
     def protect_data(self) -> bool:
@@ -255,17 +302,56 @@ class _Reader:
             memory_limit=self.quantity(f"{prefix}MemoryLimit", memory=True),
         )
 
-    def admin_endpoint(self, prefix: str, modes: tuple[str, ...], source_ranges: tuple[str, ...]) -> AdminEndpoint:
-        access = self.choice(f"{prefix}AdminAccess", modes)
-        host = self.checked(
-            f"{prefix}AdminHost", lambda v: v == "" or is_ip(v) or is_dns_name(v),
-            "not an IP address or DNS name", "use e.g. 127.0.0.1 or db.example.com, or leave it empty",
-        )
-        if access == "nodePort" and not host:
-            self.fail(f"{prefix}AdminHost", host, f"required when {prefix}AdminAccess is nodePort",
-                      f"`pulumi config set {prefix}AdminHost <a node's IP or name>`")
-        node_port = self.integer(f"{prefix}AdminNodePort", 30000, 32767)
-        return AdminEndpoint(access=access, host=host, node_port=node_port, source_ranges=source_ranges)
+    def secret(self, key: str) -> str:
+        """A value that must be secret config (encrypted in the stack file, masked in logs)."""
+        full_key = f"{self._config.name}:{key}"
+        value = runtime_config.get_config(full_key)
+        if value is None:
+            return self._declared[key]["default"]
+        if not runtime_config.is_config_secret(full_key):
+            self.errors.append(
+                f"  - {full_key} is set in plain text: it is a credential. "
+                f"Fix: `pulumi config set --secret {key} <value>` (and remove the plain value)"
+            )
+        return value
+
+    def ca_file(self, key: str) -> tuple[str, str]:
+        """(path, PEM) of a CA bundle committed to the repository; read, never written."""
+        path = self.raw(key)
+        if not path:
+            return "", ""
+        fix = "commit the PEM bundle to the repository and give its path relative to the project directory"
+        candidate = Path(path)
+        if candidate.is_absolute() or ".." in candidate.parts:
+            self.fail(key, path, "must be a path inside the project directory", fix)
+            return path, ""
+        try:
+            pem = (PROJECT_FILE.parent / candidate).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            self.fail(key, path, "file not found or not readable", fix)
+            return path, ""
+        if not is_pem_certificates(pem):
+            self.fail(key, path, "not a PEM file of CA certificates", "use a file of -----BEGIN CERTIFICATE----- blocks")
+        return path, pem
+
+    def unknown_keys(self) -> None:
+        """Keys the stack sets that Pulumi.yaml does not declare: typos must not be ignored."""
+        prefix = f"{self._config.name}:"
+        for full_key in sorted(set(runtime_config.CONFIG.get()) | set(runtime_config.get_config_env())):
+            if not full_key.startswith(prefix):
+                continue
+            key = full_key[len(prefix):]
+            if key in self._declared:
+                continue
+            if key in REMOVED_KEYS:
+                self.errors.append(f"  - {full_key} was removed: {REMOVED_KEYS[key]}. Fix: delete it from Pulumi.<stack>.yaml")
+                continue
+            nearest = difflib.get_close_matches(key, self._declared, n=1, cutoff=0.6)
+            hint = f"did you mean {nearest[0]}? " if nearest else ""
+            self.errors.append(
+                f"  - {full_key} is not a setting of this project. Fix: {hint}"
+                "see the configuration reference in README.md (declared in Pulumi.yaml)"
+            )
 
 
 def parse_quantity(value: Any) -> Optional[float]:
@@ -302,12 +388,28 @@ def is_bucket_name(value: str) -> bool:
     )
 
 
-def is_cidr(value: str) -> bool:
+def is_pem_certificates(text: str) -> bool:
+    """One or more PEM certificate blocks whose bodies decode."""
+    blocks = _PEM_CERT.findall(text)
+    if not blocks:
+        return False
     try:
-        ipaddress.ip_network(value, strict=True)
-        return True
+        for block in blocks:
+            ssl.PEM_cert_to_DER_cert(block)
     except ValueError:
         return False
+    return True
+
+
+def is_https_endpoint(value: str) -> bool:
+    parts = urlsplit(value)
+    host = parts.hostname or ""
+    try:
+        port_ok = parts.port is None or 0 < parts.port < 65536
+    except ValueError:
+        return False
+    return (parts.scheme == "https" and port_ok and (is_dns_name(host) or is_ip(host))
+            and parts.path in ("", "/") and not parts.query and not parts.username)
 
 
 def profile_for_stack(stack: str) -> str:
@@ -334,14 +436,7 @@ def load_settings(config: Optional[pulumi.Config] = None, stack: Optional[str] =
         read.fail("profile", profile, "unknown profile", f"use one of {', '.join(PROFILES)}, or leave it empty")
         profile = "dev"
 
-    source_ranges = tuple(read.raw("adminSourceRanges"))
-    for cidr in source_ranges:
-        if not is_cidr(cidr):
-            read.fail("adminSourceRanges", cidr, "not a CIDR block (host bits must be zero)",
-                      "list networks such as 203.0.113.0/24 or 198.51.100.7/32")
-    if not source_ranges:
-        read.fail("adminSourceRanges", [], "must not be empty", "list the CIDRs of the machines that run pulumi")
-
+    read.unknown_keys()
     domain = read.checked("ingressDomain", is_dns_name, "not a DNS domain",
                           "use a domain such as localtest.me or mlflow.example.com")
     if len(f"mlflow-{namespace}") > 63:
@@ -381,8 +476,10 @@ def load_settings(config: Optional[pulumi.Config] = None, stack: Optional[str] =
                                             "not a chart version", "use X.Y.Z, e.g. 0.29.0"),
         operator_namespace=read.checked("cnpgOperatorNamespace", lambda v: bool(_DNS_LABEL.match(v)),
                                         "not a namespace name", "use a DNS-1123 label, e.g. cnpg-system"),
-        admin=read.admin_endpoint("postgres", ADMIN_ACCESS_MODES, source_ranges),
+        external=_external_postgres(read) if read.choice("postgresMode", POSTGRES_MODES) == "external" else None,
     )
+    if postgres.in_cluster:
+        _postgres_external_keys_unset(read)
     minio = MinioSettings(
         image=read.image("minioImage", lambda tag: bool(_MINIO_TAG.match(tag)),
                          "a MinIO release tag such as RELEASE.2025-09-07T16-13-09Z"),
@@ -392,12 +489,8 @@ def load_settings(config: Optional[pulumi.Config] = None, stack: Optional[str] =
         storage_size=read.storage("minioStorageSize"),
         storage_class=read.raw("minioStorageClass"),
         resources=read.resources("minio"),
-        bucket=read.checked("bucket", is_bucket_name, "not a valid S3 bucket name",
-                            "use 3-63 lowercase letters, digits, '-' or '.', starting and ending with a letter or digit"),
-        region=read.checked("s3Region", lambda v: bool(re.fullmatch(r"[a-z]{2}(-[a-z]+)+-[0-9]+", v)),
-                            "not an S3 region", "use e.g. us-east-1"),
-        admin=read.admin_endpoint("minio", MINIO_ADMIN_ACCESS_MODES, source_ranges),
     )
+    object_store = _object_store(read)
     mlflow = MlflowSettings(
         version=read.checked("mlflowVersion", lambda v: bool(_VERSION.match(v)), "not an MLflow version",
                              "use X.Y.Z, e.g. 3.17.2 (the image tag v<version>-full is derived from it)"),
@@ -412,18 +505,20 @@ def load_settings(config: Optional[pulumi.Config] = None, stack: Optional[str] =
     )
     kubeconfig = read.raw("kubeconfig")
     kube_context = read.raw("kubeContext")
+    allow_layout_change = read.raw("allowStorageLayoutChange")
+    render_directory = _render_directory(read, kubeconfig, kube_context, postgres)
     for prefix, res in (("postgres", postgres.resources), ("minio", minio.resources), ("mlflow", mlflow.resources)):
         _check_requests_within_limits(read, prefix, res)
 
     if profile == "prod":
-        if postgres.instances < 2:
+        if postgres.in_cluster and postgres.instances < 2:
             read.fail("postgresInstances", postgres.instances, "prod must run PostgreSQL highly available",
                       "set postgresInstances to 3")
         if mlflow.replicas < 2:
             read.fail("mlflowReplicas", mlflow.replicas, "prod must run MLflow highly available",
                       "set mlflowReplicas to 2 or more")
     if profile == "pr":
-        _check_pr_budget(read, postgres, minio, mlflow)
+        _check_pr_budget(read, postgres, minio, mlflow, object_store.in_cluster)
         if postgres.install_operator:
             read.fail("installCnpgOperator", True, "PR stacks share the cluster's CloudNativePG operator",
                       "set installCnpgOperator to false (profiles/pr.yaml does)")
@@ -435,8 +530,88 @@ def load_settings(config: Optional[pulumi.Config] = None, stack: Optional[str] =
         )
     return Settings(
         project=project, stack=stack, profile=profile, namespace=namespace, kubeconfig=kubeconfig,
-        kube_context=kube_context, ingress=ingress, tls=tls, postgres=postgres, minio=minio, mlflow=mlflow,
+        kube_context=kube_context, render_directory=render_directory, ingress=ingress, tls=tls, postgres=postgres, minio=minio,
+        object_store=object_store, mlflow=mlflow, allow_storage_layout_change=allow_layout_change,
     )
+
+
+def _render_directory(read: _Reader, kubeconfig: str, kube_context: str, postgres: PostgresSettings) -> str:
+    directory = read.raw("renderYamlToDirectory")
+    if not directory:
+        return ""
+    if Path(directory) == Path("."):
+        read.fail("renderYamlToDirectory", directory, "would write manifests over the project",
+                  "use a directory of its own such as rendered/dev")
+    for key, value in (("kubeconfig", kubeconfig), ("kubeContext", kube_context)):
+        if value:
+            read.fail(key, "(set)", "renderYamlToDirectory writes manifests instead of talking to a cluster",
+                      f"unset {key}, or unset renderYamlToDirectory to deploy to a cluster")
+    if postgres.install_operator and postgres.in_cluster:
+        read.fail("installCnpgOperator", True, "pulumi-kubernetes cannot render a Helm release (renderYamlToDirectory)",
+                  "set installCnpgOperator to false and install the CloudNativePG operator another way")
+    return directory
+
+
+def _postgres_external_keys_unset(read: _Reader) -> None:
+    for key in ("postgresHost", "postgresCaFile"):
+        if read.raw(key):
+            read.fail(key, read.raw(key), "only used with postgresMode external", "remove it, or set postgresMode: external")
+    if read.secret("postgresAdminPassword"):
+        read.fail("postgresAdminPassword", "(set)", "only used with postgresMode external",
+                  "remove it, or set postgresMode: external")
+
+
+def _external_postgres(read: _Reader) -> ExternalPostgres:
+    host = read.checked("postgresHost", is_dns_name, "postgresMode is external: needs the server's DNS name",
+                        "`pulumi config set postgresHost db.example.com` (the name in its certificate)")
+    ca_file, ca_pem = read.ca_file("postgresCaFile")
+    if not ca_file:
+        read.fail("postgresCaFile", ca_file, "postgresMode is external: MLflow verifies the server (verify-full)",
+                  "commit the server's CA bundle and `pulumi config set postgresCaFile certs/db-ca.pem`")
+    password = read.secret("postgresAdminPassword")
+    if not password:
+        read.fail("postgresAdminPassword", "", "postgresMode is external: pulumi-postgresql needs the admin login",
+                  "`pulumi config set --secret postgresAdminPassword <password>`")
+    return ExternalPostgres(
+        host=host, port=read.integer("postgresPort", 1, 65535),
+        admin_user=read.checked("postgresAdminUser", lambda v: bool(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$-]{0,62}", v)),
+                                "not a PostgreSQL role name", "use e.g. postgres"),
+        admin_password=password, ca_file=ca_file, ca_pem=ca_pem,
+    )
+
+
+def _object_store(read: _Reader) -> ObjectStoreSettings:
+    mode = read.choice("objectStoreMode", OBJECT_STORE_MODES)
+    store = {
+        "mode": mode,
+        "bucket": read.checked("bucket", is_bucket_name, "not a valid S3 bucket name",
+                               "use 3-63 lowercase letters, digits, '-' or '.', starting and ending with a letter or digit"),
+        "region": read.checked("s3Region", lambda v: bool(re.fullmatch(r"[a-z]{2}(-[a-z]+)+-[0-9]+", v)),
+                               "not an S3 region", "use e.g. us-east-1"),
+        "endpoint": read.raw("s3Endpoint"), "access_key": read.raw("s3AccessKey"),
+        "secret_key": read.secret("s3SecretKey"), "admin_user": read.raw("s3AdminUser"),
+        "admin_password": read.secret("s3AdminPassword"),
+    }
+    store["ca_file"], store["ca_pem"] = read.ca_file("s3CaFile")
+    required = {"external": ("s3Endpoint", "s3AccessKey", "s3SecretKey"),
+                "externalMinio": ("s3Endpoint", "s3AdminUser", "s3AdminPassword")}.get(mode, ())
+    names = {"s3Endpoint": "endpoint", "s3AccessKey": "access_key", "s3SecretKey": "secret_key",
+             "s3AdminUser": "admin_user", "s3AdminPassword": "admin_password"}
+    for key in required:
+        if not store[names[key]]:
+            secret = "--secret " if key in ("s3SecretKey", "s3AdminPassword") else ""
+            read.fail(key, "", f"objectStoreMode is {mode}: required", f"`pulumi config set {secret}{key} <value>`")
+    if store["endpoint"] and not is_https_endpoint(store["endpoint"]):
+        read.fail("s3Endpoint", store["endpoint"], "not an https URL of a host (and optional port)",
+                  "use e.g. https://s3.eu-west-1.amazonaws.com or https://minio.example.com:9000; plain http is refused")
+    if mode == "inCluster":
+        for key in ("s3Endpoint", "s3CaFile", "s3AccessKey", "s3SecretKey", "s3AdminUser", "s3AdminPassword"):
+            value = store["ca_file" if key == "s3CaFile" else names[key]]
+            if value:
+                # Name the value, except a credential's.
+                read.fail(key, "(set)" if key in ("s3SecretKey", "s3AdminPassword") else value,
+                          "only used with objectStoreMode external or externalMinio", "remove it, or set objectStoreMode")
+    return ObjectStoreSettings(**store)
 
 
 def is_dns_subdomain(value: str) -> bool:
@@ -453,21 +628,26 @@ def _check_requests_within_limits(read: _Reader, prefix: str, res: Resources) ->
                       f"lower {prefix}{kind}Request or raise {prefix}{kind}Limit")
 
 
-def footprint(postgres: PostgresSettings, minio: MinioSettings, mlflow: MlflowSettings) -> tuple[float, float]:
-    """Total requested (CPU cores, memory bytes): every pod of the stack plus the migration Job."""
+def footprint(postgres: PostgresSettings, minio: MinioSettings, mlflow: MlflowSettings,
+              minio_in_cluster: bool = True) -> tuple[float, float]:
+    """Total requested (CPU cores, memory bytes): every pod of the stack plus its Jobs."""
     parts = [
-        (postgres.instances, postgres.resources.cpu_request, postgres.resources.memory_request),
-        (minio.replicas, minio.resources.cpu_request, minio.resources.memory_request),
         (mlflow.replicas, mlflow.resources.cpu_request, mlflow.resources.memory_request),
         (1, MIGRATION_JOB_CPU_REQUEST, MIGRATION_JOB_MEMORY_REQUEST),
     ]
+    if postgres.in_cluster:
+        parts.append((postgres.instances, postgres.resources.cpu_request, postgres.resources.memory_request))
+    if minio_in_cluster:
+        parts += [(minio.replicas, minio.resources.cpu_request, minio.resources.memory_request),
+                  (1, BOOTSTRAP_CPU_REQUEST, BOOTSTRAP_MEMORY_REQUEST)]
     cpu = sum(count * (parse_quantity(c) or 0) for count, c, _ in parts)
     memory = sum(count * (parse_quantity(m) or 0) for count, _, m in parts)
     return cpu, memory
 
 
-def _check_pr_budget(read: _Reader, postgres: PostgresSettings, minio: MinioSettings, mlflow: MlflowSettings) -> None:
-    cpu, memory = footprint(postgres, minio, mlflow)
+def _check_pr_budget(read: _Reader, postgres: PostgresSettings, minio: MinioSettings, mlflow: MlflowSettings,
+                     minio_in_cluster: bool) -> None:
+    cpu, memory = footprint(postgres, minio, mlflow, minio_in_cluster)
     if memory > PR_MEMORY_BUDGET_BYTES:
         read.fail("mlflowMemoryRequest", mlflow.resources.memory_request,
                   f"a PR stack requests {memory / 2**20:.0f}Mi in total, over its 1024Mi budget",
@@ -476,3 +656,142 @@ def _check_pr_budget(read: _Reader, postgres: PostgresSettings, minio: MinioSett
         read.fail("mlflowCpuRequest", mlflow.resources.cpu_request,
                   f"a PR stack requests {cpu * 1000:.0f}m CPU in total, over its 500m budget",
                   "lower the *CpuRequest keys or the replica counts in profiles/pr.yaml")
+
+
+# --------------------------------------------------------------------------- stored data across updates
+# Config changes that Kubernetes cannot apply to existing data in place, and the manual path for each.
+_LAYOUT_MANUAL_PATHS = {
+    "minioReplicas": "MinIO cannot turn its drives into another erasure layout in place: mirror the bucket "
+                     "into a store with the new layout (README: Changing storage, MinIO servers)",
+    "minioStorageSize": "MinIO's volumeClaimTemplates are immutable: expand the PVCs by hand where the "
+                        "StorageClass allows it (README: Changing storage, MinIO volumes)",
+    "minioStorageClass": "existing MinIO volumes keep their StorageClass: mirror the bucket into new volumes "
+                         "(README: Changing storage, MinIO volumes)",
+    "postgresStorageSize": "PostgreSQL volumes only grow (CloudNativePG expands them in place): restore into a "
+                           "smaller cluster instead (README: Changing storage, PostgreSQL)",
+    "postgresStorageClass": "existing PostgreSQL volumes keep their StorageClass: CloudNativePG moves instances "
+                            "one by one if you replace them (README: Changing storage, PostgreSQL)",
+    "postgresMode": "the database would move without its data: dump and restore it first "
+                    "(README: Changing storage, moving the database)",
+    "objectStoreMode": "artifacts would stay in the old store: mirror them first (README: Changing storage, "
+                       "moving artifacts)",
+    "bucket": "recorded runs point at the old bucket: mirror it first (README: Changing storage, moving artifacts)",
+}
+
+
+def storage_layout(s: Settings) -> dict[str, Any]:
+    """What the stored data was created with; exported as the stack output storageLayout."""
+    layout: dict[str, Any] = {"postgresMode": "external" if s.postgres.external else "inCluster",
+                              "objectStoreMode": s.object_store.mode, "bucket": s.object_store.bucket}
+    if s.postgres.in_cluster:
+        layout.update(postgresStorageSize=s.postgres.storage_size, postgresStorageClass=s.postgres.storage_class)
+    if s.object_store.in_cluster:
+        layout.update(minioReplicas=s.minio.replicas, minioStorageSize=s.minio.storage_size,
+                      minioStorageClass=s.minio.storage_class)
+    return layout
+
+
+def storage_layout_changes(previous: Optional[dict], current: dict) -> list[str]:
+    """One line per unsafe change from the last deployed layout (none on a first deployment)."""
+    problems = []
+    for key, value in current.items():
+        if not previous or key not in previous or previous[key] == value:
+            continue
+        old = int(previous[key]) if isinstance(previous[key], float) else previous[key]  # the engine sends floats
+        if old == value:
+            continue
+        if key == "postgresStorageSize" and parse_quantity(value) > parse_quantity(old):
+            continue  # growing is applied in place by CloudNativePG
+        problems.append(f"  - {PROJECT_NAME}:{key} changed from {json.dumps(old)} to {json.dumps(value)}: "
+                        f"{_LAYOUT_MANUAL_PATHS[key]}. Fix: restore {json.dumps(old)}, or follow that path and "
+                        "run one `pulumi up` with allowStorageLayoutChange: true")
+    return problems
+
+
+def checked_storage_layout(s: Settings, previous: pulumi.Input[Optional[dict]]) -> pulumi.Output[dict]:
+    """The current layout, once it is safe to apply against the last deployed one; else a ConfigError."""
+    current = storage_layout(s)
+
+    def check(last: Optional[dict]) -> dict:
+        problems = [] if s.ephemeral or s.allow_storage_layout_change else storage_layout_changes(last, current)
+        if problems:
+            raise ConfigError(f"stack {s.stack} would lose or strand stored data ({len(problems)} problem(s)); "
+                              "nothing was changed:\n" + "\n".join(problems))
+        return current
+
+    return pulumi.Output.from_input(previous).apply(check)
+
+
+# --------------------------------------------------------------------------- configuration -> component Args
+# The one place that maps stack configuration onto the components' (flat, Input-typed) Args;
+# __main__.py only wires components together through their outputs.
+def operator_args(s: Settings) -> Optional[CnpgOperatorArgs]:
+    """The CloudNativePG operator, when this stack owns it (and uses an in-cluster PostgreSQL)."""
+    if not (s.postgres.install_operator and s.postgres.in_cluster):
+        return None
+    return CnpgOperatorArgs(chart_version=s.postgres.operator_chart_version,
+                            namespace=s.postgres.operator_namespace, owner=f"{s.project}.{s.stack}")
+
+
+def namespace_args(s: Settings, operator_namespace: pulumi.Input[str],
+                   storage_layout: pulumi.Input[dict]) -> PlatformNamespaceArgs:
+    return PlatformNamespaceArgs(name=s.namespace, protect=s.protect_data, operator_namespace=operator_namespace,
+                                 storage_layout=storage_layout)
+
+
+def _tls_args(s: Settings) -> dict:
+    return {"tls_algorithm": s.tls.algorithm, "tls_validity_days": s.tls.validity_days,
+            "tls_early_renewal_days": s.tls.early_renewal_days, "tls_self_signed": s.tls.self_signed}
+
+
+def database_args(s: Settings, namespace: pulumi.Input[str], operator_namespace: pulumi.Input[str],
+                  client_pod_labels: dict, client_ca_path: str) -> PostgresClusterArgs | ExternalPostgresArgs:
+    pg = s.postgres
+    if pg.external:
+        return ExternalPostgresArgs(
+            namespace=namespace, host=pg.external.host, port=pg.external.port, admin_user=pg.external.admin_user,
+            admin_password=pulumi.Output.secret(pg.external.admin_password), ca_file=pg.external.ca_file,
+            ca_pem=pg.external.ca_pem, client_ca_path=client_ca_path, protect_data=s.protect_data,
+        )
+    return PostgresClusterArgs(
+        namespace=namespace, instances=pg.instances, image=pg.image, storage_size=pg.storage_size,
+        storage_class=pg.storage_class, resources=pg.resources.as_k8s(), client_pod_labels=client_pod_labels,
+        client_ca_path=client_ca_path, operator_namespace=operator_namespace, protect_data=s.protect_data,
+        ephemeral=s.ephemeral, **_tls_args(s),
+    )
+
+
+def object_store_args(s: Settings, namespace: pulumi.Input[str],
+                      client_pod_labels: dict) -> MinioStoreArgs | ExternalObjectStoreArgs:
+    store = s.object_store
+    if store.in_cluster:
+        return MinioStoreArgs(
+            namespace=namespace, image=s.minio.image, replicas=s.minio.replicas, storage_size=s.minio.storage_size,
+            storage_class=s.minio.storage_class, resources=s.minio.resources.as_k8s(), bucket=store.bucket,
+            region=store.region, client_pod_labels=client_pod_labels, protect_data=s.protect_data,
+            ephemeral=s.ephemeral, **_tls_args(s),
+        )
+    credentials = ({"admin_user": store.admin_user, "admin_password": pulumi.Output.secret(store.admin_password)}
+                   if store.mode == "externalMinio" else
+                   {"access_key": store.access_key, "secret_key": pulumi.Output.secret(store.secret_key)})
+    return ExternalObjectStoreArgs(
+        namespace=namespace, endpoint=store.endpoint, bucket=store.bucket, region=store.region,
+        ca_file=store.ca_file, ca_pem=store.ca_pem, protect_data=s.protect_data, ephemeral=s.ephemeral,
+        **credentials,
+    )
+
+
+def mlflow_args(s: Settings, namespace: pulumi.Input[str], database, store) -> MlflowServerArgs:
+    """`database` and `store` are the data components; only their outputs are used."""
+    m, ingress = s.mlflow, s.ingress
+    return MlflowServerArgs(
+        namespace=namespace, version=m.version, image=m.image, replicas=m.replicas, workers=m.workers,
+        resources=m.resources.as_k8s(), auth=m.auth, admin_user=m.admin_user,
+        backend_store_uri=database.sqlalchemy_uri, auth_database_uri=database.auth_sqlalchemy_uri,
+        postgres_ca_secret_name=database.ca_secret_name, database_egress=database.client_egress,
+        s3_endpoint_url=store.endpoint_url, bucket=store.bucket, access_key=store.access_key,
+        secret_key=store.secret_key, object_store_ca_secret_name=store.ca_secret_name,
+        object_store_egress=store.client_egress, region=s.object_store.region,
+        ingress_domain=ingress.domain, ingress_class_name=ingress.class_name,
+        ingress_tls_secret_name=ingress.tls_secret_name, ingress_cluster_issuer=ingress.cluster_issuer,
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import pulumi
+import pulumi_kubernetes as k8s
 
 # Every pod runs as this non-root user: above 10000 so it never maps onto a host account.
 NON_ROOT_UID = 10001
@@ -78,3 +79,40 @@ def service_account(namespace, pod_labels: Mapping[str, str]) -> dict:
         "metadata": {"namespace": namespace, "labels": dict(pod_labels)},
         "automount_service_account_token": False,
     }
+
+
+# Pods resolve names through the cluster DNS, wherever it runs (kube-dns, NodeLocal DNSCache).
+DNS_EGRESS = {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}
+
+
+def egress_policy(name: str, namespace: pulumi.Input[str], pod_selector: Mapping[str, str],
+                  destinations: Sequence[pulumi.Input[dict]], parent: pulumi.Resource) -> k8s.networking.v1.NetworkPolicy:
+    """Pods that never call the Kubernetes API reach DNS and the listed destinations, nothing else."""
+    return k8s.networking.v1.NetworkPolicy(
+        name,
+        metadata={"namespace": namespace, "labels": PART_OF},
+        spec={"podSelector": {"matchLabels": dict(pod_selector)}, "policyTypes": ["Egress"],
+              "egress": [DNS_EGRESS, *destinations]},
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
+def job_spec(pod_labels: Mapping[str, str], account, containers: Sequence[dict], volumes: Sequence[dict],
+             backoff_limit: int, deadline_seconds: int, init_containers: Sequence[dict] = (),
+             pod_annotations: Mapping[str, str] | None = None) -> dict:
+    """A run-to-completion Job whose restricted pod never talks to the Kubernetes API."""
+    pod = {
+        "restartPolicy": "Never",
+        "serviceAccountName": account.metadata.name,
+        "automountServiceAccountToken": False,
+        "securityContext": pod_security_context(),
+        "containers": list(containers),
+        "volumes": list(volumes),
+    }
+    if init_containers:
+        pod["initContainers"] = list(init_containers)
+    metadata: dict = {"labels": dict(pod_labels)}
+    if pod_annotations:
+        metadata["annotations"] = dict(pod_annotations)
+    return {"backoffLimit": backoff_limit, "activeDeadlineSeconds": deadline_seconds,
+            "template": {"metadata": metadata, "spec": pod}}

@@ -1,20 +1,22 @@
-"""MinioStore: MinIO over TLS with MLflow's bucket, a least-privilege user and a bucket policy."""
+"""MinioStore: MinIO over TLS with MLflow's bucket, a least-privilege user and a bucket policy.
+
+The bucket, user, policy and attachment are created by a Job inside the namespace (MinIO's own
+`mc`, shipped in the pinned MinIO image), so the machine running Pulumi never connects to MinIO.
+"""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping, Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
-import pulumi_minio as minio
 import pulumi_random as random
 
 from components import k8s as kube
-from components.admin_endpoint import admin_address, admin_service, runner_ca_file, san_split
+from components.s3_policy import bucket_policy, policy_name
 from components.tls_certificate import TlsCertificate, TlsCertificateArgs
-from settings import IngressSettings, MinioSettings, TlsSettings
 
 PORT = 9000
 SERVICE = "minio"
@@ -22,35 +24,35 @@ HEADLESS_SERVICE = "minio-hl"
 CERTS_DIR = "/etc/minio/certs"
 ENV_FILE = "/etc/minio/config/config.env"
 DATA_DIR = "/data"
+BOOTSTRAP_DIR = "/etc/minio-bootstrap"
+BOOTSTRAP_SCRIPT = Path(__file__).resolve().parent / "minio_bootstrap.sh"
+BOOTSTRAP_LABELS = kube.labels(SERVICE, "bootstrap")
+BOOTSTRAP_CPU_REQUEST = "10m"
+BOOTSTRAP_MEMORY_REQUEST = "32Mi"
+SECRET_ENV_REASON = "the bootstrap reads the MLflow user's keys from secretKeyRef, never plain text in the spec"
 
 
 @dataclass
 class MinioStoreArgs:
     namespace: pulumi.Input[str]
-    stack: str
-    settings: MinioSettings
-    tls: TlsSettings
-    ingress: IngressSettings
+    image: str
+    replicas: int
+    storage_size: str
+    resources: Mapping[str, Mapping[str, str]]
+    bucket: str
+    region: str
+    # Pods that use the store (MLflow's server and Jobs).
     client_pod_labels: Mapping[str, str]
+    storage_class: str = ""
     user_name: str = "mlflow"
+    # prod: the StatefulSet is protected.
     protect_data: bool = False
+    # pr: PVCs go with the StatefulSet; everywhere else they are kept (and re-adopted).
     ephemeral: bool = False
-
-
-def bucket_policy(bucket: str) -> str:
-    """Only what MLflow's artifact proxy does: list, read, write, delete and multipart in one bucket."""
-    return json.dumps({
-        "Version": "2012-10-17",
-        "Statement": [
-            {"Effect": "Allow",
-             "Action": ["s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"],
-             "Resource": [f"arn:aws:s3:::{bucket}"]},
-            {"Effect": "Allow",
-             "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject",
-                        "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
-             "Resource": [f"arn:aws:s3:::{bucket}/*"]},
-        ],
-    }, sort_keys=True)
+    tls_algorithm: str = "ECDSA"
+    tls_validity_days: int = 730
+    tls_early_renewal_days: int = 30
+    tls_self_signed: bool = False
 
 
 class MinioStore(pulumi.ComponentResource):
@@ -62,29 +64,22 @@ class MinioStore(pulumi.ComponentResource):
     secret_key: pulumi.Output[str]
     ca_pem: pulumi.Output[str]
     ca_secret_name: pulumi.Output[str]
-    admin_host: pulumi.Output[str]
+    client_egress: pulumi.Output[dict]
 
     def __init__(self, name: str, args: MinioStoreArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("mlflow-platform:index:MinioStore", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        cfg = args.settings
         pod_labels = kube.labels(SERVICE, "object-store")
-        ingress_host = pulumi.Output.concat("minio-", args.namespace, ".", args.ingress.domain)
-
-        admin_svc = admin_service(name, args.namespace, cfg.admin, PORT, kube.selector(pod_labels),
-                                  kube.labels(SERVICE, "object-store-admin"), parent=self)
-        admin_host, admin_port = admin_address(cfg.admin, admin_svc, PORT, ingress_host=ingress_host)
-        admin_dns, admin_ips = san_split(admin_host)
         namespace = pulumi.Output.from_input(args.namespace)
         peer_wildcards = namespace.apply(lambda ns: [
             f"*.{HEADLESS_SERVICE}.{ns}.svc", f"*.{HEADLESS_SERVICE}.{ns}.svc.cluster.local"])
         dns_names = pulumi.Output.all(
-            kube.service_dns_names([SERVICE, HEADLESS_SERVICE], args.namespace), peer_wildcards, admin_dns,
-        ).apply(lambda parts: sorted(set(parts[0] + parts[1] + parts[2])))
+            kube.service_dns_names([SERVICE, HEADLESS_SERVICE], args.namespace), peer_wildcards,
+        ).apply(lambda parts: sorted(set(parts[0] + parts[1])))
         certificate = TlsCertificate(f"{name}-tls", TlsCertificateArgs(
-            namespace=args.namespace, common_name=SERVICE, dns_names=dns_names, ip_addresses=admin_ips,
-            algorithm=args.tls.algorithm, validity_days=args.tls.validity_days,
-            early_renewal_days=args.tls.early_renewal_days, self_signed=args.tls.self_signed,
+            namespace=args.namespace, common_name=SERVICE, dns_names=dns_names,
+            algorithm=args.tls_algorithm, validity_days=args.tls_validity_days,
+            early_renewal_days=args.tls_early_renewal_days, self_signed=args.tls_self_signed,
         ), opts=child)
 
         root_user = random.RandomPassword(f"{name}-root-user", length=20, special=False, opts=child)
@@ -100,8 +95,6 @@ class MinioStore(pulumi.ComponentResource):
         services = [
             k8s.core.v1.Service(f"{name}-{suffix}", metadata={
                 "name": svc_name, "namespace": args.namespace, "labels": pod_labels,
-                # Traefik speaks HTTPS to this backend when the admin ingress is used.
-                "annotations": {"traefik.ingress.kubernetes.io/service.serversscheme": "https"},
             }, spec=spec, opts=child)
             for suffix, svc_name, spec in (
                 ("service", SERVICE, {"selector": kube.selector(pod_labels),
@@ -120,65 +113,117 @@ class MinioStore(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=services,
                                         protect=args.protect_data, retain_on_delete=args.protect_data),
         )
-        admin_ingress = self._admin_ingress(name, args, ingress_host, certificate, pod_labels) \
-            if cfg.admin.access == "ingress" else None
         self._network_policy(name, args, pod_labels)
 
-        provider = minio.Provider(
-            f"{name}-admin-provider",
-            minio_server=pulumi.Output.concat(admin_host, ":", str(admin_port)),
-            minio_user=root_user.result,
-            minio_password=root_password.result,
-            minio_ssl=True,
-            minio_cacert_file=runner_ca_file(args.stack, f"{name}-ca", certificate.ca_pem),
-            minio_region=cfg.region,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[statefulset, *(r for r in (admin_svc, admin_ingress) if r)]),
-        )
-        s3 = pulumi.ResourceOptions(parent=self, provider=provider)
-        bucket = minio.S3Bucket(
-            f"{name}-bucket", bucket=cfg.bucket, acl="private", force_destroy=args.ephemeral,
-            opts=pulumi.ResourceOptions.merge(s3, pulumi.ResourceOptions(
-                protect=args.protect_data, retain_on_delete=args.protect_data)),
-        )
         user_secret = random.RandomPassword(f"{name}-{args.user_name}-secret-key", length=40, special=False, opts=child)
-        user = minio.IamUser(f"{name}-{args.user_name}-user", name=args.user_name, secret=user_secret.result,
-                             force_destroy=True, opts=s3)
-        policy = minio.IamPolicy(f"{name}-{args.user_name}-policy", name=f"{args.user_name}-{cfg.bucket}",
-                                 policy=bucket.bucket.apply(bucket_policy), opts=s3)
-        attachment = minio.IamUserPolicyAttachment(f"{name}-{args.user_name}-policy-attachment",
-                                                   user_name=user.name, policy_name=policy.name, opts=s3)
+        user_credentials = k8s.core.v1.Secret(
+            f"{name}-{args.user_name}-credentials",
+            metadata={"namespace": args.namespace, "labels": BOOTSTRAP_LABELS},
+            type="Opaque",
+            string_data={"access-key": args.user_name, "secret-key": user_secret.result},
+            opts=child,
+        )
+        bootstrap = self._bootstrap_job(name, args, account, certificate, root_env, user_credentials, statefulset)
+        kube.egress_policy(f"{name}-bootstrap-egress", args.namespace, kube.selector(BOOTSTRAP_LABELS),
+                           [self._egress_rule(pod_labels)], parent=self)
 
         self.endpoint_url = pulumi.Output.concat("https://", SERVICE, ".", args.namespace, ".svc:", str(PORT))
-        # The key pair is usable only once the policy is attached.
-        self.bucket = pulumi.Output.all(bucket.bucket, attachment.id).apply(lambda v: v[0])
-        self.access_key = pulumi.Output.all(user.name, attachment.id).apply(lambda v: v[0])
+        # The bucket (and so the key pair) is usable once the bootstrap Job completed; the MLflow
+        # Deployment waits for it through this output, as it waits for the migration Job.
+        self.bucket = bootstrap.id.apply(lambda _: args.bucket)
+        self.access_key = pulumi.Output.from_input(args.user_name)
         self.secret_key = pulumi.Output.secret(user_secret.result)
         self.ca_pem = certificate.ca_pem
         self.ca_secret_name = certificate.ca_secret_name
-        self.admin_host = admin_host
+        self.client_egress = pulumi.Output.from_input(self._egress_rule(pod_labels))
         self.register_outputs({
             "endpoint_url": self.endpoint_url, "bucket": self.bucket, "access_key": self.access_key,
             "secret_key": self.secret_key, "ca_pem": self.ca_pem, "ca_secret_name": self.ca_secret_name,
-            "admin_host": self.admin_host,
+            "client_egress": self.client_egress,
         })
+
+    @staticmethod
+    def _egress_rule(pod_labels: dict) -> dict:
+        return {"to": [{"podSelector": {"matchLabels": kube.selector(pod_labels)}}],
+                "ports": [{"port": PORT, "protocol": "TCP"}]}
+
+    def _bootstrap_job(self, name: str, args: MinioStoreArgs, account, certificate: TlsCertificate, root_env,
+                       user_credentials, statefulset) -> k8s.batch.v1.Job:
+        """Idempotent `mc` run: bucket, MLflow's user (password re-applied), policy (re-applied), attachment.
+
+        The script and policy live in a ConfigMap and the keys in Secrets whose names change with
+        their content, so a changed policy or password replaces the Job and it runs again.
+        """
+        files = k8s.core.v1.ConfigMap(
+            f"{name}-bootstrap",
+            metadata={"namespace": args.namespace, "labels": BOOTSTRAP_LABELS},
+            data={"bootstrap.sh": BOOTSTRAP_SCRIPT.read_text(encoding="utf-8"),
+                  "policy.json": bucket_policy(args.bucket)},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        plain = {
+            "MINIO_ENDPOINT": pulumi.Output.concat(SERVICE, ".", args.namespace, ".svc:", str(PORT)),
+            "MINIO_ROOT_ENV_FILE": ENV_FILE, "MINIO_CA_FILE": f"{BOOTSTRAP_DIR}/ca/ca.crt",
+            "BUCKET": args.bucket, "REGION": args.region,
+            "POLICY_NAME": policy_name(args.user_name, args.bucket), "POLICY_FILE": f"{BOOTSTRAP_DIR}/files/policy.json",
+            "HOME": "/tmp",
+        }
+        env = [{"name": key, "value": value} for key, value in plain.items()] + [
+            {"name": var, "valueFrom": {"secretKeyRef": {"name": user_credentials.metadata.name, "key": key}}}
+            for var, key in (("USER_ACCESS_KEY", "access-key"), ("USER_SECRET_KEY", "secret-key"))]
+        container = {
+            "name": "bootstrap", "image": args.image, "imagePullPolicy": "IfNotPresent",
+            "command": ["/bin/sh", f"{BOOTSTRAP_DIR}/files/bootstrap.sh"],
+            "env": env,
+            "securityContext": kube.container_security_context(),
+            "resources": {"requests": {"cpu": BOOTSTRAP_CPU_REQUEST, "memory": BOOTSTRAP_MEMORY_REQUEST},
+                          "limits": {"cpu": "200m", "memory": "128Mi"}},
+            "volumeMounts": [
+                {"name": "files", "mountPath": f"{BOOTSTRAP_DIR}/files", "readOnly": True},
+                {"name": "ca", "mountPath": f"{BOOTSTRAP_DIR}/ca", "readOnly": True},
+                {"name": "config", "mountPath": ENV_FILE.rsplit("/", 1)[0], "readOnly": True},
+                {"name": "tmp", "mountPath": "/tmp"},
+            ],
+        }
+        volumes = [
+            {"name": "files", "configMap": {"name": files.metadata.name, "defaultMode": 0o444}},
+            {"name": "ca", "secret": {"secretName": certificate.ca_secret_name, "defaultMode": 0o444}},
+            {"name": "config", "secret": {"secretName": root_env.metadata.name, "defaultMode": 0o440}},
+            {"name": "tmp", **kube.writable_scratch("16Mi")},
+        ]
+        return k8s.batch.v1.Job(
+            f"{name}-bootstrap",
+            metadata={"namespace": args.namespace, "labels": BOOTSTRAP_LABELS,
+                      "annotations": kube.checkov_skips({**kube.image_skips(), "CKV_K8S_35": SECRET_ENV_REASON})},
+            spec=kube.job_spec(BOOTSTRAP_LABELS, account, [container], volumes, backoff_limit=6, deadline_seconds=600,
+                               # New drives (another layout) get a new Job: the bucket and user are made again.
+                               pod_annotations={"mlflow-platform/minio-layout": self._layout(args)}),
+            # MinIO must serve before the bootstrap connects (the StatefulSet is awaited ready).
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[statefulset],
+                                        custom_timeouts=pulumi.CustomTimeouts(create="10m", update="10m")),
+        )
+
+    @staticmethod
+    def _layout(args: MinioStoreArgs) -> str:
+        return f"{args.replicas}x{args.storage_size}/{args.storage_class or 'default'}"
 
     @staticmethod
     def _statefulset_spec(args: MinioStoreArgs, pod_labels: dict, account, certificate: TlsCertificate,
                           root_env, namespace: pulumi.Output[str]) -> dict:
-        cfg = args.settings
-        if cfg.replicas == 1:
+        if args.replicas == 1:
             volumes_arg: pulumi.Input[str] = DATA_DIR
         else:
             volumes_arg = namespace.apply(
-                lambda ns: f"https://{SERVICE}-{{0...{cfg.replicas - 1}}}.{HEADLESS_SERVICE}.{ns}.svc:{PORT}{DATA_DIR}")
-        storage = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": cfg.storage_size}}}
-        if cfg.storage_class:
-            storage["storageClassName"] = cfg.storage_class
-        retention = "Retain" if args.protect_data else "Delete"
+                lambda ns: f"https://{SERVICE}-{{0...{args.replicas - 1}}}.{HEADLESS_SERVICE}.{ns}.svc:{PORT}{DATA_DIR}")
+        storage = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": args.storage_size}}}
+        if args.storage_class:
+            storage["storageClassName"] = args.storage_class
+        # Data outlives the StatefulSet (a replacement re-adopts the PVCs) except in PR stacks.
+        retention = "Delete" if args.ephemeral else "Retain"
         probe = {"scheme": "HTTPS", "port": PORT}
         return {
             "serviceName": HEADLESS_SERVICE,
-            "replicas": cfg.replicas,
+            "replicas": args.replicas,
             # Distributed MinIO needs all peers to start together.
             "podManagementPolicy": "Parallel",
             "selector": {"matchLabels": kube.selector(pod_labels)},
@@ -191,17 +236,17 @@ class MinioStore(pulumi.ComponentResource):
                     "securityContext": kube.pod_security_context(),
                     "containers": [{
                         "name": "minio",
-                        "image": cfg.image,
+                        "image": args.image,
                         "imagePullPolicy": "IfNotPresent",
                         "args": ["server", "--address", f":{PORT}", "--certs-dir", CERTS_DIR, volumes_arg],
                         "env": [
                             {"name": "MINIO_CONFIG_ENV_FILE", "value": ENV_FILE},
-                            {"name": "MINIO_SITE_REGION", "value": cfg.region},
+                            {"name": "MINIO_SITE_REGION", "value": args.region},
                             {"name": "MINIO_BROWSER", "value": "off"},
                             {"name": "HOME", "value": "/tmp"},
                         ],
                         "ports": [{"name": "https", "containerPort": PORT}],
-                        "resources": cfg.resources.as_k8s(),
+                        "resources": dict(args.resources),
                         "securityContext": kube.container_security_context(),
                         "readinessProbe": {"httpGet": {"path": "/minio/health/ready", **probe},
                                            "periodSeconds": 10, "timeoutSeconds": 5},
@@ -228,39 +273,16 @@ class MinioStore(pulumi.ComponentResource):
             "volumeClaimTemplates": [{"metadata": {"name": "data", "labels": pod_labels}, "spec": storage}],
         }
 
-    def _admin_ingress(self, name: str, args: MinioStoreArgs, host: pulumi.Output[str],
-                       certificate: TlsCertificate, pod_labels: dict) -> k8s.networking.v1.Ingress:
-        """The ingress serves MinIO's own certificate (its SANs include the FQDN) and re-encrypts to MinIO."""
-        spec: dict = {
-            "tls": [{"hosts": [host], "secretName": certificate.secret_name}],
-            "rules": [{"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {
-                "service": {"name": SERVICE, "port": {"number": PORT}}}}]}}],
-        }
-        if args.ingress.class_name:
-            spec["ingressClassName"] = args.ingress.class_name
-        return k8s.networking.v1.Ingress(
-            f"{name}-admin-ingress",
-            metadata={"namespace": args.namespace, "labels": pod_labels, "annotations": {
-                "nginx.ingress.kubernetes.io/backend-protocol": "HTTPS",
-                "nginx.ingress.kubernetes.io/proxy-body-size": "0",
-            }},
-            spec=spec,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-
     def _network_policy(self, name: str, args: MinioStoreArgs, pod_labels: dict) -> None:
-        """MinIO accepts MLflow, its own peers, the runner's CIDRs and (ingress mode) ingress controllers."""
-        port = [{"port": PORT, "protocol": "TCP"}]
-        rules = [
-            {"from": [{"podSelector": {"matchLabels": dict(args.client_pod_labels)}},
-                      {"podSelector": {"matchLabels": kube.selector(pod_labels)}}], "ports": port},
-            {"from": [{"ipBlock": {"cidr": cidr}} for cidr in args.settings.admin.source_ranges], "ports": port},
-        ]
-        if args.settings.admin.access == "ingress":
-            rules.append({"from": [{"namespaceSelector": {}}], "ports": port})
+        """MinIO accepts MLflow's pods, the bootstrap Job and its own peers (distributed mode)."""
         k8s.networking.v1.NetworkPolicy(
             f"{name}-network-policy",
             metadata={"namespace": args.namespace, "labels": pod_labels},
-            spec={"podSelector": {"matchLabels": kube.selector(pod_labels)}, "policyTypes": ["Ingress"], "ingress": rules},
+            spec={"podSelector": {"matchLabels": kube.selector(pod_labels)}, "policyTypes": ["Ingress"], "ingress": [{
+                "from": [{"podSelector": {"matchLabels": dict(args.client_pod_labels)}},
+                         {"podSelector": {"matchLabels": kube.selector(BOOTSTRAP_LABELS)}},
+                         {"podSelector": {"matchLabels": kube.selector(pod_labels)}}],
+                "ports": [{"port": PORT, "protocol": "TCP"}],
+            }]},
             opts=pulumi.ResourceOptions(parent=self),
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Mapping, Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -12,7 +12,6 @@ import pulumi_random as random
 import yaml
 
 from components import k8s as kube
-from settings import MIGRATION_JOB_CPU_REQUEST, MIGRATION_JOB_MEMORY_REQUEST, IngressSettings, MlflowSettings
 
 PORT = 5000
 SERVICE = "mlflow"
@@ -20,10 +19,12 @@ SERVICE = "mlflow"
 # the data services' NetworkPolicies admit exactly them.
 CLIENT_POD_LABELS = {"app.kubernetes.io/name": "mlflow"}
 SERVER_LABELS = kube.labels("mlflow", "tracking-server")
+MIGRATION_JOB_CPU_REQUEST = "50m"
+MIGRATION_JOB_MEMORY_REQUEST = "192Mi"
 MIGRATION_LABELS = kube.labels("mlflow", "migration")
 CA_DIR = "/etc/mlflow/ca"
 POSTGRES_CA_PATH = f"{CA_DIR}/postgres-ca.crt"
-MINIO_CA_PATH = f"{CA_DIR}/minio-ca.crt"
+OBJECT_STORE_CA_PATH = f"{CA_DIR}/object-store-ca.crt"
 AUTH_CONFIG_PATH = "/etc/mlflow/auth/basic_auth.ini"
 STARTUP_DIR = "/opt/mlflow-platform/python"
 STARTUP_MODULE = Path(__file__).resolve().parent / "mlflow_startup" / "sitecustomize.py"
@@ -45,9 +46,8 @@ SECRET_ENV_REASON = ("MLflow reads its store URI, Flask key and admin password o
 @dataclass
 class MlflowServerArgs:
     namespace: pulumi.Input[str]
-    settings: MlflowSettings
-    ingress: IngressSettings
-    region: str
+    version: str
+    image: str
     backend_store_uri: pulumi.Input[str]
     auth_database_uri: pulumi.Input[str]
     postgres_ca_secret_name: pulumi.Input[str]
@@ -55,7 +55,25 @@ class MlflowServerArgs:
     bucket: pulumi.Input[str]
     access_key: pulumi.Input[str]
     secret_key: pulumi.Input[str]
-    minio_ca_secret_name: pulumi.Input[str]
+    region: str
+    # NetworkPolicy egress rules to the database and the object store (from their components).
+    database_egress: pulumi.Input[Mapping]
+    object_store_egress: pulumi.Input[Mapping]
+    ingress_domain: str
+    # None: the object store's certificate is signed by a public CA the image trusts.
+    object_store_ca_secret_name: Optional[pulumi.Input[str]] = None
+    replicas: int = 1
+    workers: int = 1
+    resources: Optional[Mapping[str, Mapping[str, str]]] = None
+    auth: bool = True
+    admin_user: str = "admin"
+    ingress_class_name: str = ""
+    ingress_tls_secret_name: str = ""
+    ingress_cluster_issuer: str = ""
+
+    @property
+    def ingress_tls(self) -> bool:
+        return bool(self.ingress_tls_secret_name or self.ingress_cluster_issuer)
 
 
 def allowed_hosts(namespace: str, fqdn: str) -> list[str]:
@@ -83,8 +101,8 @@ class MlflowServer(pulumi.ComponentResource):
     def __init__(self, name: str, args: MlflowServerArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("mlflow-platform:index:MlflowServer", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        cfg = args.settings
-        fqdn = pulumi.Output.concat("mlflow-", args.namespace, ".", args.ingress.domain)
+        cfg = args
+        fqdn = pulumi.Output.concat("mlflow-", args.namespace, ".", args.ingress_domain)
 
         admin_password = random.RandomPassword(f"{name}-admin-password", length=32, special=False, opts=child)
         flask_key = random.RandomPassword(f"{name}-flask-secret-key", length=64, special=False, opts=child)
@@ -138,6 +156,9 @@ class MlflowServer(pulumi.ComponentResource):
                   "ingress": [{"ports": [{"port": PORT, "protocol": "TCP"}]}]},
             opts=child,
         )
+        # Server and Jobs talk to the database, the object store and DNS; never to the Kubernetes API.
+        kube.egress_policy(f"{name}-egress", args.namespace, CLIENT_POD_LABELS,
+                           [args.database_egress, args.object_store_egress], parent=self)
 
         self.fqdn = fqdn
         self.tracking_url = pulumi.Output.concat(self._scheme(args), "://", fqdn)
@@ -150,7 +171,7 @@ class MlflowServer(pulumi.ComponentResource):
         ).apply(lambda v: package_values({
             "region": args.region, "artifact_store": v[4], "access_key": v[1], "secret_key": v[2],
             "version": cfg.version, "backing_store": v[3], "ingress_fqdn": v[5], "bucket": v[0],
-            "ignore_tls": "false", "ingress_domain": args.ingress.domain,
+            "ignore_tls": "false", "ingress_domain": args.ingress_domain,
         })))
         self.register_outputs({
             "tracking_url": self.tracking_url, "internal_url": self.internal_url, "fqdn": self.fqdn,
@@ -160,18 +181,18 @@ class MlflowServer(pulumi.ComponentResource):
 
     @staticmethod
     def _scheme(args: MlflowServerArgs) -> str:
-        return "https" if args.ingress.tls_enabled else "http"
+        return "https" if args.ingress_tls else "http"
 
     def _config_volumes(self, name: str, args: MlflowServerArgs, env_values: dict,
                         child: pulumi.ResourceOptions) -> tuple[list[dict], list[dict]]:
         """CA bundle, auth config and start-up module: files shared by the server and the migration Job."""
+        ca_sources = [{"secret": {"name": args.postgres_ca_secret_name,
+                                  "items": [{"key": "ca.crt", "path": Path(POSTGRES_CA_PATH).name}]}}]
+        if args.object_store_ca_secret_name is not None:
+            ca_sources.append({"secret": {"name": args.object_store_ca_secret_name,
+                                          "items": [{"key": "ca.crt", "path": Path(OBJECT_STORE_CA_PATH).name}]}})
         volumes = [
-            {"name": "ca", "projected": {"defaultMode": 0o444, "sources": [
-                {"secret": {"name": args.postgres_ca_secret_name,
-                            "items": [{"key": "ca.crt", "path": Path(POSTGRES_CA_PATH).name}]}},
-                {"secret": {"name": args.minio_ca_secret_name,
-                            "items": [{"key": "ca.crt", "path": Path(MINIO_CA_PATH).name}]}},
-            ]}},
+            {"name": "ca", "projected": {"defaultMode": 0o444, "sources": ca_sources}},
             {"name": "tmp", **kube.writable_scratch()},
             {"name": "home", **kube.writable_scratch()},
         ]
@@ -180,12 +201,12 @@ class MlflowServer(pulumi.ComponentResource):
             {"name": "tmp", "mountPath": "/tmp"},
             {"name": "home", "mountPath": HOME},
         ]
-        if args.settings.auth:
+        if args.auth:
             auth_config = k8s.core.v1.Secret(
                 f"{name}-auth-config", metadata={"namespace": args.namespace, "labels": SERVER_LABELS},
                 type="Opaque",
                 string_data={"basic_auth.ini": pulumi.Output.from_input(env_values["auth-database-uri"]).apply(
-                    lambda uri: self._auth_ini(uri, args.settings.admin_user))},
+                    lambda uri: self._auth_ini(uri, args.admin_user))},
                 opts=child,
             )
             volumes.append({"name": "auth", "secret": {"secretName": auth_config.metadata.name, "defaultMode": 0o440}})
@@ -213,7 +234,7 @@ class MlflowServer(pulumi.ComponentResource):
             "TMPDIR": "/tmp",
             "MLFLOW_S3_ENDPOINT_URL": args.s3_endpoint_url,
             "AWS_DEFAULT_REGION": args.region,
-            "AWS_CA_BUNDLE": MINIO_CA_PATH,
+            "AWS_CA_BUNDLE": OBJECT_STORE_CA_PATH,
             "MLFLOW_AUTH_CONFIG_PATH": AUTH_CONFIG_PATH,
             "PYTHONPATH": STARTUP_DIR,
             "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -221,16 +242,18 @@ class MlflowServer(pulumi.ComponentResource):
         }
         return [from_secret(var) if var in ENV_KEYS else {"name": var, "value": plain[var]} for var in names]
 
-    def _server_env_names(self, auth: bool) -> list[str]:
+    def _server_env_names(self, args: MlflowServerArgs) -> list[str]:
         names = ["MLFLOW_BACKEND_STORE_URI", "MLFLOW_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                 "AWS_DEFAULT_REGION", "AWS_CA_BUNDLE", "HOME", "TMPDIR", "PYTHONPATH",
-                 "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"]
+                 "AWS_DEFAULT_REGION", "HOME", "TMPDIR", "PYTHONPATH", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"]
+        if args.object_store_ca_secret_name is not None:
+            names.append("AWS_CA_BUNDLE")
+        auth = args.auth
         if auth:
             names += ["MLFLOW_AUTH_CONFIG_PATH", "MLFLOW_FLASK_SERVER_SECRET_KEY", "MLFLOW_AUTH_ADMIN_PASSWORD"]
         return names
 
     def _deployment_spec(self, name: str, args: MlflowServerArgs, fqdn, env_secret, account, volumes, mounts) -> dict:
-        cfg = args.settings
+        cfg = args
         startup = k8s.core.v1.ConfigMap(
             f"{name}-startup", metadata={"namespace": args.namespace, "labels": SERVER_LABELS},
             data={"sitecustomize.py": STARTUP_MODULE.read_text(encoding="utf-8")},
@@ -256,9 +279,9 @@ class MlflowServer(pulumi.ComponentResource):
                 "imagePullPolicy": "IfNotPresent",
                 "command": ["mlflow"],
                 "args": server_args,
-                "env": self._env(args, env_secret, self._server_env_names(cfg.auth)),
+                "env": self._env(args, env_secret, self._server_env_names(args)),
                 "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
-                "resources": cfg.resources.as_k8s(),
+                "resources": dict(cfg.resources or {}),
                 "securityContext": kube.container_security_context(),
                 "startupProbe": {**probe, "periodSeconds": 5, "failureThreshold": 60},
                 "readinessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 3},
@@ -290,7 +313,7 @@ class MlflowServer(pulumi.ComponentResource):
 
     def _migration_job(self, name: str, args: MlflowServerArgs, env_secret, account, volumes, mounts) -> k8s.batch.v1.Job:
         """`mlflow db upgrade` for the tracking schema, then the auth schema; replaced on every change."""
-        cfg = args.settings
+        cfg = args
         env = self._env(args, env_secret, ["MLFLOW_BACKEND_STORE_URI", "MLFLOW_AUTH_DATABASE_URI", "HOME", "TMPDIR",
                                            "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"]
                         if cfg.auth else ["MLFLOW_BACKEND_STORE_URI", "HOME", "TMPDIR", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"])
@@ -308,20 +331,9 @@ class MlflowServer(pulumi.ComponentResource):
             f"{name}-migrate",
             metadata={"namespace": args.namespace, "labels": MIGRATION_LABELS,
                       "annotations": kube.checkov_skips({**kube.image_skips(), "CKV_K8S_35": SECRET_ENV_REASON})},
-            spec={
-                "backoffLimit": 4,
-                "activeDeadlineSeconds": 900,
-                "template": {"metadata": {"labels": MIGRATION_LABELS}, "spec": {
-                    "restartPolicy": "Never",
-                    "serviceAccountName": account.metadata.name,
-                    "automountServiceAccountToken": False,
-                    "securityContext": kube.pod_security_context(),
-                    # Init containers run in order: tracking schema first, then auth schema.
-                    "initContainers": containers[:-1],
-                    "containers": containers[-1:],
-                    "volumes": volumes,
-                }},
-            },
+            # Init containers run in order: tracking schema first, then auth schema.
+            spec=kube.job_spec(MIGRATION_LABELS, account, containers[-1:], volumes, backoff_limit=4,
+                               deadline_seconds=900, init_containers=containers[:-1]),
             opts=pulumi.ResourceOptions(parent=self, custom_timeouts=pulumi.CustomTimeouts(create="15m", update="15m")),
         )
 
@@ -334,13 +346,13 @@ class MlflowServer(pulumi.ComponentResource):
         }
         spec: dict = {"rules": [{"host": fqdn, "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {
             "service": {"name": service.metadata.name, "port": {"name": "http"}}}}]}}]}
-        if args.ingress.class_name:
-            spec["ingressClassName"] = args.ingress.class_name
-        if args.ingress.cluster_issuer:
-            annotations["cert-manager.io/cluster-issuer"] = args.ingress.cluster_issuer
+        if args.ingress_class_name:
+            spec["ingressClassName"] = args.ingress_class_name
+        if args.ingress_cluster_issuer:
+            annotations["cert-manager.io/cluster-issuer"] = args.ingress_cluster_issuer
             spec["tls"] = [{"hosts": [fqdn], "secretName": pulumi.Output.concat(SERVICE, "-ingress-tls")}]
-        elif args.ingress.tls_secret_name:
-            spec["tls"] = [{"hosts": [fqdn], "secretName": args.ingress.tls_secret_name}]
+        elif args.ingress_tls_secret_name:
+            spec["tls"] = [{"hosts": [fqdn], "secretName": args.ingress_tls_secret_name}]
         return k8s.networking.v1.Ingress(
             f"{name}-ingress",
             metadata={"namespace": args.namespace, "labels": SERVER_LABELS, "annotations": annotations},

@@ -172,6 +172,10 @@ class PlatformMocks(pulumi.runtime.Mocks):
         typ = args.typ
         if typ.startswith("pulumi:providers:"):
             return f"{args.name}-provider-id", inputs
+        if typ == "pulumi:pulumi:StackReference":
+            # The engine reads the referenced stack's last checkpoint: here, what `evaluate` kept.
+            return inputs["name"], {"name": inputs["name"], "outputs": self.state.get("stack_outputs", {}),
+                                    "secretOutputNames": []}
         handler = getattr(self, "_" + typ.split(":")[0].replace(".", "_"), None)
         outputs = handler(args, inputs) if handler else inputs
         resource_id = outputs.pop("__id", None) or f"{args.name}-id"
@@ -330,6 +334,23 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
 
 
 # --------------------------------------------------------------------------- running the program
+@dataclass(frozen=True)
+class Secret:
+    """A config value set with `pulumi config set --secret`: `stack_config(..., {"key": Secret("v")})`."""
+
+    value: Any
+
+
+def secret_config_keys(overrides: Optional[dict] = None) -> list[str]:
+    """Full keys of the overrides given as Secret, as the CLI lists them to the program."""
+    return sorted(f"{PROJECT}:{k}" for k, v in (overrides or {}).items() if isinstance(v, Secret))
+
+
+def set_stack_config(stack: str, overrides: Optional[dict] = None) -> None:
+    """Hand the program its config and which keys are secret, as `pulumi up` does (resets both)."""
+    pulumi.runtime.set_all_config(stack_config(stack, overrides), secret_config_keys(overrides))
+
+
 def stack_config(stack: str, overrides: Optional[dict] = None) -> dict[str, str]:
     """Config as the CLI hands it to the program: Pulumi.<stack>.yaml (or the PR profile) + overrides."""
     path = ROOT / f"Pulumi.{stack}.yaml"
@@ -344,6 +365,8 @@ def stack_config(stack: str, overrides: Optional[dict] = None) -> dict[str, str]
 
 
 def _config_text(value: Any) -> str:
+    if isinstance(value, Secret):
+        value = value.value
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (list, dict)):
@@ -449,7 +472,7 @@ def evaluate(program: Callable[[], Any], stack: str = "dev", config: Optional[di
     state = {} if state is None else state
     mocks = PlatformMocks(state)
     monitor = RecordingMonitor(mocks)
-    pulumi.runtime.set_all_config(stack_config(stack, config))
+    set_stack_config(stack, config)
     pulumi_settings.ROOT.set(None)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
     root = pulumi_settings.get_root_resource()
@@ -464,5 +487,7 @@ def evaluate(program: Callable[[], Any], stack: str = "dev", config: Optional[di
         outputs[name] = _sync_await(output.future())
         if _sync_await(output.is_secret()):
             secret_outputs.add(name)
+    # Like a checkpoint: the next evaluation with this state sees these as the last deployment's outputs.
+    state["stack_outputs"] = outputs
     return Evaluation(stack=stack, registrations=monitor.registrations, outputs=whole_numbers(outputs),
                       secret_outputs=secret_outputs, component_outputs=monitor.component_outputs, state=state)

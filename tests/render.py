@@ -5,7 +5,14 @@ Kubernetes object it would apply to `build/manifests/<stack>/NN-<kind>-<name>.ya
 registration order, so the files list in apply order). The directory is emptied first: a file
 left over from an earlier run would otherwise be scanned as if the program still rendered it.
 
-CLI: `python -m tests.render [stack...]` (default: dev prod pr-42) prints where each file went.
+`config` overrides the stack file's keys (without the project prefix), as `pulumi config set`
+would; a value wrapped in `tests.harness.Secret` is secret config (`--secret`), e.g.
+`render_stack("ext", config={"postgresMode": "external", "postgresAdminPassword": Secret("pw"), ...})`.
+Objects the providers of the external modes create outside the cluster (pulumi-postgresql,
+pulumi-minio) are not Kubernetes objects and are not written.
+
+CLI: `python -m tests.render [stack...]` (default: dev prod pr-42) prints where each file went;
+`--config key=value` (repeatable) overrides a key for every stack given.
 
 The Secrets' `stringData` holds the mocks' generated values (never real credentials); build/ is
 git-ignored all the same.
@@ -65,7 +72,7 @@ def file_name(index: int, obj: dict) -> str:
 
 
 def render_stack(stack: str, config: Optional[dict] = None, out_dir: Optional[Path] = None) -> Rendered:
-    """Evaluate `stack` once and write its objects; returns the files with the objects they hold."""
+    """Evaluate `stack` once (with `config` overrides) and write its objects; returns the files with the objects."""
     evaluation = evaluate_stack(stack, config=config)
     directory = Path(out_dir) if out_dir else BUILD_DIR / stack
     if directory.exists():
@@ -81,8 +88,19 @@ def render_stack(stack: str, config: Optional[dict] = None, out_dir: Optional[Pa
 
 
 def main(argv: list[str]) -> int:
-    for stack in argv or DEFAULT_STACKS:
-        rendered = render_stack(stack)
+    stacks, config = [], {}
+    args = iter(argv)
+    for arg in args:
+        if arg == "--config":
+            key, _, value = next(args, "").partition("=")
+            if not key or not _:
+                print("usage: python -m tests.render [--config key=value]... [stack...]", file=sys.stderr)
+                return 2
+            config[key] = value
+        else:
+            stacks.append(arg)
+    for stack in stacks or DEFAULT_STACKS:
+        rendered = render_stack(stack, config=config or None)
         print(f"{stack}: {len(rendered.files)} objects -> {rendered.directory.relative_to(ROOT)}")
         for path, _ in rendered.files:
             print(f"  {path.name}")

@@ -1,38 +1,60 @@
-"""Each component alone, under the same faithful mocks: its own contract, independent of the stack."""
+"""Each component alone, under the same faithful mocks: its own contract, independent of the stack.
 
+Components take flat, Input-typed Args and never read the stack configuration: each test builds one
+from literal values (and Outputs), as another program reusing it would.
+"""
+
+import ast
+import configparser
 import json
+from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pulumi
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from components.minio_store import MinioStore, MinioStoreArgs, bucket_policy
+from components.cnpg_operator import CnpgOperator, CnpgOperatorArgs
+from components.external_object_store import ExternalObjectStore, ExternalObjectStoreArgs
+from components.external_postgres import ExternalPostgres, ExternalPostgresArgs
+from components.minio_store import MinioStore, MinioStoreArgs
 from components.mlflow_server import MlflowServer, MlflowServerArgs, allowed_hosts, package_values
 from components.postgres_cluster import PostgresCluster, PostgresClusterArgs
+from components.s3_policy import bucket_policy
 from components.tls_certificate import TlsCertificate, TlsCertificateArgs
-from settings import load_settings
-from tests.harness import PROJECT, evaluate
+from tests.harness import evaluate
+
+COMPONENTS = Path(__file__).resolve().parent.parent / "components"
+RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}}
+CA_PEM = (Path(__file__).resolve().parent / "fixtures" / "external-ca.pem").read_text()
 
 
-def run_alone(build, stack="dev", config=None):
+def run_alone(build):
     """Evaluate a program that builds one component and exports its outputs."""
     def program():
-        settings = load_settings(pulumi.Config(PROJECT))
-        for name, value in build(settings).items():
+        for name, value in build().items():
             pulumi.export(name, value)
-    return evaluate(program, stack=stack, config=config)
+    return evaluate(program)
 
 
 def cert(pem):
     return x509.load_pem_x509_certificate(pem.encode())
 
 
+def test_components_do_not_read_the_stack_configuration():
+    """Reusable components: settings.py maps config onto their Args, they never import it."""
+    for path in sorted(COMPONENTS.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names} | {
+            node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        assert "settings" not in imported and not any(m.startswith("settings.") for m in imported), path.name
+        assert "pulumi.Config" not in path.read_text(), path.name
+
+
 # ------------------------------------------------------------------ TlsCertificate
 def tls_program(**overrides):
-    def build(settings):
+    def build():
         args = dict(namespace="ns", common_name="db", dns_names=["db", "db.ns.svc"], ip_addresses=["192.0.2.7"])
         args.update(overrides)
         c = TlsCertificate("db-tls", TlsCertificateArgs(**args))
@@ -81,16 +103,20 @@ def test_tls_certificate_supports_rsa_and_self_signed():
 
 
 # ------------------------------------------------------------------ PostgresCluster
-def postgres_program(settings):
-    pg = PostgresCluster("db", PostgresClusterArgs(
-        namespace="team", stack=settings.stack, settings=settings.postgres, tls=settings.tls,
-        client_pod_labels={"app": "client"}, client_ca_path="/ca/pg.crt", cluster_name="teamdb"))
-    return {"host": pg.host, "uri": pg.sqlalchemy_uri, "auth_uri": pg.auth_sqlalchemy_uri,
-            "password": pg.password, "ca": pg.ca_pem, "user": pg.username, "db": pg.database, "auth_db": pg.auth_database}
+def postgres_program(**overrides):
+    def build():
+        args = dict(namespace="team", instances=1, image="ghcr.io/cloudnative-pg/postgresql:17.5", storage_size="1Gi",
+                    resources=RESOURCES, client_pod_labels={"app": "client"}, client_ca_path="/ca/pg.crt",
+                    cluster_name="teamdb", operator_namespace="operators")
+        args.update(overrides)
+        pg = PostgresCluster("db", PostgresClusterArgs(**args))
+        return {"host": pg.host, "uri": pg.sqlalchemy_uri, "auth_uri": pg.auth_sqlalchemy_uri, "egress": pg.client_egress,
+                "password": pg.password, "ca": pg.ca_pem, "user": pg.username, "db": pg.database, "auth_db": pg.auth_database}
+    return build
 
 
 def test_postgres_cluster_outputs_a_ready_verify_full_uri():
-    ev = run_alone(postgres_program)
+    ev = run_alone(postgres_program())
     uri = urlsplit(ev.outputs["uri"])
     assert (uri.hostname, uri.port, uri.path) == ("teamdb-rw.team.svc", 5432, "/mlflow")
     assert parse_qs(uri.query) == {"sslmode": ["verify-full"], "sslrootcert": ["/ca/pg.crt"]}
@@ -99,46 +125,93 @@ def test_postgres_cluster_outputs_a_ready_verify_full_uri():
     assert urlsplit(ev.outputs["auth_uri"]).path == "/mlflow_auth"
     assert {"uri", "auth_uri", "password"} <= ev.secret_outputs and "host" not in ev.secret_outputs
     assert (ev.outputs["user"], ev.outputs["db"], ev.outputs["auth_db"]) == ("mlflow", "mlflow", "mlflow_auth")
+    assert ev.outputs["egress"] == {"to": [{"podSelector": {"matchLabels": {"cnpg.io/cluster": "teamdb"}}}],
+                                    "ports": [{"port": 5432, "protocol": "TCP"}]}
 
 
-def test_postgres_cluster_declares_role_and_databases_through_its_own_provider():
-    ev = run_alone(postgres_program)
-    provider = ev.one("pulumi:providers:postgresql", "db-admin-provider")
-    role = ev.one("postgresql:index/role:Role", "db-mlflow-role")
-    assert role.inputs["login"] is True and role.inputs["name"] == "mlflow"
-    for name in ("db-mlflow-database", "db-mlflow_auth-database"):
-        database = ev.one("postgresql:index/database:Database", name)
-        assert database.inputs["owner"] == "mlflow" and database.provider.startswith(provider.urn)
-    assert role.provider.startswith(provider.urn)
-    assert ev.one("kubernetes:postgresql.cnpg.io/v1:Cluster", "db-cluster").urn in provider.dependencies
-    assert provider.inputs["username"] == "postgres" and provider.inputs["sslmode"] == "verify-full"
+def test_postgres_cluster_declares_role_and_databases_for_the_operator():
+    ev = run_alone(postgres_program())
+    assert [r.type for r in ev.registrations if r.type.startswith(("postgresql:", "pulumi:providers:"))] == []
+    [cluster] = ev.k8s("Cluster")
+    [role] = cluster["spec"]["managed"]["roles"]
+    assert (role["name"], role["login"], role["ensure"]) == ("mlflow", True, "present")
+    assert ev.secret_by_name(role["passwordSecret"]["name"]) == {"username": "mlflow", "password": ev.outputs["password"]}
+    databases = {d["metadata"]["name"]: d["spec"] for d in ev.k8s("Database")}
+    assert set(databases) == {"teamdb-mlflow", "teamdb-mlflow-auth"}
+    assert sorted(d["name"] for d in databases.values()) == ["mlflow", "mlflow_auth"]
+    for spec in databases.values():
+        assert spec["owner"] == "mlflow" and spec["cluster"] == {"name": "teamdb"}
+        assert spec["databaseReclaimPolicy"] == "retain"
+    assert not any(r.protect for r in ev.registrations)
+    ephemeral = run_alone(postgres_program(ephemeral=True))
+    assert {d["spec"]["databaseReclaimPolicy"] for d in ephemeral.k8s("Database")} == {"delete"}
+    protected = run_alone(postgres_program(protect_data=True))
+    assert {r.name for r in protected.registrations if r.protect and r.retain_on_delete} == {
+        "db-cluster", "db-mlflow-database", "db-mlflow_auth-database"}
 
 
-def test_postgres_cluster_sizes_the_cnpg_cluster_from_settings():
-    ev = run_alone(postgres_program, config={"postgresInstances": 2, "postgresStorageSize": "5Gi",
-                                             "postgresStorageClass": "fast", "installCnpgOperator": False})
+def test_postgres_cluster_admits_clients_its_instances_and_the_operator():
+    ev = run_alone(postgres_program())
+    [policy] = ev.k8s("NetworkPolicy")
+    peers = [peer for rule in policy["spec"]["ingress"] for peer in rule["from"]]
+    assert peers == [{"podSelector": {"matchLabels": {"app": "client"}}},
+                     {"podSelector": {"matchLabels": {"cnpg.io/cluster": "teamdb"}}},
+                     {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "operators"}}}]
+
+
+def test_postgres_cluster_sizes_the_cnpg_cluster_from_its_args():
+    ev = run_alone(postgres_program(instances=2, storage_size="5Gi", storage_class="fast"))
     [cluster] = ev.k8s("Cluster")
     spec = cluster["spec"]
     assert (spec["instances"], spec["storage"]) == (2, {"size": "5Gi", "storageClass": "fast"})
-    assert spec["resources"] == {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}}
+    assert spec["resources"] == RESOURCES
     assert spec["imageName"] == "ghcr.io/cloudnative-pg/postgresql:17.5"
-    assert spec["enableSuperuserAccess"] is True
-    superuser = next(o for o in ev.k8s("Secret") if o["metadata"]["name"] == spec["superuserSecret"]["name"])
-    assert superuser["type"] == "kubernetes.io/basic-auth" and superuser["stringData"]["username"] == "postgres"
+    assert spec["enableSuperuserAccess"] is False and "superuserSecret" not in spec
     assert ev.of_type("kubernetes:helm.sh/v3:Release") == []
 
 
+# ------------------------------------------------------------------ ExternalPostgres
+def external_postgres_program():
+    pg = ExternalPostgres("db", ExternalPostgresArgs(
+        namespace="team", host="db.example.com", port=6432, admin_user="root",
+        admin_password=pulumi.Output.secret("admin-pw"), ca_file="certs/db.pem", ca_pem=CA_PEM,
+        client_ca_path="/ca/pg.crt", protect_data=True))
+    return {"uri": pg.sqlalchemy_uri, "password": pg.password, "egress": pg.client_egress, "ca_secret": pg.ca_secret_name}
+
+
+def test_external_postgres_creates_the_role_and_databases_over_verify_full():
+    ev = run_alone(external_postgres_program)
+    provider = ev.one("pulumi:providers:postgresql", "db-admin-provider")
+    assert provider.inputs["sslmode"] == "verify-full" and provider.inputs["sslrootcert"] == "certs/db.pem"
+    assert "password" in provider.secret_inputs
+    role = ev.one("postgresql:index/role:Role", "db-mlflow-role")
+    assert role.inputs["password"] == ev.outputs["password"] and "password" in role.secret_inputs
+    for name in ("db-mlflow-database", "db-mlflow_auth-database"):
+        database = ev.one("postgresql:index/database:Database", name)
+        assert database.inputs["owner"] == "mlflow" and database.provider.startswith(provider.urn)
+        assert database.protect and database.retain_on_delete
+    uri = urlsplit(ev.outputs["uri"])
+    assert (uri.hostname, uri.port, unquote(uri.password)) == ("db.example.com", 6432, ev.outputs["password"])
+    assert ev.outputs["egress"] == {"ports": [{"port": 6432, "protocol": "TCP"}]}
+    assert ev.secret_by_name(ev.outputs["ca_secret"]) == {"ca.crt": CA_PEM}
+    assert ev.k8s("Cluster") == [] and ev.k8s("Database") == []
+
+
 # ------------------------------------------------------------------ MinioStore
-def minio_program(settings):
-    store = MinioStore("s3", MinioStoreArgs(
-        namespace="team", stack=settings.stack, settings=settings.minio, tls=settings.tls,
-        ingress=settings.ingress, client_pod_labels={"app": "client"}))
-    return {"endpoint": store.endpoint_url, "bucket": store.bucket, "access_key": store.access_key,
-            "secret_key": store.secret_key, "ca": store.ca_pem}
+def minio_program(**overrides):
+    def build():
+        args = dict(namespace="team", image="quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z", replicas=1,
+                    storage_size="2Gi", resources=RESOURCES, bucket="artifacts", region="eu-west-1",
+                    client_pod_labels={"app": "client"})
+        args.update(overrides)
+        store = MinioStore("s3", MinioStoreArgs(**args))
+        return {"endpoint": store.endpoint_url, "bucket": store.bucket, "access_key": store.access_key,
+                "secret_key": store.secret_key, "ca": store.ca_pem, "egress": store.client_egress}
+    return build
 
 
 def test_minio_store_runs_minio_over_tls_with_probes_and_restricted_pods():
-    ev = run_alone(minio_program)
+    ev = run_alone(minio_program())
     [sts] = ev.k8s("StatefulSet")
     pod = sts["spec"]["template"]["spec"]
     [minio] = pod["containers"]
@@ -155,24 +228,32 @@ def test_minio_store_runs_minio_over_tls_with_probes_and_restricted_pods():
     tls = next(o for o in ev.k8s("Secret") if o["type"] == "kubernetes.io/tls")
     dns = cert(tls["stringData"]["tls.crt"]).extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert "minio.team.svc" in dns.get_values_for_type(x509.DNSName)
+    assert dns.get_values_for_type(x509.IPAddress) == []
+    assert sts["spec"]["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
 
 
 def test_minio_store_gives_mlflow_a_bucket_scoped_user_not_the_root_key():
-    ev = run_alone(minio_program)
-    user = ev.one("minio:index/iamUser:IamUser", "s3-mlflow-user")
-    policy = json.loads(ev.one("minio:index/iamPolicy:IamPolicy", "s3-mlflow-policy").inputs["policy"])
+    ev = run_alone(minio_program())
+    assert [r.type for r in ev.registrations if r.type.startswith(("minio:", "pulumi:providers:"))] == []
+    [job] = ev.k8s("Job")
+    [bootstrap] = job["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in bootstrap["env"]}
+    assert (env["BUCKET"], env["REGION"], env["POLICY_NAME"]) == ("artifacts", "eu-west-1", "mlflow-artifacts")
+    [files] = [c for c in ev.k8s("ConfigMap") if c["metadata"]["name"].startswith("s3-bootstrap")]
+    policy = json.loads(files["data"]["policy.json"])
+    assert files["data"]["policy.json"] == bucket_policy("artifacts")
     resources = {r for statement in policy["Statement"] for r in statement["Resource"]}
     actions = {a for statement in policy["Statement"] for a in statement["Action"]}
-    assert resources == {"arn:aws:s3:::mlflow", "arn:aws:s3:::mlflow/*"}
+    assert resources == {"arn:aws:s3:::artifacts", "arn:aws:s3:::artifacts/*"}
     assert all(a.startswith("s3:") and "*" not in a for a in actions) and "s3:DeleteBucket" not in actions
-    attachment = ev.one("minio:index/iamUserPolicyAttachment:IamUserPolicyAttachment", "s3-mlflow-policy-attachment")
-    assert attachment.inputs == {"userName": "mlflow", "policyName": "mlflow-mlflow"}
-    assert ev.outputs["access_key"] == user.inputs["name"] and ev.outputs["secret_key"] == user.inputs["secret"]
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in bootstrap["env"] if "valueFrom" in e}
+    user = ev.secret_by_name(refs["USER_ACCESS_KEY"]["name"])
+    assert (ev.outputs["access_key"], ev.outputs["secret_key"]) == (user["access-key"], user["secret-key"])
     root = ev.one("random:index/randomPassword:RandomPassword", "s3-root-password").outputs["result"]
     assert root != ev.outputs["secret_key"] and "secret_key" in ev.secret_outputs
-    provider = ev.one("pulumi:providers:minio", "s3-admin-provider").inputs
-    assert provider["minioSsl"] in (True, "true") and provider["minioPassword"] == root
-    assert provider["minioCacertFile"].endswith("s3-ca.crt")
+    assert ev.outputs["bucket"] == "artifacts"
+    statefulset = ev.one("kubernetes:apps/v1:StatefulSet", "s3-statefulset")
+    assert statefulset.urn in ev.one("kubernetes:batch/v1:Job", "s3-bootstrap").dependencies
 
 
 def test_bucket_policy_is_scoped_to_one_bucket():
@@ -180,7 +261,7 @@ def test_bucket_policy_is_scoped_to_one_bucket():
 
 
 def test_minio_store_runs_distributed_with_peer_names_in_the_certificate():
-    ev = run_alone(minio_program, config={"minioReplicas": 4})
+    ev = run_alone(minio_program(replicas=4))
     [sts] = ev.k8s("StatefulSet")
     assert sts["spec"]["replicas"] == 4 and sts["spec"]["podManagementPolicy"] == "Parallel"
     assert sts["spec"]["template"]["spec"]["containers"][0]["args"][-1] == \
@@ -190,19 +271,95 @@ def test_minio_store_runs_distributed_with_peer_names_in_the_certificate():
     assert "*.minio-hl.team.svc" in dns.get_values_for_type(x509.DNSName)
 
 
+def test_ephemeral_and_protected_minio_stores():
+    ephemeral = run_alone(minio_program(ephemeral=True))
+    [sts] = ephemeral.k8s("StatefulSet")
+    assert sts["spec"]["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Delete", "whenScaled": "Delete"}
+    protected = run_alone(minio_program(protect_data=True))
+    assert {r.name for r in protected.registrations if r.protect and r.retain_on_delete} == {"s3-statefulset"}
+
+
+# ------------------------------------------------------------------ ExternalObjectStore
+def external_store_program(**overrides):
+    def build():
+        args = dict(namespace="team", endpoint="https://s3.example.com:8443/", bucket="artifacts", region="eu-west-1")
+        args.update(overrides)
+        store = ExternalObjectStore("s3", ExternalObjectStoreArgs(**args))
+        outputs = {"endpoint": store.endpoint_url, "bucket": store.bucket, "access_key": store.access_key,
+                   "secret_key": store.secret_key, "egress": store.client_egress}
+        if store.ca_secret_name is not None:
+            outputs["ca_secret"] = store.ca_secret_name
+        return outputs
+    return build
+
+
+def test_external_object_store_passes_given_credentials_through():
+    ev = run_alone(external_store_program(access_key="AKIA", secret_key=pulumi.Output.secret("given-secret")))
+    assert (ev.outputs["access_key"], ev.outputs["secret_key"]) == ("AKIA", "given-secret")
+    assert {"secret_key"} <= ev.secret_outputs
+    assert ev.outputs["endpoint"] == "https://s3.example.com:8443"
+    assert ev.outputs["egress"] == {"ports": [{"port": 8443, "protocol": "TCP"}]}
+    assert "ca_secret" not in ev.outputs and ev.k8s("Secret") == []
+    assert [r.type for r in ev.registrations if r.custom] == []
+
+
+def test_external_object_store_creates_a_scoped_user_with_minio_admin_credentials():
+    ev = run_alone(external_store_program(admin_user="root", admin_password=pulumi.Output.secret("admin-pw"),
+                                          ca_file="certs/s3.pem", ca_pem=CA_PEM, ephemeral=True))
+    provider = ev.one("pulumi:providers:minio", "s3-admin-provider").inputs
+    assert provider["minioServer"] == "s3.example.com:8443" and provider["minioCacertFile"] == "certs/s3.pem"
+    bucket = ev.one("minio:index/s3Bucket:S3Bucket", "s3-bucket").inputs
+    assert bucket["bucket"] == "artifacts" and bucket["forceDestroy"] is True
+    user = ev.one("minio:index/iamUser:IamUser", "s3-mlflow-user").inputs
+    assert ev.one("minio:index/iamPolicy:IamPolicy", "s3-mlflow-policy").inputs["policy"] == bucket_policy("artifacts")
+    attachment = ev.one("minio:index/iamUserPolicyAttachment:IamUserPolicyAttachment", "s3-mlflow-policy-attachment")
+    assert attachment.inputs == {"userName": "mlflow", "policyName": "mlflow-artifacts"}
+    assert (ev.outputs["access_key"], ev.outputs["secret_key"]) == (user["name"], user["secret"])
+    assert ev.secret_by_name(ev.outputs["ca_secret"]) == {"ca.crt": CA_PEM}
+
+
+# ------------------------------------------------------------------ CnpgOperator
+def test_cnpg_operator_owns_a_fixed_namespace_and_release_kept_on_destroy():
+    def build():
+        operator = CnpgOperator("op", CnpgOperatorArgs(chart_version="0.29.0", namespace="cnpg-system",
+                                                       owner="mlflow-platform.dev"))
+        return {"namespace": operator.namespace}
+
+    ev = run_alone(build)
+    namespace = ev.one("kubernetes:core/v1:Namespace", "op-namespace")
+    release = ev.one("kubernetes:helm.sh/v3:Release", "op-release")
+    assert namespace.inputs["metadata"]["name"] == "cnpg-system"
+    assert namespace.inputs["metadata"]["labels"]["mlflow-platform/cnpg-operator-owner"] == "mlflow-platform.dev"
+    assert (release.inputs["name"], release.inputs["namespace"]) == ("cnpg", "cnpg-system")
+    assert namespace.retain_on_delete and release.retain_on_delete
+    assert namespace.urn in release.dependencies
+    # The namespace output comes from the release: whoever uses it waits for the operator.
+    assert ev.outputs["namespace"] == "cnpg-system"
+
+
 # ------------------------------------------------------------------ MlflowServer
-def mlflow_program(settings):
-    server = MlflowServer("tracking", MlflowServerArgs(
-        namespace="team", settings=settings.mlflow, ingress=settings.ingress, region="eu-west-1",
-        backend_store_uri=pulumi.Output.secret("postgresql+psycopg2://u:p%40ss@db:5432/mlflow?sslmode=verify-full"),
-        auth_database_uri=pulumi.Output.secret("postgresql+psycopg2://u:p%40ss@db:5432/auth?sslmode=verify-full"),
-        postgres_ca_secret_name="pg-ca", s3_endpoint_url="https://s3.team.svc:9000", bucket="artifacts-bucket",
-        access_key="mlflow", secret_key=pulumi.Output.secret("s3-secret-key"), minio_ca_secret_name="s3-ca"))
-    return {"url": server.tracking_url, "values": server.package_values, "password": server.admin_password}
+DB_EGRESS = {"to": [{"podSelector": {"matchLabels": {"db": "yes"}}}], "ports": [{"port": 5432, "protocol": "TCP"}]}
+S3_EGRESS = {"ports": [{"port": 443, "protocol": "TCP"}]}
+
+
+def mlflow_program(**overrides):
+    def build():
+        args = dict(
+            namespace="team", version="3.17.2", image="ghcr.io/mlflow/mlflow:v3.17.2-full", region="eu-west-1",
+            resources=RESOURCES, ingress_domain="localtest.me",
+            backend_store_uri=pulumi.Output.secret("postgresql+psycopg2://u:p%40ss@db:5432/mlflow?sslmode=verify-full"),
+            auth_database_uri=pulumi.Output.secret("postgresql+psycopg2://u:p%40ss@db:5432/auth?sslmode=verify-full"),
+            postgres_ca_secret_name="pg-ca", s3_endpoint_url="https://s3.team.svc:9000", bucket="artifacts-bucket",
+            access_key="mlflow", secret_key=pulumi.Output.secret("s3-secret-key"), object_store_ca_secret_name="s3-ca",
+            database_egress=DB_EGRESS, object_store_egress=pulumi.Output.from_input(S3_EGRESS))
+        args.update(overrides)
+        server = MlflowServer("tracking", MlflowServerArgs(**args))
+        return {"url": server.tracking_url, "values": server.package_values, "password": server.admin_password}
+    return build
 
 
 def test_mlflow_server_runs_restricted_with_probes_resources_and_writable_scratch():
-    ev = run_alone(mlflow_program)
+    ev = run_alone(mlflow_program())
     [deployment] = ev.k8s("Deployment")
     pod = deployment["spec"]["template"]["spec"]
     [server] = pod["containers"]
@@ -220,7 +377,7 @@ def test_mlflow_server_runs_restricted_with_probes_resources_and_writable_scratc
 
 
 def test_mlflow_server_adds_a_pdb_and_spreads_replicas_when_ha():
-    ev = run_alone(mlflow_program, config={"mlflowReplicas": 3})
+    ev = run_alone(mlflow_program(replicas=3))
     [pdb] = ev.k8s("PodDisruptionBudget")
     assert pdb["spec"]["minAvailable"] == 1
     [deployment] = ev.k8s("Deployment")
@@ -228,7 +385,7 @@ def test_mlflow_server_adds_a_pdb_and_spreads_replicas_when_ha():
 
 
 def test_mlflow_server_without_auth_has_no_auth_material():
-    ev = run_alone(mlflow_program, config={"mlflowAuth": False})
+    ev = run_alone(mlflow_program(auth=False))
     [deployment] = ev.k8s("Deployment")
     [server] = deployment["spec"]["template"]["spec"]["containers"]
     assert "--app-name" not in server["args"]
@@ -238,7 +395,7 @@ def test_mlflow_server_without_auth_has_no_auth_material():
 
 
 def test_mlflow_server_publishes_https_with_cert_manager():
-    ev = run_alone(mlflow_program, config={"ingressClusterIssuer": "letsencrypt", "ingressClassName": "nginx"})
+    ev = run_alone(mlflow_program(ingress_cluster_issuer="letsencrypt", ingress_class_name="nginx"))
     [ingress] = ev.k8s("Ingress")
     assert ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt"
     assert ingress["spec"]["ingressClassName"] == "nginx"
@@ -247,9 +404,8 @@ def test_mlflow_server_publishes_https_with_cert_manager():
 
 
 def test_auth_config_survives_percent_encoded_passwords():
-    ev = run_alone(mlflow_program)
+    ev = run_alone(mlflow_program())
     ini_secret = next(o for o in ev.k8s("Secret") if "basic_auth.ini" in o["stringData"])
-    import configparser
     parser = configparser.ConfigParser()
     parser.read_string(ini_secret["stringData"]["basic_auth.ini"])
     assert parser["mlflow"]["database_uri"] == "postgresql+psycopg2://u:p%40ss@db:5432/auth?sslmode=verify-full"
@@ -259,3 +415,25 @@ def test_allowed_hosts_and_package_values_helpers():
     hosts = allowed_hosts("ns", "mlflow-ns.example.com")
     assert "mlflow.ns.svc:*" in hosts and "mlflow-ns.example.com" in hosts and "*" not in hosts
     assert package_values({"b": 1, "a": "x"}) == "a: x\nb: 1\n"
+
+
+def test_mlflow_server_egress_allows_dns_and_the_given_data_services_only():
+    ev = run_alone(mlflow_program())
+    [egress] = [p for p in ev.k8s("NetworkPolicy") if p["spec"]["policyTypes"] == ["Egress"]]
+    assert egress["spec"]["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "mlflow"}}
+    assert egress["spec"]["egress"] == [
+        {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}, DB_EGRESS, S3_EGRESS]
+    for workload in ev.k8s("Deployment") + ev.k8s("Job"):
+        assert workload["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] == "mlflow"
+
+
+def test_mlflow_server_trusts_public_cas_when_the_object_store_has_none():
+    with_ca = run_alone(mlflow_program())
+    [server] = with_ca.k8s("Deployment")[0]["spec"]["template"]["spec"]["containers"]
+    assert {"name": "AWS_CA_BUNDLE", "value": "/etc/mlflow/ca/object-store-ca.crt"} in server["env"]
+    ev = run_alone(mlflow_program(object_store_ca_secret_name=None))
+    [deployment] = ev.k8s("Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert not any(e["name"] == "AWS_CA_BUNDLE" for e in pod["containers"][0]["env"])
+    [ca] = [v for v in pod["volumes"] if v["name"] == "ca"]
+    assert [s["secret"]["name"] for s in ca["projected"]["sources"]] == ["pg-ca"]

@@ -40,3 +40,25 @@ def test_the_policy_pack_runs_in_the_deploy_venv():
     for line in (ROOT / "policy" / "requirements.txt").read_text().splitlines():
         if line and not line.startswith("#"):
             assert line in runtime, f"{line} is needed at deploy time but missing from requirements.txt"
+
+
+def test_readme_names_no_removed_key():
+    """Keys removed from Pulumi.yaml (settings.REMOVED_KEYS) must not be documented as settings."""
+    import settings
+    readme = (ROOT / "README.md").read_text()
+    mentioned = sorted(key for key in settings.REMOVED_KEYS if key in readme)
+    assert not mentioned, f"README still mentions removed keys: {mentioned}"
+    assert ".pulumi-ca" not in readme
+
+
+def test_readme_has_the_manual_paths_the_storage_errors_point_to():
+    """Each storage-layout refusal says `README: Changing storage, <entry>`: that entry must exist."""
+    import settings
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Changing storage", 1)[1].split("\n## ", 1)[0]
+    entries = {m.lower() for m in re.findall(r"^- \*\*([^*]+)\*\*", section, re.M)}
+    pointers = {m.lower() for text in settings._LAYOUT_MANUAL_PATHS.values()
+                for m in re.findall(r"README: Changing storage, ([^)]+)\)", text)}
+    assert pointers, "no README pointers found in settings._LAYOUT_MANUAL_PATHS"
+    missing = sorted(p for p in pointers if p not in entries)
+    assert not missing, f"README's Changing storage has no entry for {missing} (entries: {sorted(entries)})"

@@ -1,15 +1,19 @@
 """Every rendered Kubernetes object is valid: schemas, checkov and Pod Security `restricted`.
 
-Each stack (dev, prod, pr-42) is rendered once per session with `tests/render.py`; the files in
-build/manifests/<stack>/ are what checkov scans and the objects are what the other checks read.
+Each stack is rendered once per session with `tests/render.py`: dev, prod and pr-42 from their
+stack files, and stacks in the external modes (EXTERNAL_STACKS: config overrides, secret keys as
+secret config, CA bundles from tests/fixtures). The files in build/manifests/<stack>/ are what
+checkov scans and the objects are what the other checks read.
 
 1. kubernetes-validate, strict (unknown fields rejected), against Kubernetes 1.29 (the oldest the
    CloudNativePG chart supports) and the newest version kubernetes-validate ships.
-2. CloudNativePG custom resources (kubernetes-validate has no schema for them) against the CRD's
-   openAPIV3Schema from ../shared/schemas/cloudnative-pg, made strict the way the API server is.
+2. CloudNativePG custom resources (kubernetes-validate has no schema for them: Cluster, Database)
+   against the CRD's openAPIV3Schema from ../shared/schemas/cloudnative-pg and against the full CRD
+   manifests in ../shared/crds/cloudnative-pg, made strict the way the API server is.
 3. checkov, offline: no failed check; every skip carries a reason.
-4. Pod Security Standard `restricted` on every pod template (initContainers included).
-5. The namespace enforces `restricted`.
+4. Pod Security Standard `restricted` on every pod template (initContainers included), the MinIO
+   bootstrap Job's among them.
+5. The stack namespace enforces `restricted` and holds every object but the operator's namespace.
 
 Every check has a negative test beside it, so a checker that silently accepts everything fails.
 """
@@ -23,26 +27,66 @@ import re
 import shutil
 import subprocess
 import sys
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import jsonschema
 import kubernetes_validate
 import pytest
+import yaml
 from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests.harness import Secret  # noqa: E402
 from tests.render import Rendered, render_stack  # noqa: E402
 
-STACKS = ["dev", "prod", "pr-42"]
+EXTERNAL_CA = "tests/fixtures/external-ca.pem"  # a CA bundle committed for these stacks
+# Stacks in the external modes: name -> config overrides (credentials as secret config).
+EXTERNAL_STACKS: dict[str, dict] = {
+    # External PostgreSQL (no CNPG object, no operator), in-cluster MinIO with its bootstrap Job.
+    "ext-db": {"postgresMode": "external", "postgresHost": "mlflow-db.example.com", "postgresCaFile": EXTERNAL_CA,
+               "postgresAdminPassword": Secret("rendered-admin-password")},
+    # In-cluster PostgreSQL (a stack that does not own the operator), external S3 with a public CA.
+    "ext-s3": {"installCnpgOperator": False, "objectStoreMode": "external",
+               "s3Endpoint": "https://s3.eu-west-1.amazonaws.com", "s3Region": "eu-west-1",
+               "s3AccessKey": "AKIARENDEREDEXAMPLE", "s3SecretKey": Secret("rendered-secret-key")},
+    # Both external: an external MinIO behind a private CA; nothing stateful in the cluster.
+    "ext-all": {"postgresMode": "external", "postgresHost": "mlflow-db.example.com", "postgresCaFile": EXTERNAL_CA,
+                "postgresAdminPassword": Secret("rendered-admin-password"), "objectStoreMode": "externalMinio",
+                "s3Endpoint": "https://minio.example.com:9000", "s3CaFile": EXTERNAL_CA,
+                "s3AdminUser": "platform-admin", "s3AdminPassword": Secret("rendered-minio-password")},
+}
+STACKS = ["dev", "prod", "pr-42", *EXTERNAL_STACKS]
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What each stack must render: the CloudNativePG kinds, MinIO in the cluster, the operator's namespace."""
+    cnpg: dict
+    minio: bool
+    operator: bool
+
+
+IN_CLUSTER_PG = {"Cluster": 1, "Database": 2}
+EXPECTED = {
+    "dev": Expected(IN_CLUSTER_PG, minio=True, operator=True),
+    "prod": Expected(IN_CLUSTER_PG, minio=True, operator=True),
+    "pr-42": Expected(IN_CLUSTER_PG, minio=True, operator=False),
+    "ext-db": Expected({}, minio=True, operator=False),
+    "ext-s3": Expected(IN_CLUSTER_PG, minio=False, operator=False),
+    "ext-all": Expected({}, minio=False, operator=False),
+}
 OLDEST_K8S = "1.29"  # the oldest Kubernetes the CloudNativePG chart (0.29.0 / operator 1.30) supports
 MINIMUM_NEWEST_K8S = Version("1.33")
 
 SHARED = ROOT.parent / "shared"
 CNPG_SCHEMA_DIR = SHARED / "schemas" / "cloudnative-pg"
+CNPG_CRD_DIR = SHARED / "crds" / "cloudnative-pg"
 CNPG_GROUP = "postgresql.cnpg.io"
 
 POD_BEARING_KINDS = {"Pod", "PodTemplate", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet",
@@ -56,8 +100,32 @@ _RENDERED: dict[str, Rendered] = {}
 def rendered(stack: str) -> Rendered:
     """Evaluate and write `stack` the first time it is asked for; reuse it for the session."""
     if stack not in _RENDERED:
-        _RENDERED[stack] = render_stack(stack)
+        config = EXTERNAL_STACKS.get(stack)
+        if config and EXTERNAL_CA in config.values() and not (ROOT / EXTERNAL_CA).is_file():
+            pytest.fail(f"{EXTERNAL_CA} is missing: the external-mode stacks need a committed CA bundle")
+        _RENDERED[stack] = render_stack(stack, config=config)
     return _RENDERED[stack]
+
+
+def test_every_stack_renders_the_expected_object_set():
+    """The stacks above cover what they claim: in-cluster and external modes, operator owner or not."""
+    assert set(EXPECTED) == set(STACKS)
+    summary = []
+    for stack in STACKS:
+        objects, expected = rendered(stack).objects, EXPECTED[stack]
+        kinds = Counter(o["kind"] for o in objects)
+        cnpg = Counter(o["kind"] for o in objects if is_cnpg(o))
+        assert dict(cnpg) == expected.cnpg, f"{stack}: CloudNativePG objects {dict(cnpg)}"
+        assert kinds["StatefulSet"] == int(expected.minio), f"{stack}: {kinds['StatefulSet']} StatefulSets"
+        jobs = sorted(o["metadata"]["labels"]["app.kubernetes.io/name"] for o in objects if o["kind"] == "Job")
+        assert jobs == sorted(["mlflow"] + (["minio"] if expected.minio else [])), f"{stack}: Jobs {jobs}"
+        namespaces = sorted(o["metadata"]["name"] for o in objects if o["kind"] == "Namespace")
+        assert namespaces == sorted([f"mlflow-{stack}"] + (["cnpg-system"] if expected.operator else [])), \
+            f"{stack}: Namespaces {namespaces}"
+        assert kinds["Deployment"] == 1 and not any(
+            o["kind"] == "Service" and o.get("spec", {}).get("type") in ("LoadBalancer", "NodePort") for o in objects)
+        summary.append(f"{stack}={len(objects)}")
+    print("\n[objects] " + " ".join(summary))
 
 
 def is_cnpg(obj: dict) -> bool:
@@ -132,12 +200,12 @@ def test_strict_validation_rejects_a_misspelt_field(version: str):
     assert any("runAsNonroot" in e for e in k8s_errors(deployment, version))
 
 
-def test_kubernetes_validate_does_not_know_cnpg_clusters():
+def test_kubernetes_validate_does_not_know_cnpg_objects():
     """Why CNPG objects go to the CRD-schema check: here they would only raise SchemaNotFoundError."""
-    cluster = next(o for o in rendered("dev").objects if is_cnpg(o))
-    with pytest.raises(kubernetes_validate.SchemaNotFoundError):
-        kubernetes_validate.validate(cluster, OLDEST_K8S, strict=True)
-    assert k8s_errors(cluster, OLDEST_K8S), "a custom resource must not pass the built-in check silently"
+    for obj in cnpg_objects("dev"):
+        with pytest.raises(kubernetes_validate.SchemaNotFoundError):
+            kubernetes_validate.validate(obj, OLDEST_K8S, strict=True)
+        assert k8s_errors(obj, OLDEST_K8S), "a custom resource must not pass the built-in check silently"
 
 
 # --------------------------------------------------------------------------- 2. CloudNativePG CRD schemas
@@ -194,27 +262,49 @@ def load_cnpg_schema(kind: str, version: str) -> dict:
     return document
 
 
-_CNPG_VALIDATORS: dict[tuple[str, str], jsonschema.Draft7Validator] = {}
+def load_cnpg_crd(kind: str, version: str) -> dict:
+    """The openAPIV3Schema of `kind`/`version` from the full CRD manifests (../shared/crds), as served."""
+    if not CNPG_CRD_DIR.is_dir():
+        pytest.fail(f"CloudNativePG CRD manifests are missing: {CNPG_CRD_DIR} does not exist. It comes with "
+                    f"the shared tree at ../shared (see shared/README.md); without it CNPG objects go unchecked.")
+    for path in sorted(CNPG_CRD_DIR.glob("*.yaml")):
+        for crd in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            spec = (crd or {}).get("spec") or {}
+            if crd.get("kind") != "CustomResourceDefinition" or spec.get("group") != CNPG_GROUP \
+                    or spec.get("names", {}).get("kind") != kind:
+                continue
+            assert spec.get("scope") == "Namespaced", f"{path}: {kind} is {spec.get('scope')}, not Namespaced"
+            served = {v["name"]: v for v in spec.get("versions", []) if v.get("served")}
+            if version not in served:
+                pytest.fail(f"{path}: {CNPG_GROUP} {kind} does not serve {version} (serves {sorted(served)})")
+            return served[version]["schema"]["openAPIV3Schema"]
+    pytest.fail(f"no CustomResourceDefinition for {CNPG_GROUP}/{version} {kind} in {CNPG_CRD_DIR}")
 
 
-def cnpg_validator(kind: str, version: str) -> jsonschema.Draft7Validator:
-    if (kind, version) not in _CNPG_VALIDATORS:
-        schema = strict_structural(load_cnpg_schema(kind, version)["openAPIV3Schema"])
+# Where a CNPG schema comes from: the extracted schemas, or the CRD manifests the API server serves.
+CNPG_SOURCES = {"schemas": lambda kind, version: load_cnpg_schema(kind, version)["openAPIV3Schema"],
+                "crds": load_cnpg_crd}
+_CNPG_VALIDATORS: dict[tuple[str, str, str], jsonschema.Draft7Validator] = {}
+
+
+def cnpg_validator(kind: str, version: str, source: str = "schemas") -> jsonschema.Draft7Validator:
+    if (source, kind, version) not in _CNPG_VALIDATORS:
+        schema = strict_structural(CNPG_SOURCES[source](kind, version))
         jsonschema.Draft7Validator.check_schema(schema)
-        _CNPG_VALIDATORS[(kind, version)] = jsonschema.Draft7Validator(schema)
-    return _CNPG_VALIDATORS[(kind, version)]
+        _CNPG_VALIDATORS[(source, kind, version)] = jsonschema.Draft7Validator(schema)
+    return _CNPG_VALIDATORS[(source, kind, version)]
 
 
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
-def cnpg_errors(obj: dict) -> list[str]:
+def cnpg_errors(obj: dict, source: str = "schemas") -> list[str]:
     group, _, version = str(obj.get("apiVersion", "")).partition("/")
     if group != CNPG_GROUP or not version:
         return [f"{describe(obj)}: apiVersion {obj.get('apiVersion')!r} is not {CNPG_GROUP}/<version>"]
     kind = obj.get("kind", "")
     errors = [f"{describe(obj)} @ {'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}"
-              for e in sorted(cnpg_validator(kind, version).iter_errors(obj), key=lambda e: list(e.absolute_path))]
+              for e in sorted(cnpg_validator(kind, version, source).iter_errors(obj), key=lambda e: list(e.absolute_path))]
     meta = obj.get("metadata") or {}
     for field in ("name", "namespace"):
         value = meta.get(field)
@@ -233,24 +323,47 @@ def cnpg_objects(stack: str) -> list[dict]:
     return [o for o in rendered(stack).objects if is_cnpg(o)]
 
 
+@pytest.mark.parametrize("source", sorted(CNPG_SOURCES))
 @pytest.mark.parametrize("stack", STACKS)
-def test_cnpg_objects_match_the_crd_schema(stack: str):
+def test_cnpg_objects_match_the_crd_schema(stack: str, source: str):
     objects = cnpg_objects(stack)
-    assert [o["kind"] for o in objects].count("Cluster") == 1, f"{stack}: expected one CNPG Cluster"
-    errors = [e for obj in objects for e in cnpg_errors(obj)]
-    print(f"\n[cnpg schema] {stack}: {len(objects)} CloudNativePG objects, {len(errors)} errors")
-    assert not errors, f"{stack}: CloudNativePG objects do not match the CRD schema:\n" + "\n".join(errors)
+    assert dict(Counter(o["kind"] for o in objects)) == EXPECTED[stack].cnpg, f"{stack}: unexpected CNPG objects"
+    errors = [e for obj in objects for e in cnpg_errors(obj, source)]
+    print(f"\n[cnpg {source}] {stack}: {len(objects)} CloudNativePG objects, {len(errors)} errors")
+    assert not errors, f"{stack}: CloudNativePG objects do not match the CRD ({source}):\n" + "\n".join(errors)
+
+
+def test_shared_schemas_agree_with_the_crd_manifests():
+    """../shared/schemas holds the schemas extracted from ../shared/crds: the two must not drift apart."""
+    rendered_kinds = {(o["kind"], o["apiVersion"].split("/")[1]) for s in STACKS for o in cnpg_objects(s)}
+    assert rendered_kinds == {("Cluster", "v1"), ("Database", "v1")}
+    for kind, version in sorted(rendered_kinds):
+        assert load_cnpg_schema(kind, version)["openAPIV3Schema"] == load_cnpg_crd(kind, version), \
+            f"{kind} {version}: {cnpg_schema_file(kind, version)} differs from the CRD in {CNPG_CRD_DIR}"
 
 
 def test_cnpg_schema_dir_is_present():
-    load_cnpg_schema("Cluster", "v1")  # fails, naming ../shared, when the schemas are absent
+    for kind in ("Cluster", "Database"):  # fails, naming ../shared, when the schemas are absent
+        load_cnpg_schema(kind, "v1")
+        load_cnpg_crd(kind, "v1")
 
 
-def test_missing_cnpg_schemas_fail_the_check(monkeypatch, tmp_path):
-    monkeypatch.setattr(sys.modules[__name__], "CNPG_SCHEMA_DIR", tmp_path / "shared" / "schemas" / "cloudnative-pg")
+@pytest.mark.parametrize("source, setting, message", [
+    ("schemas", "CNPG_SCHEMA_DIR", "schemas are missing"), ("crds", "CNPG_CRD_DIR", "CRD manifests are missing")])
+def test_missing_cnpg_schemas_fail_the_check(monkeypatch, tmp_path, source: str, setting: str, message: str):
+    monkeypatch.setattr(sys.modules[__name__], setting, tmp_path / "shared" / source / "cloudnative-pg")
     monkeypatch.setattr(sys.modules[__name__], "_CNPG_VALIDATORS", {})
-    with pytest.raises(pytest.fail.Exception, match="schemas are missing"):
-        cnpg_errors(cnpg_objects("dev")[0])
+    for obj in cnpg_objects("dev"):  # the Cluster and the Databases alike
+        with pytest.raises(pytest.fail.Exception, match=message):
+            cnpg_errors(obj, source)
+
+
+def test_a_cnpg_kind_without_a_crd_fails_the_check(monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "_CNPG_VALIDATORS", {})
+    pooler = {"apiVersion": f"{CNPG_GROUP}/v1", "kind": "Poolr", "metadata": {"name": "p", "namespace": "n"}}
+    for source in CNPG_SOURCES:
+        with pytest.raises(pytest.fail.Exception, match="Poolr"):
+            cnpg_errors(pooler, source)
 
 
 @pytest.mark.parametrize("mutate, expected", [
@@ -266,19 +379,43 @@ def test_missing_cnpg_schemas_fail_the_check(monkeypatch, tmp_path):
 ], ids=["misspelt-instances", "nested-unknown", "misspelt-affinity", "unknown-top-level", "wrong-type",
         "below-minimum", "no-namespace", "unknown-metadata", "wrong-kind"])
 def test_cnpg_check_rejects_broken_clusters(mutate, expected: str):
-    cluster = copy.deepcopy(cnpg_objects("dev")[0])
-    assert cnpg_errors(cluster) == []
-    mutate(cluster)
-    try:
-        errors = cnpg_errors(cluster)
-    except pytest.fail.Exception as failure:  # a kind without a schema file fails the test itself
-        errors = [str(failure)]
-    assert any(expected in e for e in errors), f"{expected!r} not reported: {errors}"
+    assert_cnpg_check_rejects(cnpg_object("dev", "Cluster"), mutate, expected)
+
+
+def cnpg_object(stack: str, kind: str) -> dict:
+    return copy.deepcopy(next(o for o in cnpg_objects(stack) if o["kind"] == kind))
+
+
+def assert_cnpg_check_rejects(obj: dict, mutate, expected: str) -> None:
+    """The object passes both checks as rendered, and each reports `expected` once it is mutated."""
+    for source in CNPG_SOURCES:
+        broken = copy.deepcopy(obj)
+        assert cnpg_errors(broken, source) == []
+        mutate(broken)
+        try:
+            errors = cnpg_errors(broken, source)
+        except pytest.fail.Exception as failure:  # a kind without a schema fails the test itself
+            errors = [str(failure)]
+        assert any(expected in e for e in errors), f"{source}: {expected!r} not reported: {errors}"
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda d: d["spec"].__setitem__("ownr", d["spec"].pop("owner")), "ownr"),  # misspelt, top of spec
+    (lambda d: d["spec"].__setitem__("databaseReclaimPolicy", "keep"), "databaseReclaimPolicy"),  # not in the enum
+    (lambda d: d["spec"]["cluster"].__setitem__("nmae", "mlflow-pg"), "nmae"),  # unknown, nested
+    (lambda d: d["spec"].pop("name"), "name"),  # required
+    (lambda d: d["spec"].__setitem__("ensure", "exists"), "ensure"),  # not in the enum
+    (lambda d: d.__setitem__("kind", "Databse"), "Databse"),
+], ids=["misspelt-owner", "bad-reclaim-policy", "nested-unknown", "no-name", "bad-ensure", "wrong-kind"])
+def test_cnpg_check_rejects_broken_databases(mutate, expected: str):
+    database = cnpg_object("dev", "Database")
+    assert database["spec"]["databaseReclaimPolicy"] == "retain"
+    assert_cnpg_check_rejects(database, mutate, expected)
 
 
 def test_strict_transformation_closes_objects_and_respects_preserve_unknown_fields():
     raw = load_cnpg_schema("Cluster", "v1")["openAPIV3Schema"]
-    cluster = copy.deepcopy(cnpg_objects("dev")[0])
+    cluster = cnpg_object("dev", "Cluster")
     cluster["spec"]["instance"] = 1
     # The published schema alone accepts the typo: the API server would prune it without a word.
     assert not list(jsonschema.Draft7Validator(raw).iter_errors(cluster))
@@ -545,14 +682,18 @@ def test_every_pod_template_is_restricted(stack: str):
             checked.append(f"{describe(obj)} {path}")
             problems += [f"{describe(obj)} {path}: {p}" for p in restricted_violations(spec, metadata)]
     kinds = {o["kind"] for o in rendered(stack).objects if o["kind"] in POD_BEARING_KINDS}
-    assert {"Deployment", "StatefulSet", "Job"} <= kinds, f"{stack}: workloads missing, found {kinds}"
+    expected = {"Deployment", "Job"} | ({"StatefulSet"} if EXPECTED[stack].minio else set())
+    assert kinds == expected, f"{stack}: workloads {kinds}, expected {expected}"
+    bootstrap = [c for c in checked if c.startswith("Job/minio-bootstrap")]
+    assert len(bootstrap) == int(EXPECTED[stack].minio), f"{stack}: MinIO bootstrap pod templates {bootstrap}"
     print(f"\n[pod security] {stack}: {len(checked)} pod templates, {len(problems)} violations")
     assert not problems, f"{stack}: Pod Security `restricted` violations:\n" + "\n".join(problems)
 
 
-def _pod(obj_kind: str, stack: str = "dev") -> dict:
-    """A deep copy of a real pod template (with init containers for the Job)."""
-    obj = next(o for o in rendered(stack).objects if o["kind"] == obj_kind)
+def _pod(obj_kind: str, stack: str = "dev", name: Optional[str] = None) -> dict:
+    """A deep copy of a real pod template (app.kubernetes.io/name `name`, if given)."""
+    obj = next(o for o in rendered(stack).objects if o["kind"] == obj_kind
+               and name in (None, o["metadata"]["labels"].get("app.kubernetes.io/name")))
     return copy.deepcopy(obj["spec"]["template"])
 
 
@@ -585,16 +726,18 @@ BROKEN = {
 }
 
 
+@pytest.mark.parametrize("workload", ["Deployment", "Job"])
 @pytest.mark.parametrize("breakage", sorted(BROKEN))
-def test_restricted_checker_catches_a_broken_pod(breakage: str):
-    template = _pod("Deployment")
+def test_restricted_checker_catches_a_broken_pod(breakage: str, workload: str):
+    # Job: the MinIO bootstrap Job, whose image (MinIO's) runs as any non-root user too.
+    template = _pod(workload, name="mlflow" if workload == "Deployment" else "minio")
     assert restricted_violations(template["spec"], template["metadata"]) == []
     BROKEN[breakage](template["spec"])
     assert restricted_violations(template["spec"], template["metadata"]), f"{breakage} went unnoticed"
 
 
 def test_restricted_checker_reads_init_containers():
-    template = _pod("Job")
+    template = _pod("Job", name="mlflow")
     assert template["spec"].get("initContainers"), "the migration Job is expected to have init containers"
     assert restricted_violations(template["spec"]) == []
     template["spec"]["initContainers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
@@ -610,12 +753,16 @@ def test_pod_templates_are_found_in_any_kind():
 
 
 # --------------------------------------------------------------------------- 5. the namespace enforces it
-def namespace_violations(objects: list[dict], expected_name: str) -> list[str]:
+def namespace_violations(objects: list[dict], expected_name: str, operator_namespace: Optional[str] = None) -> list[str]:
+    """The stack namespace enforces `restricted` and holds every object; the operator's namespace
+    (stacks that own the operator) is the only other object and holds nothing rendered here."""
     namespaces = [o for o in objects if o["kind"] == "Namespace"]
-    if [n["metadata"].get("name") for n in namespaces] != [expected_name]:
-        return [f"expected exactly the Namespace {expected_name}, found {[describe(n) for n in namespaces]}"]
+    expected = sorted([expected_name] + ([operator_namespace] if operator_namespace else []))
+    if sorted(n["metadata"].get("name") for n in namespaces) != expected:
+        return [f"expected exactly the Namespaces {expected}, found {[describe(n) for n in namespaces]}"]
     problems = []
-    label = (namespaces[0]["metadata"].get("labels") or {}).get("pod-security.kubernetes.io/enforce")
+    stack_namespace = next(n for n in namespaces if n["metadata"]["name"] == expected_name)
+    label = (stack_namespace["metadata"].get("labels") or {}).get("pod-security.kubernetes.io/enforce")
     if label != "restricted":
         problems.append(f"Namespace {expected_name}: pod-security.kubernetes.io/enforce is {label!r}, not 'restricted'")
     # The label protects only what lives in that namespace.
@@ -627,16 +774,24 @@ def namespace_violations(objects: list[dict], expected_name: str) -> list[str]:
 @pytest.mark.parametrize("stack", STACKS)
 def test_namespace_enforces_restricted(stack: str):
     objects = rendered(stack).objects
-    problems = namespace_violations(objects, f"mlflow-{stack}")
+    problems = namespace_violations(objects, f"mlflow-{stack}", "cnpg-system" if EXPECTED[stack].operator else None)
     assert not problems, f"{stack}:\n" + "\n".join(problems)
 
 
 @pytest.mark.parametrize("label", ["baseline", None])
 def test_namespace_check_catches_a_weaker_namespace(label: Optional[str]):
     objects = copy.deepcopy(rendered("dev").objects)
-    labels = next(o for o in objects if o["kind"] == "Namespace")["metadata"]["labels"]
+    assert namespace_violations(objects, "mlflow-dev", "cnpg-system") == []
+    labels = next(o for o in objects if o["kind"] == "Namespace" and o["metadata"]["name"] == "mlflow-dev")["metadata"]["labels"]
     if label is None:
         del labels["pod-security.kubernetes.io/enforce"]
     else:
         labels["pod-security.kubernetes.io/enforce"] = label
-    assert namespace_violations(objects, "mlflow-dev")
+    assert namespace_violations(objects, "mlflow-dev", "cnpg-system")
+
+
+def test_namespace_check_catches_an_object_elsewhere_or_an_extra_namespace():
+    objects = copy.deepcopy(rendered("dev").objects)
+    assert namespace_violations(objects, "mlflow-dev")  # the operator's namespace is not expected there
+    next(o for o in objects if o["kind"] == "ConfigMap")["metadata"]["namespace"] = "cnpg-system"
+    assert any("ConfigMap" in p for p in namespace_violations(objects, "mlflow-dev", "cnpg-system"))

@@ -1,15 +1,24 @@
 """Configuration: declared once in Pulumi.yaml, validated as a whole, clear errors, nothing created."""
 
+import json
+
 import pulumi
 import pytest
 
 import settings
-from tests.harness import PROJECT, evaluate_stack, stack_config
+from tests.harness import PROJECT, Secret, evaluate_stack, set_stack_config
+from tests.stacks import EXTERNAL_CA_FILE, EXTERNAL_MINIO, EXTERNAL_POSTGRES, EXTERNAL_S3
 
 
 def load(stack="dev", **overrides):
-    pulumi.runtime.set_all_config(stack_config(stack, overrides))
+    set_stack_config(stack, overrides)
     return settings.load_settings(pulumi.Config(PROJECT), stack=stack, project=PROJECT)
+
+
+def problem_line(message: str, key: str) -> str:
+    line = next((l for l in message.splitlines() if f"{PROJECT}:{key} " in l), None)
+    assert line is not None, message
+    return line
 
 
 def test_every_declared_key_has_type_default_and_description():
@@ -20,19 +29,37 @@ def test_every_declared_key_has_type_default_and_description():
 
 
 def test_every_declared_key_is_read_and_nothing_else(monkeypatch):
+    """Over the modes (some keys are read only in external modes), every declared key is read through
+    the reader's `raw` or `secret` (which reads runtime config itself), and only declared keys are."""
     read = []
-    original = settings._Reader.raw
-    monkeypatch.setattr(settings._Reader, "raw", lambda self, key: read.append(key) or original(self, key))
-    load("dev")
+    for method in ("raw", "secret"):
+        original = getattr(settings._Reader, method)
+        monkeypatch.setattr(settings._Reader, method,
+                            lambda self, key, original=original: read.append(key) or original(self, key))
+    for overrides in ({}, {**EXTERNAL_POSTGRES, **EXTERNAL_S3}, EXTERNAL_MINIO):
+        load("dev", **overrides)
     assert set(read) == set(settings.declared_config())
+    assert settings.declared_config().keys().isdisjoint(settings.REMOVED_KEYS)
 
 
-def test_defaults_give_a_dev_stack_within_the_pr_budget():
+def test_footprint_counts_every_pod_and_job_of_the_services_in_the_cluster():
     s = load("dev")
     assert (s.profile, s.namespace, s.postgres.instances, s.mlflow.replicas) == ("dev", "mlflow-dev", 1, 1)
     assert s.mlflow.image == "ghcr.io/mlflow/mlflow:v3.17.2-full"
+    q = settings.parse_quantity
+    jobs_cpu = q(settings.MIGRATION_JOB_CPU_REQUEST) + q(settings.BOOTSTRAP_CPU_REQUEST)
+    jobs_memory = q(settings.MIGRATION_JOB_MEMORY_REQUEST) + q(settings.BOOTSTRAP_MEMORY_REQUEST)
     cpu, memory = settings.footprint(s.postgres, s.minio, s.mlflow)
-    assert memory <= settings.PR_MEMORY_BUDGET_BYTES and cpu <= 0.5
+    parts = (s.mlflow.resources, s.postgres.resources, s.minio.resources)
+    assert cpu == pytest.approx(sum(q(r.cpu_request) for r in parts) + jobs_cpu)
+    assert memory == sum(q(r.memory_request) for r in parts) + jobs_memory
+    # An external object store takes MinIO and its bootstrap Job out of the cluster.
+    cpu_external, memory_external = settings.footprint(s.postgres, s.minio, s.mlflow, minio_in_cluster=False)
+    assert memory - memory_external == q(s.minio.resources.memory_request) + q(settings.BOOTSTRAP_MEMORY_REQUEST)
+    assert cpu - cpu_external == pytest.approx(q(s.minio.resources.cpu_request) + q(settings.BOOTSTRAP_CPU_REQUEST))
+    pr = load("pr-42")
+    cpu, memory = settings.footprint(pr.postgres, pr.minio, pr.mlflow)
+    assert memory <= settings.PR_MEMORY_BUDGET_BYTES and cpu * 1000 <= settings.PR_CPU_BUDGET_MILLICORES
 
 
 @pytest.mark.parametrize("stack, profile", [("pr-7", "pr"), ("prod", "prod"), ("production-eu", "prod"),
@@ -58,22 +85,45 @@ BAD_INPUT = [
     ({"ingressDomain": "localhost"}, "ingressDomain", "not a DNS domain"),
     ({"postgresStorageSize": "10GB"}, "postgresStorageSize", "not a storage size"),
     ({"minioStorageSize": "0Gi"}, "minioStorageSize", "not a storage size"),
-    ({"adminSourceRanges": ["10.0.0.1/8"]}, "adminSourceRanges", "not a CIDR"),
-    ({"adminSourceRanges": ["everyone"]}, "adminSourceRanges", "not a CIDR"),
-    ({"adminSourceRanges": []}, "adminSourceRanges", "must not be empty"),
     ({"mlflowMemoryRequest": "lots"}, "mlflowMemoryRequest", "quantity"),
     ({"mlflowCpuRequest": "2", "mlflowCpuLimit": "1"}, "mlflowCpuRequest", "exceeds mlflowCpuLimit"),
     ({"minioReplicas": 2}, "minioReplicas", "erasure set"),
-    ({"postgresAdminAccess": "nodePort"}, "postgresAdminHost", "required when postgresAdminAccess is nodePort"),
-    ({"postgresAdminAccess": "ingress"}, "postgresAdminAccess", "unknown value"),
-    ({"minioAdminHost": "bad host!"}, "minioAdminHost", "not an IP address or DNS name"),
-    ({"postgresAdminNodePort": 80}, "postgresAdminNodePort", "between 30000 and 32767"),
     ({"tlsAlgorithm": "DSA"}, "tlsAlgorithm", "unknown value"),
     ({"tlsEarlyRenewalDays": 800}, "tlsEarlyRenewalDays", "between 1 and 365"),
     ({"tlsValidityDays": 20, "tlsEarlyRenewalDays": 30}, "tlsEarlyRenewalDays", "shorter than tlsValidityDays"),
     ({"profile": "staging"}, "profile", "unknown profile"),
     ({"ingressTlsSecretName": "a", "ingressClusterIssuer": "b"}, "ingressClusterIssuer", "conflicts"),
     ({"s3Region": "mars"}, "s3Region", "not an S3 region"),
+    # issue 8: modes, external services, CA files, impossible combinations
+    ({"postgresMode": "managed"}, "postgresMode", "unknown value"),
+    ({"objectStoreMode": "s3"}, "objectStoreMode", "unknown value"),
+    ({**EXTERNAL_POSTGRES, "postgresHost": ""}, "postgresHost", "needs the server's DNS name"),
+    ({**EXTERNAL_POSTGRES, "postgresHost": "10.0.0.5"}, "postgresHost", "needs the server's DNS name"),
+    ({**EXTERNAL_POSTGRES, "postgresCaFile": ""}, "postgresCaFile", "verify-full"),
+    ({**EXTERNAL_POSTGRES, "postgresAdminPassword": Secret("")}, "postgresAdminPassword", "needs the admin login"),
+    ({**EXTERNAL_POSTGRES, "postgresPort": 70000}, "postgresPort", "between 1 and 65535"),
+    ({**EXTERNAL_POSTGRES, "postgresAdminUser": "bad user"}, "postgresAdminUser", "not a PostgreSQL role name"),
+    ({**EXTERNAL_POSTGRES, "postgresCaFile": "tests/fixtures/missing.pem"}, "postgresCaFile", "file not found"),
+    ({**EXTERNAL_POSTGRES, "postgresCaFile": "/etc/ssl/certs/ca-certificates.crt"}, "postgresCaFile",
+     "inside the project directory"),
+    ({**EXTERNAL_POSTGRES, "postgresCaFile": "../shared/ca.pem"}, "postgresCaFile", "inside the project directory"),
+    ({**EXTERNAL_POSTGRES, "postgresCaFile": "Pulumi.yaml"}, "postgresCaFile", "not a PEM file"),
+    ({**EXTERNAL_MINIO, "s3CaFile": "tests/fixtures/README.md"}, "s3CaFile", "not a PEM file"),
+    ({**EXTERNAL_S3, "s3Endpoint": "http://s3.example.com"}, "s3Endpoint", "not an https URL"),
+    ({**EXTERNAL_S3, "s3Endpoint": "https://s3.example.com/mlflow"}, "s3Endpoint", "not an https URL"),
+    ({**EXTERNAL_S3, "s3Endpoint": ""}, "s3Endpoint", "objectStoreMode is external: required"),
+    ({**EXTERNAL_S3, "s3AccessKey": ""}, "s3AccessKey", "objectStoreMode is external: required"),
+    ({**EXTERNAL_S3, "s3SecretKey": Secret("")}, "s3SecretKey", "objectStoreMode is external: required"),
+    ({**EXTERNAL_MINIO, "s3AdminUser": ""}, "s3AdminUser", "objectStoreMode is externalMinio: required"),
+    ({**EXTERNAL_MINIO, "s3AdminPassword": Secret("")}, "s3AdminPassword", "objectStoreMode is externalMinio: required"),
+    ({"postgresHost": "db.example.com"}, "postgresHost", "only used with postgresMode external"),
+    ({"postgresCaFile": EXTERNAL_CA_FILE}, "postgresCaFile", "only used with postgresMode external"),
+    ({"postgresAdminPassword": Secret("admin-pw-value")}, "postgresAdminPassword", "only used with postgresMode external"),
+    ({"s3Endpoint": "https://s3.example.com"}, "s3Endpoint", "only used with objectStoreMode"),
+    ({"s3AccessKey": "AKIA"}, "s3AccessKey", "only used with objectStoreMode"),
+    ({"s3SecretKey": Secret("s3-secret-value")}, "s3SecretKey", "only used with objectStoreMode"),
+    ({"s3AdminUser": "admin"}, "s3AdminUser", "only used with objectStoreMode"),
+    ({"s3CaFile": EXTERNAL_CA_FILE}, "s3CaFile", "only used with objectStoreMode"),
 ]
 
 
@@ -85,6 +135,54 @@ def test_bad_input_names_the_key_the_value_and_the_fix(overrides, key, problem):
     line = next((l for l in message.splitlines() if f"{PROJECT}:{key} = " in l), None)
     assert line is not None, message
     assert problem in line and "Fix: " in line, line
+    value = overrides.get(key)
+    if isinstance(value, (str, int)) and value != "":  # the value as given (secrets are never echoed)
+        assert f"{PROJECT}:{key} = {json.dumps(value)}" in line, line
+    if isinstance(value, Secret) and value.value:
+        assert value.value not in message
+
+
+@pytest.mark.parametrize("key", sorted(settings.REMOVED_KEYS))
+def test_removed_keys_say_what_replaced_them(key):
+    with pytest.raises(settings.ConfigError) as raised:
+        load("dev", **{key: "30432" if key.endswith("NodePort") else "x"})
+    line = problem_line(str(raised.value), key)
+    assert "was removed" in line and "Fix: delete it" in line, line
+    assert "CloudNativePG operator creates" in line and "Job inside the cluster" in line, line
+    if key == "postgresAdminHost":
+        assert "postgresMode: external" in line and "postgresHost" in line, line
+
+
+@pytest.mark.parametrize("typo, meant", [("mlflowReplica", "mlflowReplicas"), ("postgresInstance", "postgresInstances"),
+                                         ("s3Endpiont", "s3Endpoint")])
+def test_a_misspelled_key_suggests_the_declared_one(typo, meant):
+    with pytest.raises(settings.ConfigError) as raised:
+        load("dev", **{typo: "2"})
+    line = problem_line(str(raised.value), typo)
+    assert f"did you mean {meant}?" in line and "is not a setting of this project" in line, line
+
+
+def test_a_key_nothing_resembles_gets_no_suggestion():
+    with pytest.raises(settings.ConfigError) as raised:
+        load("dev", zzzUnrelated="1")
+    line = problem_line(str(raised.value), "zzzUnrelated")
+    assert "did you mean" not in line and "configuration reference" in line
+
+
+@pytest.mark.parametrize("mode, key", [(EXTERNAL_POSTGRES, "postgresAdminPassword"), (EXTERNAL_S3, "s3SecretKey"),
+                                       (EXTERNAL_MINIO, "s3AdminPassword")])
+def test_credentials_in_plain_config_are_refused(mode, key):
+    accepted = load("dev", **mode)  # the same value as secret config is fine
+    assert accepted is not None
+    plain = {**mode, key: mode[key].value}
+    with pytest.raises(settings.ConfigError) as raised:
+        load("dev", **plain)
+    line = problem_line(str(raised.value), key)
+    assert "set in plain text" in line and f"pulumi config set --secret {key}" in line, line
+    assert mode[key].value not in str(raised.value), "the error does not echo the credential"
+    with pytest.raises(settings.ConfigError) as raised:
+        evaluate_stack("dev", plain)
+    assert raised.value.registrations == []
 
 
 def test_prod_must_be_highly_available():

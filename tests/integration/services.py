@@ -475,11 +475,20 @@ def postgres_server(workdir: Path | str, *, server_cert_pem: str, server_key_pem
                     ca_pem: str, hba_rules: list[str], listen_addr: str = "127.0.0.2",
                     port: int = 5432, superuser: str = "postgres",
                     superuser_password: str | None = None, extra_conf: Mapping[str, str] | None = None,
+                    superuser_network_login: bool = True,
                     timeout: float = 60) -> Iterator[PostgresServer]:
     """initdb (scram-sha-256) + TLS-only config + ``hba_rules`` verbatim, started with pg_ctl.
 
     pg_hba.conf = ``local all <superuser> scram-sha-256`` (setup over the unix socket) followed
-    by ``hba_rules`` in order. Yields a :class:`PostgresServer`."""
+    by ``hba_rules`` in order. Yields a :class:`PostgresServer`.
+
+    ``superuser_network_login=False`` emulates CloudNativePG's ``enableSuperuserAccess: false``:
+    the superuser's password is removed (``ALTER ROLE ... PASSWORD NULL``, what the instance
+    manager does), so no password login as the superuser exists over TCP; local administration
+    goes through the unix socket only (``local all <superuser> trust`` on a socket directory
+    that only the PostgreSQL OS user -- and root -- can enter, standing in for CNPG's
+    ``local ... peer`` inside the pod). ``superuser_password`` is then no longer valid anywhere.
+    """
     import secrets as _secrets
 
     workdir = Path(workdir)
@@ -534,7 +543,8 @@ def postgres_server(workdir: Path | str, *, server_cert_pem: str, server_key_pem
         with open(data / "postgresql.conf", "a") as fh:
             fh.write("\n# --- integration test settings ---\n")
             fh.writelines(f"{k} = {v}\n" for k, v in conf.items())
-        hba = [f"local all {superuser} scram-sha-256", *hba_rules]
+        local_method = "scram-sha-256" if superuser_network_login else "trust"
+        hba = [f"local all {superuser} {local_method}", *hba_rules]
         (data / "pg_hba.conf").write_text("\n".join(hba) + "\n")
         started = True
         _run(["pg_ctl", "-D", str(data), "-l", str(run_log), "-w", "-t", str(int(timeout)),
@@ -544,6 +554,10 @@ def postgres_server(workdir: Path | str, *, server_cert_pem: str, server_key_pem
                                 log_path, str(tls / "ca.crt"))
         _wait_until(lambda: server.execute("SELECT 1") == [(1,)], timeout=timeout,
                     what="postgres superuser login", logs=(run_log,))
+        if not superuser_network_login:
+            from psycopg2 import sql
+
+            server.execute(sql.SQL("ALTER ROLE {} PASSWORD NULL").format(sql.Identifier(superuser)))
         yield server
     except ServiceError:
         raise
@@ -928,7 +942,8 @@ def _path_prefix_re(*mount_paths: str) -> re.Pattern:
     """Matches any of ``mount_paths`` as a whole path prefix (not inside a longer name)."""
     alternatives = "|".join(re.escape(m.rstrip("/")) for m in sorted(mount_paths, key=len,
                                                                        reverse=True))
-    return re.compile(r"(?<![A-Za-z0-9_.\-])(" + alternatives + r")(?=/|$|[^A-Za-z0-9_.\-/])")
+    # Not inside a longer name ("a-/tmp" is not /tmp), but a shell default "${VAR:-/tmp/x}" is.
+    return re.compile(r"(?<![A-Za-z0-9_.])(?<!(?<!:)-)(" + alternatives + r")(?=/|$|[^A-Za-z0-9_.\-/])")
 
 
 def _rewrite(text: str, path_map: Mapping[str, str]) -> str:
@@ -1041,10 +1056,15 @@ def prepare_container(
     deny: tuple | list = (),
     strict_dns: bool = True,
     pg_hostaddr: str | None = None,
+    path_prepend: tuple | list = (),
+    extra_env: Mapping[str, str] | None = None,
 ) -> PreparedContainer:
     """Resolve env (secretKeyRef/configMapKeyRef/fieldRef/envFrom, ``$(VAR)``), materialise
     volumes under ``<workdir>/rootfs`` and rewrite mountPaths, add the infrastructure env
-    (venv PATH, DNS shim, PGHOSTADDR derived from the postgresql:// hosts + ``host_map``)."""
+    (venv PATH, DNS shim, PGHOSTADDR derived from the postgresql:// hosts + ``host_map``).
+    ``path_prepend`` puts directories (e.g. a stand-in for a binary the image ships) before the
+    venv on PATH; ``extra_env`` adds variables the container does not set (refused if it does);
+    both are listed in ``added_env``."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     root = workdir / "rootfs"
@@ -1073,8 +1093,12 @@ def prepare_container(
     for key in ("HOME", "LANG", "PYTHONUNBUFFERED"):
         if key not in run_env:
             run_env[key] = added[key] = defaults[key]
-    run_env["PATH"] = added["PATH"] = (
-        f"{VENV_BIN}:{env['PATH']}" if "PATH" in env else defaults["PATH"])
+    run_env["PATH"] = added["PATH"] = ":".join([*map(str, path_prepend), (
+        f"{VENV_BIN}:{env['PATH']}" if "PATH" in env else defaults["PATH"])])
+    for key, value in (extra_env or {}).items():  # e.g. a stand-in tool's own settings
+        if key in env:
+            raise ServiceError(f"extra_env {key!r} would override the container's own env")
+        run_env[key] = added[key] = value
     for key, value in shim_env(host_map, deny=deny, strict=strict_dns,
                                pythonpath=env.get("PYTHONPATH")).items():
         run_env[key] = added[key] = value

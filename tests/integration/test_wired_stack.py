@@ -4,11 +4,18 @@ No cluster exists here, so the rendered configuration is proven by running the r
 with it (see ``services.py`` for the mechanics and the few intentional deviations):
 
 * PostgreSQL 15 serves the CNPG Cluster's ``serverTLSSecret`` and its ``spec.postgresql.pg_hba``
-  (+ CNPG's own catch-all, :func:`services.cnpg_hba`); the role and databases are exactly the
-  pulumi-postgresql ``Role``/``Database`` inputs.
-* moto's S3 server stands in for MinIO with the certificate the MinIO StatefulSet mounts; the
-  bucket is the pulumi-minio ``S3Bucket`` input. moto accepts any credentials: this proves the
-  endpoint name, TLS trust and bucket/prefix wiring, not MinIO's IAM policy.
+  (+ CNPG's own catch-all, :func:`services.cnpg_hba`), with ``enableSuperuserAccess: false``
+  emulated (the superuser has no password; administration only over the unix socket). MLflow's
+  role and databases are created as CloudNativePG's instance manager would, from the Cluster's
+  ``spec.managed.roles`` (password from the basic-auth Secret) and the ``Database`` objects
+  (:mod:`operators`).
+* moto's S3 server stands in for MinIO with the certificate the MinIO StatefulSet mounts. The
+  MinIO bootstrap Job's real script (the rendered ConfigMap, exactly the Job's env and volumes)
+  runs twice against a recording stand-in for ``mc`` (:mod:`mc_standin`), which emulates
+  MinIO's users/policies and creates the bucket for real in that S3 server: the bucket MLflow
+  uses is the one the bootstrap created. moto accepts any credentials: this proves the endpoint
+  name, TLS trust and bucket/prefix wiring, and the bootstrap's calls -- not MinIO's IAM
+  enforcement.
 * The migration Job's containers (initContainers in order, then containers) and the MLflow
   Deployment's container run with their exact command/args/env, secretKeyRefs resolved from the
   rendered Secrets, and their volumes (projected CA Secrets, the auth-config Secret, the
@@ -29,13 +36,13 @@ import contextlib
 import http.client
 import json
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from tests.harness import evaluate_stack
-
+from . import mc_standin, operators, wiring
 from . import services as svc
 
 pytestmark = pytest.mark.integration
@@ -50,6 +57,9 @@ STARTUP_DIR = "/opt/mlflow-platform/python"  # the Deployment's `startup` Config
 SERVER_INFO = "/api/3.0/mlflow/server-info"
 SEARCH = "/api/2.0/mlflow/experiments/search?max_results=1"
 INFRA_ENV = {"PATH", "HOME", "LANG", "PYTHONUNBUFFERED", "PYTHONPATH", "K8S_DNS_SHIM", "PGHOSTADDR"}
+# The mc stand-in's own settings (state file, call log, root password to compare against).
+BOOTSTRAP_STANDIN_ENV = (mc_standin.STATE_ENV, mc_standin.LOG_ENV, mc_standin.ROOT_PASSWORD_ENV)
+REPO_BOOTSTRAP_SCRIPT = Path(__file__).resolve().parents[2] / "components" / "minio_bootstrap.sh"
 MIB = 1024 * 1024
 BIG_ARTIFACT_BYTES = 3 * MIB
 # Client tuning only (allowed): make the big artifact cross the multipart thresholds so the
@@ -200,61 +210,8 @@ print(json.dumps(out))
 # --------------------------------------------------------------------------- rendered material
 
 
-def _one(items: list, what: str):
-    assert len(items) == 1, f"expected exactly one {what}, found {len(items)}"
-    return items[0]
-
-
-def _secret_obj(ev, name: str) -> dict:
-    return _one([s for s in ev.k8s("Secret") if s["metadata"]["name"] == name], f"Secret {name}")
-
-
-def _host_port(url: str, default_port: int) -> tuple[str, int]:
-    parts = urlsplit(url)
-    return parts.hostname, parts.port or default_port
-
-
-def _render() -> SimpleNamespace:
-    """Everything the test runs with, taken from the evaluated dev stack only."""
-    ev = evaluate_stack("dev")
-    secrets = svc.k8s_secrets(ev.k8s_objects, namespace=NAMESPACE)
-    config_maps = svc.k8s_config_maps(ev.k8s_objects, namespace=NAMESPACE)
-
-    cluster = _one(ev.k8s("Cluster"), "CNPG Cluster")
-    pg_tls_obj = _secret_obj(ev, cluster["spec"]["certificates"]["serverTLSSecret"])
-    assert pg_tls_obj["type"] == "kubernetes.io/tls"
-    pg_tls = secrets[pg_tls_obj["metadata"]["name"]]
-    assert {"tls.crt", "tls.key", "ca.crt"} <= set(pg_tls)
-
-    minio_pod = _one(ev.k8s("StatefulSet"), "MinIO StatefulSet")["spec"]["template"]["spec"]
-    minio_container = _one(minio_pod["containers"], "MinIO container")
-    certs_volume = _one([v for v in minio_pod["volumes"] if v["name"] == "certs"], "certs volume")
-    assert any(m["name"] == "certs" for m in minio_container["volumeMounts"])
-    minio_tls_obj = _secret_obj(ev, certs_volume["secret"]["secretName"])
-    assert minio_tls_obj["type"] == "kubernetes.io/tls"
-    minio_tls = secrets[minio_tls_obj["metadata"]["name"]]
-
-    deployment = _one(ev.k8s("Deployment"), "Deployment")
-    pod = deployment["spec"]["template"]["spec"]
-    container = _one(pod["containers"], "MLflow container")
-    job_pod = _one(ev.k8s("Job"), "migration Job")["spec"]["template"]["spec"]
-
-    roles = [r.inputs for r in ev.of_type("postgresql:index/role:Role")]
-    databases = [r.inputs for r in ev.of_type("postgresql:index/database:Database")]
-    bucket = _one(ev.of_type("minio:index/s3Bucket:S3Bucket"), "S3Bucket").inputs["bucket"]
-
-    env = svc.resolve_container_env(container, secrets=secrets, config_maps=config_maps)
-    backend_uri = env["MLFLOW_BACKEND_STORE_URI"]
-    pg_host, pg_port = _host_port(backend_uri.replace("postgresql+psycopg2://", "postgresql://"),
-                                  PG_PORT)
-    s3_host, s3_port = _host_port(env["MLFLOW_S3_ENDPOINT_URL"], 443)
-    return SimpleNamespace(
-        ev=ev, outputs=ev.outputs, secrets=secrets, config_maps=config_maps, cluster=cluster,
-        pg_tls=pg_tls, pg_hba=list(cluster["spec"]["postgresql"]["pg_hba"]), minio_tls=minio_tls,
-        pod=pod, container=container, job_pod=job_pod, roles=roles, databases=databases,
-        bucket=bucket, env=env, pg_host=pg_host, pg_port=pg_port, s3_host=s3_host,
-        s3_port=s3_port,
-    )
+_one = wiring.one
+_host_port = wiring.host_port
 
 
 def _san_dns_names(cert_pem: str) -> set[str]:
@@ -294,15 +251,24 @@ class ServerRunner:
         return self.start()
 
 
+def _managed_role(r) -> SimpleNamespace:
+    """MLflow's role as the operator sees it: the Cluster's managed role + its password Secret."""
+    role = _one(r.cluster["spec"]["managed"]["roles"], "managed role")
+    secret_name = role["passwordSecret"]["name"]
+    return SimpleNamespace(spec=role, name=role["name"], secret_obj=r.secret_obj(secret_name),
+                           password=r.secrets[secret_name]["password"])
+
+
 @pytest.fixture(scope="module")
 def wired(tmp_path_factory):
-    r = _render()
+    r = wiring.render("dev", namespace=NAMESPACE)
     # The names the brief expects the stack to render -- and that stay in every URI.
     assert (r.pg_host, r.pg_port) == (PG_HOST, PG_PORT)
     assert (r.s3_host, r.s3_port) == (S3_HOST, S3_PORT)
+    role = _managed_role(r)
 
     work = tmp_path_factory.mktemp("wired")
-    pg_ca, minio_ca = work / "postgres-ca.crt", work / "minio-ca.crt"
+    pg_ca, minio_ca = work / "postgres-ca.crt", work / "object-store-ca.crt"
     pg_ca.write_text(r.pg_tls["ca.crt"])
     minio_ca.write_text(r.minio_tls["ca.crt"])
     pg_ip = svc.free_loopback_address(r.pg_port)
@@ -311,23 +277,27 @@ def wired(tmp_path_factory):
     host_map = {r.pg_host: pg_ip, r.s3_host: s3_ip}
 
     with contextlib.ExitStack() as stack:
+        # enableSuperuserAccess: false -> no password for the superuser, socket access only.
+        assert r.cluster["spec"]["enableSuperuserAccess"] is False
         pg = stack.enter_context(svc.postgres_server(
             work / "pg", server_cert_pem=r.pg_tls["tls.crt"], server_key_pem=r.pg_tls["tls.key"],
             ca_pem=r.pg_tls["ca.crt"], hba_rules=svc.cnpg_hba(r.pg_hba), listen_addr=pg_ip,
-            port=r.pg_port))
+            port=r.pg_port, superuser_network_login=False))
         s3 = stack.enter_context(svc.s3_server(
             work / "s3", cert_pem=r.minio_tls["tls.crt"], key_pem=r.minio_tls["tls.key"],
             listen_addr=s3_ip, port=r.s3_port))
 
-        # What the pulumi-postgresql provider does (as superuser) ...
-        for role in r.roles:
-            pg.ensure_role(role["name"], role["password"], login=bool(role.get("login")))
-        for db in r.databases:
-            pg.ensure_database(db["name"], db["owner"])
-        # ... and the pulumi-minio provider (through the in-cluster name, MinIO's CA).
-        with svc.dns_patched(host_map):
-            s3.client(endpoint_name=r.s3_host, ca_file=str(minio_ca)).create_bucket(
-                Bucket=r.bucket)
+        # What CloudNativePG's instance manager does with the rendered objects (local superuser).
+        role_actions = operators.cnpg_reconcile_roles(pg, r.cluster, r.objects)
+        database_actions = operators.cnpg_reconcile_databases(pg, r.cluster, r.databases)
+
+        # The MinIO bootstrap Job, twice (its real script; `mc` is the recording stand-in).
+        # MinIO is "not ready" for the first two `admin info` calls: the wait loop must retry.
+        bootstrap = wiring.MinioBootstrap(r, work / "minio-bootstrap", host_map)
+        bootstrap.set_state({**mc_standin.empty_state(), "admin_info_failures_left": 2})
+        bootstrap_runs = [bootstrap.run(), bootstrap.run()]
+        # The bucket MLflow uses is the one the bootstrap created (not taken from config).
+        bucket = _one(list(bootstrap_runs[0].state["buckets"]), "bucket created by the bootstrap")
 
         # The migration Job: initContainers in order, then its containers.
         job_runs = []
@@ -351,6 +321,8 @@ def wired(tmp_path_factory):
         tracking_host, tracking_port = _host_port(r.outputs["trackingUrl"], 80)
         yield SimpleNamespace(
             r=r, work=work, pg=pg, s3=s3, pg_ca=pg_ca, minio_ca=minio_ca, host_map=host_map,
+            role=role, role_actions=role_actions, database_actions=database_actions,
+            bootstrap=bootstrap, bootstrap_runs=bootstrap_runs, bucket=bucket,
             job_runs=job_runs, runner=runner, tracking_host=tracking_host,
             tracking_port=tracking_port)
 
@@ -390,7 +362,7 @@ def _http(server, path: str, host: str, auth: tuple[str, str] | None = None,
 def _s3_objects(w, prefix: str) -> dict[str, int]:
     with svc.dns_patched(w.host_map):
         client = w.s3.client(endpoint_name=w.r.s3_host, ca_file=str(w.minio_ca))
-        pages = client.get_paginator("list_objects_v2").paginate(Bucket=w.r.bucket, Prefix=prefix)
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=w.bucket, Prefix=prefix)
         return {o["Key"]: o["Size"] for page in pages for o in page.get("Contents", [])}
 
 
@@ -439,16 +411,24 @@ def parallel_runs(wired, first_run, after_restart):
 
 
 def test_rendered_material_is_self_consistent(wired):
-    r = wired.r
-    # The URIs carry exactly the role/databases the postgresql provider creates.
-    role = _one(r.roles, "postgresql Role")
-    assert role["login"] is True
-    assert {d["name"] for d in r.databases} == {"mlflow", "mlflow_auth"}
-    assert {d["owner"] for d in r.databases} == {role["name"]}
+    r, role = wired.r, wired.role
+    # MLflow's role is a managed role of the Cluster, its password in a basic-auth Secret for it.
+    assert role.spec["login"] is True and role.spec.get("ensure", "present") == "present"
+    assert role.secret_obj["type"] == "kubernetes.io/basic-auth"
+    assert r.secrets[role.secret_obj["metadata"]["name"]]["username"] == role.name
+    # No superuser access at all: no superuser Secret, none for postgres anywhere in the stack.
+    assert r.cluster["spec"]["enableSuperuserAccess"] is False
+    assert "superuserSecret" not in r.cluster["spec"]
+    assert not [n for n, data in r.secrets.items() if data.get("username") == "postgres"]
+    # The two Database objects of this Cluster, owned by that role.
+    assert {(d["spec"]["name"], d["spec"]["owner"], d["spec"]["cluster"]["name"])
+            for d in r.databases} == {("mlflow", role.name, r.cluster["metadata"]["name"]),
+                                      ("mlflow_auth", role.name, r.cluster["metadata"]["name"])}
+    # The URIs carry exactly that role, its Secret's password and those databases.
     for key, db in (("backend-store-uri", "mlflow"), ("auth-database-uri", "mlflow_auth")):
         env_secret = next(s for s in r.secrets.values() if key in s)
         uri = urlsplit(env_secret[key].replace("postgresql+psycopg2://", "postgresql://"))
-        assert (unquote(uri.username), unquote(uri.password)) == (role["name"], role["password"])
+        assert (unquote(uri.username), unquote(uri.password)) == (role.name, role.password)
         assert (uri.hostname, uri.port, uri.path) == (PG_HOST, PG_PORT, f"/{db}")
         assert "sslmode=verify-full" in uri.query
     # TLS-only pg_hba as CNPG renders it; the server certificate covers the URI host.
@@ -458,8 +438,147 @@ def test_rendered_material_is_self_consistent(wired):
     assert S3_HOST in _san_dns_names(r.minio_tls["tls.crt"])
     # Distinct private CAs per service (the wrong-CA negatives below rely on that).
     assert r.pg_tls["ca.crt"] != r.minio_tls["ca.crt"]
-    assert f"s3://{r.bucket}/artifacts" in r.container["args"]
-    assert r.outputs["bucket"] == r.bucket
+    # MLflow writes to the bucket the bootstrap Job created, which is the stack's output.
+    assert f"s3://{wired.bucket}/artifacts" in r.container["args"]
+    assert r.outputs["bucket"] == wired.bucket
+    # The pods' egress policy covers exactly what this run uses: DNS, PostgreSQL, MinIO.
+    egress = _one([p for p in r.ev.k8s("NetworkPolicy")
+                   if p["spec"].get("policyTypes") == ["Egress"]
+                   and p["spec"]["podSelector"]["matchLabels"].items()
+                   <= r.pod_labels.items()], "MLflow egress NetworkPolicy")
+    ports = {(port["port"], port.get("protocol", "TCP"))
+             for rule in egress["spec"]["egress"] for port in rule.get("ports", [])}
+    assert ports == {(53, "UDP"), (53, "TCP"), (PG_PORT, "TCP"), (S3_PORT, "TCP")}
+
+
+def test_operator_created_role_and_databases_from_the_rendered_objects(wired):
+    pg, role = wired.pg, wired.role
+    assert wired.role_actions == [{"name": role.name, "action": "created",
+                                   "password_from": role.secret_obj["metadata"]["name"]}]
+    assert pg.execute(
+        "SELECT rolcanlogin, rolsuper, rolinherit, rolcreatedb, rolcreaterole, "
+        "shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s",
+        (role.name,)) == [(True, False, True, False, False, role.spec["comment"])]
+    assert sorted(pg.execute(
+        "SELECT datname, pg_get_userbyid(datdba) FROM pg_database "
+        "WHERE datname NOT IN ('postgres', 'template0', 'template1')")) == [
+        ("mlflow", role.name), ("mlflow_auth", role.name)]
+    assert [a["status"] for a in wired.database_actions] == [{"applied": True}] * 2
+    # Reconciling again (the operator loops) changes nothing and fails on nothing.
+    assert operators.cnpg_reconcile_roles(pg, wired.r.cluster, wired.r.objects)[0]["action"] == "altered"
+    assert len(operators.cnpg_reconcile_databases(pg, wired.r.cluster, wired.r.databases)) == 2
+
+
+def test_postgres_has_no_superuser_login_over_the_network(wired):
+    """enableSuperuserAccess: false -- the superuser has no password, so the catch-all
+    `host all all all scram-sha-256` rule admits no TCP login as postgres, TLS or not."""
+    import psycopg2
+
+    pg = wired.pg
+    assert pg.execute("SELECT rolpassword IS NULL FROM pg_authid WHERE rolname = %s",
+                      (pg.superuser,)) == [(True,)]
+    for password in (pg.superuser_password, ""):
+        with pytest.raises(psycopg2.OperationalError, match="password authentication failed|"
+                                                           "no password supplied"):
+            pg.connect_tcp(host_name=PG_HOST, sslrootcert=str(wired.pg_ca), user=pg.superuser,
+                           password=password, dbname="postgres")
+    # Control: the same path as MLflow's role works.
+    pg.connect_tcp(host_name=PG_HOST, sslrootcert=str(wired.pg_ca), user=wired.role.name,
+                   password=wired.role.password, dbname="mlflow").close()
+
+
+def _call_kinds(calls: list[dict]) -> list[str]:
+    return [" ".join(c["argv"][:3]) if c["argv"][0] == "admin" else c["argv"][0] for c in calls]
+
+
+def test_minio_bootstrap_runs_its_script_in_order_with_the_rendered_env(wired):
+    r, run = wired.r, wired.bootstrap_runs[0]
+    c = r.bootstrap_container
+    assert run.rc == 0, run.output
+    # The script that ran is the ConfigMap's bootstrap.sh, which is the repository's script.
+    script_path = c["command"][-1]
+    assert run.prepared.argv == ["/bin/sh", str(run.prepared.host_path(script_path))]
+    assert run.prepared.host_path(script_path).read_text() == svc._rewrite(
+        REPO_BOOTSTRAP_SCRIPT.read_text(), run.prepared.path_map)
+    assert set(run.prepared.added_env) <= INFRA_ENV | set(BOOTSTRAP_STANDIN_ENV)
+    env = svc.resolve_container_env(c, secrets=r.secrets, config_maps=r.config_maps)
+    for name, value in env.items():  # every rendered env var, only mount paths rewritten
+        assert run.prepared.env[name] == svc._rewrite(value, run.prepared.path_map), name
+
+    # Order: wait for MinIO (2 refusals, then ready), bucket, user, policy, attachment.
+    assert _call_kinds(run.calls) == ["admin info platform"] * 3 + [
+        "mb", "admin user add", "admin policy create", "admin policy attach"]
+    assert [x["exit"] for x in run.calls] == [1, 1, 0, 0, 0, 0, 0]
+    mb, user_add, policy_create, attach = (x["argv"] for x in run.calls[3:])
+    assert mb == ["mb", "--ignore-existing", "--region", env["REGION"], f"platform/{env['BUCKET']}"]
+    assert user_add == ["admin", "user", "add", "platform", env["USER_ACCESS_KEY"], env["USER_SECRET_KEY"]]
+    assert policy_create == ["admin", "policy", "create", "platform", env["POLICY_NAME"],
+                             str(run.prepared.host_path(env["POLICY_FILE"]))]
+    assert attach == ["admin", "policy", "attach", "platform", env["POLICY_NAME"], "--user",
+                      env["USER_ACCESS_KEY"]]
+    # Every call: root credentials from MinIO's env-file Secret, the in-cluster endpoint, and
+    # MinIO's CA (only) where mc looks for trusted CAs, inside the pod's /tmp emptyDir.
+    root = wiring.env_file_values(r.minio_root_env)
+    for x in run.calls:
+        assert x["mc_hosts"] == {"MC_HOST_platform": {
+            "scheme": "https", "user": root["MINIO_ROOT_USER"], "endpoint": env["MINIO_ENDPOINT"],
+            "password_is_root": True}}, x
+        assert x["ca_files"] == {"platform-ca.crt": r.minio_tls["ca.crt"]}
+        assert x["mc_config_dir"].startswith(str(run.prepared.host_path("/tmp")) + "/")
+
+    # The result: one bucket (for real, in the S3 server MLflow uses), MLflow's user with the
+    # key pair MLflow gets, the bucket policy from the ConfigMap, attached to that user only.
+    state = run.state
+    assert state["buckets"] == {wired.bucket: {"region": env["REGION"]}}
+    files = next(v["configMap"]["name"] for v in wired.r.bootstrap_pod["volumes"] if "configMap" in v)
+    assert state["policies"] == {env["POLICY_NAME"]: json.loads(r.config_maps[files]["policy.json"])}
+    assert state["users"] == {r.env["AWS_ACCESS_KEY_ID"]: {"secret_key": r.env["AWS_SECRET_ACCESS_KEY"],
+                                                           "status": "enabled"}}
+    assert state["attachments"] == {r.env["AWS_ACCESS_KEY_ID"]: [env["POLICY_NAME"]]}
+    resources = {res for st in state["policies"][env["POLICY_NAME"]]["Statement"] for res in st["Resource"]}
+    assert resources == {f"arn:aws:s3:::{wired.bucket}", f"arn:aws:s3:::{wired.bucket}/*"}
+    with svc.dns_patched(wired.host_map):
+        buckets = wired.s3.client(endpoint_name=S3_HOST, ca_file=str(wired.minio_ca)).list_buckets()
+    assert [b["Name"] for b in buckets["Buckets"]] == [wired.bucket]
+
+
+def test_minio_bootstrap_second_run_changes_nothing(wired):
+    first, second = wired.bootstrap_runs
+    assert second.rc == 0, second.output
+    # MinIO answers at once now; the same calls; the attachment is reported, not an error.
+    assert _call_kinds(second.calls) == ["admin info platform", "mb", "admin user add",
+                                         "admin policy create", "admin policy attach"]
+    assert [x["argv"] for x in second.calls[1:]] == [x["argv"] for x in first.calls[3:]]
+    assert second.calls[-1]["exit"] == 1
+    assert second.calls[-1]["stderr"] == mc_standin.ALREADY_IN_EFFECT
+    assert "already attached" in second.output
+    # Same password and policy re-applied: the emulated MinIO is exactly as after the first run.
+    assert second.state == first.state
+
+
+def test_minio_bootstrap_applies_a_rotated_key_and_a_changed_policy(wired, tmp_path):
+    """A new secret key (the Secret MLflow and the Job share) and a changed policy document are
+    applied by the next run on the existing store; bucket and attachment stay as they are."""
+    r = wired.r
+    env = svc.resolve_container_env(r.bootstrap_container, secrets=r.secrets, config_maps=r.config_maps)
+    key_secret = next(e["valueFrom"]["secretKeyRef"]["name"] for e in r.bootstrap_container["env"]
+                      if e["name"] == "USER_SECRET_KEY")
+    files = next(v["configMap"]["name"] for v in r.bootstrap_pod["volumes"] if "configMap" in v)
+    policy = json.loads(r.config_maps[files]["policy.json"])
+    policy["Statement"][1]["Action"].remove("s3:DeleteObject")
+    rotated = "rotated0secret0key0" + "x" * 21
+    secrets = {**r.secrets, key_secret: {**r.secrets[key_secret], "secret-key": rotated}}
+    config_maps = {**r.config_maps, files: {**r.config_maps[files], "policy.json": json.dumps(policy)}}
+
+    existing = wiring.MinioBootstrap(r, tmp_path / "rotation", wired.host_map)
+    existing.set_state(wired.bootstrap_runs[-1].state)  # the store as the Job left it
+    run = existing.run(secrets=secrets, config_maps=config_maps)
+    assert run.rc == 0, run.output
+    before = wired.bootstrap_runs[-1].state
+    assert run.state["users"] == {env["USER_ACCESS_KEY"]: {"secret_key": rotated, "status": "enabled"}}
+    assert run.state["policies"] == {env["POLICY_NAME"]: policy}
+    assert run.state["policies"] != before["policies"]
+    assert (run.state["buckets"], run.state["attachments"]) == (before["buckets"], before["attachments"])
 
 
 def test_migration_job_ran_in_order_against_tls_postgres(wired):
@@ -488,7 +607,8 @@ def test_server_runs_the_rendered_container_with_the_platform_startup_module(wir
             assert server.env[name] == svc._rewrite(value, server.path_map), name
     assert server.env["MLFLOW_S3_ENDPOINT_URL"] == f"https://{S3_HOST}:{S3_PORT}"
     assert f"@{PG_HOST}:{PG_PORT}/" in server.env["MLFLOW_BACKEND_STORE_URI"]
-    assert server.env["AWS_CA_BUNDLE"] == str(server.host_path("/etc/mlflow/ca/minio-ca.crt"))
+    assert server.env["AWS_CA_BUNDLE"] == str(server.host_path("/etc/mlflow/ca/object-store-ca.crt"))
+    assert server.host_path("/etc/mlflow/ca/object-store-ca.crt").read_text() == r.minio_tls["ca.crt"]
     assert server.host_path("/etc/mlflow/ca/postgres-ca.crt").read_text() == r.pg_tls["ca.crt"]
     assert "REQUESTS_CA_BUNDLE" not in server.env and "SSL_CERT_FILE" not in server.env
 
@@ -516,7 +636,7 @@ def test_server_runs_the_rendered_container_with_the_platform_startup_module(wir
     assert _http(server, SEARCH, wired.tracking_host, auth=creds)[0] == 200
     sessions = wired.pg.execute(
         "SELECT a.datname, s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) "
-        "WHERE a.usename = %s", (_one(r.roles, "Role")["name"],))
+        "WHERE a.usename = %s", (wired.role.name,))
     assert sessions and all(ssl for _, ssl in sessions), sessions
     # ... and the admin was bootstrapped from the rendered Secret into the auth database.
     assert wired.pg.execute("SELECT username, is_admin FROM users", dbname="mlflow_auth") == [
@@ -607,8 +727,7 @@ def test_parallel_clients_log_without_errors(wired, first_run, parallel_runs):
 def test_postgres_refuses_plaintext_wrong_ca_and_foreign_name(wired):
     import psycopg2
 
-    role = _one(wired.r.roles, "Role")
-    login = {"user": role["name"], "password": role["password"], "dbname": "mlflow"}
+    login = {"user": wired.role.name, "password": wired.role.password, "dbname": "mlflow"}
     ok = wired.pg.connect_tcp(host_name=PG_HOST, sslrootcert=str(wired.pg_ca), **login)
     try:  # control: the rendered CA + the real name + the rendered password
         with ok.cursor() as cur:
@@ -630,10 +749,10 @@ def test_s3_endpoint_trusts_only_minio_ca(wired):
 
     with svc.dns_patched(wired.host_map):
         assert wired.s3.client(endpoint_name=S3_HOST, ca_file=str(wired.minio_ca)).head_bucket(
-            Bucket=wired.r.bucket)
+            Bucket=wired.bucket)
         with pytest.raises(SSLError, match="CERTIFICATE_VERIFY_FAILED"):
             wired.s3.client(endpoint_name=S3_HOST, ca_file=str(wired.pg_ca)).head_bucket(
-                Bucket=wired.r.bucket)
+                Bucket=wired.bucket)
 
 
 def test_mlflow_requires_credentials_and_an_allowed_host(wired):

@@ -1,0 +1,37 @@
+#!/bin/sh
+# MinIO bootstrap, run by a Job inside the stack namespace with MinIO's own `mc`.
+# Idempotent: an existing bucket, user, policy or attachment is left as it is, except that the
+# user's secret key and the policy document are re-applied, so a rotation or a policy change
+# takes effect. Root credentials come from MinIO's env file and never leave this pod.
+set -eu
+
+export MC_CONFIG_DIR="${MC_CONFIG_DIR:-/tmp/.mc}"
+mkdir -p "$MC_CONFIG_DIR/certs/CAs"
+cp "$MINIO_CA_FILE" "$MC_CONFIG_DIR/certs/CAs/platform-ca.crt"
+
+# MINIO_ROOT_USER and MINIO_ROOT_PASSWORD (letters and digits only: safe in a URL).
+. "$MINIO_ROOT_ENV_FILE"
+export MC_HOST_platform="https://${MINIO_ROOT_USER}:${MINIO_ROOT_PASSWORD}@${MINIO_ENDPOINT}"
+
+attempt=1
+until mc admin info platform >/dev/null 2>&1; do
+  if [ "$attempt" -ge 30 ]; then
+    echo "bootstrap: MinIO at $MINIO_ENDPOINT did not answer after $attempt attempts" >&2
+    exit 1
+  fi
+  attempt=$((attempt + 1))
+  sleep 2
+done
+
+mc mb --ignore-existing --region "$REGION" "platform/$BUCKET"
+# Creates the user, or sets the secret key of the existing one.
+mc admin user add platform "$USER_ACCESS_KEY" "$USER_SECRET_KEY"
+# Creates the policy, or replaces the document of the existing one.
+mc admin policy create platform "$POLICY_NAME" "$POLICY_FILE"
+if ! output=$(mc admin policy attach platform "$POLICY_NAME" --user "$USER_ACCESS_KEY" 2>&1); then
+  case "$output" in
+    *"already"*) echo "bootstrap: policy $POLICY_NAME already attached to $USER_ACCESS_KEY" ;;
+    *) echo "$output" >&2; exit 1 ;;
+  esac
+fi
+echo "bootstrap: bucket $BUCKET, user $USER_ACCESS_KEY and policy $POLICY_NAME are in place"

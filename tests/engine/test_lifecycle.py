@@ -1,0 +1,200 @@
+"""The real Pulumi engine over a stack's whole life, with real provider plugins, in GitOps (render) mode.
+
+The CLI, the Python language host and the kubernetes/tls/random plugins are built from their Go
+modules by engine/build.sh (make engine) into engine/bin. Each stack runs from a checkout copied
+like a clone, on a local file backend with a passphrase, with renderYamlToDirectory pointing at a
+folder outside both checkouts: preview, up, no-change preview, refresh, an update, the policy pack
+for real, then destroy and stack rm from a second checkout that never ran the program.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.harness import ROOT, evaluate_stack
+
+pytestmark = pytest.mark.engine
+
+ENGINE_BIN = ROOT / "engine" / "bin"
+PASSPHRASE = "lifecycle-test-passphrase"
+# What a render-mode stack must not try: a Helm release (refused by the provider in this mode).
+RENDER_CONFIG = {"installCnpgOperator": "false"}
+STEP_TIMES: dict[str, float] = {}
+
+
+def checkout(destination: Path) -> Path:
+    """A copy of the repository as `git clone` would give it (tracked + untracked, not ignored)."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
+                           capture_output=True).stdout.decode().split("\0")
+    for name in filter(None, files):
+        source = ROOT / name
+        if source.is_file():
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    # Pulumi.yaml's `virtualenv: venv`: the deploy venv `make` creates from requirements.txt.
+    (destination / "venv").symlink_to(ROOT / "venv")
+    return destination
+
+
+class Pulumi:
+    def __init__(self, home: Path, backend: Path):
+        missing = [tool for tool in ("pulumi", "pulumi-language-python", "pulumi-resource-kubernetes",
+                                     "pulumi-resource-tls", "pulumi-resource-random")
+                   if not (ENGINE_BIN / tool).exists()]
+        assert not missing, f"engine/bin lacks {missing}: run `make engine` (engine/build.sh) first"
+        self.env = {
+            **os.environ,
+            "PATH": f"{ENGINE_BIN}:{os.environ['PATH']}",
+            "PULUMI_HOME": str(home),
+            "PULUMI_BACKEND_URL": f"file://{backend}",
+            "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
+            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+            "PULUMI_SKIP_UPDATE_CHECK": "true",
+            "PULUMI_SKIP_CONFIRMATIONS": "true",
+            "PULUMI_DIY_BACKEND_NO_LEGACY_WARNING": "true",
+        }
+        self.env.pop("PULUMI_ACCESS_TOKEN", None)
+
+    def __call__(self, cwd: Path, *args: str, step: str = "", ok: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+        started = time.monotonic()
+        result = subprocess.run(["pulumi", *args, "--non-interactive"], cwd=cwd, env=self.env,
+                                capture_output=True, text=True, timeout=timeout)
+        if step:
+            STEP_TIMES[step] = time.monotonic() - started
+        if ok:
+            assert result.returncode == 0, f"pulumi {' '.join(args)} failed:\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
+        return result
+
+
+def rendered_objects(directory: Path) -> list[dict]:
+    objects = []
+    for path in sorted(directory.rglob("*.yaml")):
+        objects.extend(doc for doc in yaml.safe_load_all(path.read_text()) if doc)
+    return objects
+
+
+_GENERATED_SUFFIX = re.compile(r"-[0-9a-z]{8}$")
+
+
+def identity(obj: dict) -> tuple[str, str, str]:
+    """Kind, namespace and name, with Pulumi's random autoname suffix removed."""
+    meta = obj["metadata"]
+    return obj["kind"], meta.get("namespace", ""), _GENERATED_SUFFIX.sub("", meta["name"])
+
+
+def comparable(obj: dict) -> dict:
+    """An object without generated values: autoname suffixes, generated secrets and certificates."""
+    text = json.dumps(obj, sort_keys=True)
+    text = re.sub(r'"([a-z0-9.-]+?)-[0-9a-z]{8}"', r'"\1"', text)
+    obj = json.loads(text)
+    obj["metadata"] = {k: v for k, v in obj["metadata"].items() if k in ("name", "namespace", "labels")}
+    obj["metadata"].get("labels", {}).pop("app.kubernetes.io/managed-by", None)
+    if obj["kind"] in ("Secret", "ConfigMap"):
+        data = obj.get("stringData") or obj.get("data") or {}
+        obj = {"kind": obj["kind"], "metadata": obj["metadata"], "type": obj.get("type"), "keys": sorted(data)}
+    if obj["kind"] == "Namespace":
+        obj["metadata"].get("labels", {}).pop("mlflow-platform/cnpg-operator-namespace", None)
+    return obj
+
+
+def secret_strings(objects: list[dict]) -> set[str]:
+    """Every generated credential the rendered Secrets hold in plain text (render mode writes them so)."""
+    import base64
+    found = set()
+    for obj in objects:
+        if obj["kind"] != "Secret":
+            continue
+        values = dict(obj.get("stringData") or {})
+        values.update({k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()})
+        for key, value in values.items():
+            if key in ("ca.crt", "tls.crt", "username", "access-key"):
+                continue  # public material and names
+            for line in value.splitlines():
+                for piece in re.split(r"[=:@/?&]", line):
+                    if len(piece) >= 16:
+                        found.add(piece)
+    return found
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    base = tmp_path_factory.mktemp("engine")
+    (base / "state").mkdir()
+    return Pulumi(base / "home", base / "state"), base
+
+
+@pytest.mark.parametrize("stack", ["dev", "pr-7"])
+def test_stack_lifecycle_under_the_real_engine(engine, stack):
+    pulumi, base = engine
+    work = checkout(base / f"{stack}-a")
+    rendered = base / f"rendered-{stack}"
+    pulumi(work, "stack", "init", stack)
+    if stack.startswith("pr-"):
+        shutil.copy(work / "profiles" / "pr.yaml", work / f"Pulumi.{stack}.yaml")
+    for key, value in {**RENDER_CONFIG, "renderYamlToDirectory": str(rendered)}.items():
+        pulumi(work, "config", "set", "--stack", stack, f"mlflow-platform:{key}", value)
+
+    # 1. The first preview of a new stack: every computed value unknown.
+    pulumi(work, "preview", "--stack", stack, step=f"{stack}: first preview")
+
+    # 2. up renders exactly what the mock harness registers (kinds, names, specs; generated values aside).
+    pulumi(work, "up", "--yes", "--stack", stack, step=f"{stack}: up")
+    objects = rendered_objects(rendered)
+    mocked = evaluate_stack(stack, config={**RENDER_CONFIG, "renderYamlToDirectory": str(rendered)}).k8s_objects
+    assert sorted(map(identity, objects)) == sorted(map(identity, mocked))
+    by_identity = {identity(o): comparable(o) for o in mocked}
+    for obj in objects:
+        assert comparable(obj) == by_identity[identity(obj)], f"{identity(obj)} differs from the mocks"
+
+    # 3. Nothing to do on an unchanged stack, before and after a refresh.
+    pulumi(work, "preview", "--expect-no-changes", "--stack", stack, step=f"{stack}: preview, no changes")
+    pulumi(work, "refresh", "--yes", "--stack", stack, step=f"{stack}: refresh")
+    pulumi(work, "preview", "--expect-no-changes", "--stack", stack, step=f"{stack}: preview after refresh")
+
+    # 4. The state holds no generated credential in plain text.
+    exported = pulumi(work, "stack", "export", "--stack", stack).stdout
+    leaked = [s for s in secret_strings(objects) if s in exported]
+    assert secret_strings(objects) and not leaked, f"plain-text secrets in the state: {len(leaked)}"
+
+    # 5. A config change previews as exactly the expected steps, and up applies it.
+    pulumi(work, "config", "set", "--stack", stack, "mlflow-platform:mlflowReplicas", "2")
+    preview = json.loads(pulumi(work, "preview", "--json", "--stack", stack, step=f"{stack}: preview update").stdout)
+    changes = sorted((step["op"], step["urn"].rsplit("::", 1)[1]) for step in preview["steps"]
+                     if step["op"] not in ("same", "read"))
+    assert changes == [("create", "mlflow-pdb"), ("update", "mlflow-deployment")], changes
+    pulumi(work, "up", "--yes", "--stack", stack, step=f"{stack}: up update")
+    [deployment] = [o for o in rendered_objects(rendered) if o["kind"] == "Deployment"]
+    assert deployment["spec"]["replicas"] == 2
+    pulumi(work, "preview", "--expect-no-changes", "--stack", stack)
+
+    # 6. The policy pack runs for real; a planted violation fails it.
+    pulumi(work, "preview", "--policy-pack", "policy", "--stack", stack, step=f"{stack}: policy pack")
+    planted = work / "components" / "k8s.py"
+    planted.write_text(planted.read_text().replace('"readOnlyRootFilesystem": True', '"readOnlyRootFilesystem": False'))
+    violation = pulumi(work, "preview", "--policy-pack", "policy", "--stack", stack, ok=False)
+    assert violation.returncode != 0 and "mandatory" in (violation.stdout + violation.stderr).lower(), violation.stdout[-3000:]
+
+    # 7. destroy and stack rm from another checkout, which never ran the program.
+    other = checkout(base / f"{stack}-b")
+    if stack.startswith("pr-"):
+        shutil.copy(other / "profiles" / "pr.yaml", other / f"Pulumi.{stack}.yaml")  # as CI writes it
+    pulumi(other, "destroy", "--yes", "--stack", stack, step=f"{stack}: destroy from another checkout")
+    pulumi(other, "stack", "rm", "--yes", stack, step=f"{stack}: stack rm")
+    assert not rendered_objects(rendered), "render folder not empty after destroy"
+
+
+def test_report_step_times():
+    """Prints each lifecycle step's wall time (pytest -s shows it); fails if the lifecycle did not run."""
+    assert STEP_TIMES, "the lifecycle test did not run"
+    for step, seconds in STEP_TIMES.items():
+        print(f"engine step {step}: {seconds:.1f} s")

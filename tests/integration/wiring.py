@@ -1,0 +1,143 @@
+"""Rendered material shared by the wired-stack tests: what a stack renders, and its MinIO
+bootstrap Job run for real (its script from the rendered ConfigMap, against the ``mc`` stand-in).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Mapping
+from urllib.parse import urlsplit
+
+from tests.harness import evaluate_stack
+
+from . import mc_standin
+from . import services as svc
+
+BOOTSTRAP_CONFIG_MAP = "minio-bootstrap"  # name prefix (auto-named) of the script's ConfigMap
+
+
+def one(items: list, what: str):
+    assert len(items) == 1, f"expected exactly one {what}, found {len(items)}"
+    return items[0]
+
+
+def host_port(url: str, default_port: int) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname, parts.port or default_port
+
+
+def _labelled(objects: list[dict], name: str, component: str) -> list[dict]:
+    return [o for o in objects if (o["metadata"].get("labels") or {}).get("app.kubernetes.io/name") == name
+            and o["metadata"]["labels"].get("app.kubernetes.io/component") == component]
+
+
+def render(stack: str = "dev", config: dict | None = None, namespace: str | None = None) -> SimpleNamespace:
+    """Everything the tests run with, taken from the evaluated stack only."""
+    ev = evaluate_stack(stack, config=config)
+    namespace = namespace or ev.outputs["namespace"]
+    objects = ev.k8s_objects
+    secrets = svc.k8s_secrets(objects, namespace=namespace)
+    config_maps = svc.k8s_config_maps(objects, namespace=namespace)
+
+    def secret_obj(name: str) -> dict:
+        return one([s for s in ev.k8s("Secret") if s["metadata"]["name"] == name], f"Secret {name}")
+
+    deployment = one(ev.k8s("Deployment"), "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    container = one(pod["containers"], "MLflow container")
+    jobs = ev.k8s("Job")
+    job_pod = one(_labelled(jobs, "mlflow", "migration"), "migration Job")["spec"]["template"]["spec"]
+    bootstrap_jobs = _labelled(jobs, "minio", "bootstrap")
+
+    env = svc.resolve_container_env(container, secrets=secrets, config_maps=config_maps)
+    pg_host, pg_port = host_port(env["MLFLOW_BACKEND_STORE_URI"].replace(
+        "postgresql+psycopg2://", "postgresql://"), 5432)
+    s3_host, s3_port = host_port(env["MLFLOW_S3_ENDPOINT_URL"], 443)
+    r = SimpleNamespace(
+        ev=ev, namespace=namespace, objects=objects, outputs=ev.outputs, secrets=secrets,
+        config_maps=config_maps, pod=pod, container=container, job_pod=job_pod, env=env,
+        pod_labels=deployment["spec"]["template"]["metadata"]["labels"],
+        pg_host=pg_host, pg_port=pg_port, s3_host=s3_host, s3_port=s3_port,
+        cluster=None, pg_tls=None, pg_hba=None, databases=[], minio_tls=None,
+        bootstrap_pod=None, bootstrap_container=None, secret_obj=secret_obj,
+    )
+    clusters = ev.k8s("Cluster")
+    if clusters:
+        r.cluster = one(clusters, "CNPG Cluster")
+        pg_tls_obj = secret_obj(r.cluster["spec"]["certificates"]["serverTLSSecret"])
+        assert pg_tls_obj["type"] == "kubernetes.io/tls"
+        r.pg_tls = secrets[pg_tls_obj["metadata"]["name"]]
+        assert {"tls.crt", "tls.key", "ca.crt"} <= set(r.pg_tls)
+        r.pg_hba = list(r.cluster["spec"]["postgresql"]["pg_hba"])
+        r.databases = [d for d in ev.k8s("Database")
+                       if d["apiVersion"] == "postgresql.cnpg.io/v1"]
+    statefulsets = ev.k8s("StatefulSet")
+    if statefulsets:
+        minio_pod = one(statefulsets, "MinIO StatefulSet")["spec"]["template"]["spec"]
+        minio_container = one(minio_pod["containers"], "MinIO container")
+        certs_volume = one([v for v in minio_pod["volumes"] if v["name"] == "certs"], "certs volume")
+        assert any(m["name"] == "certs" for m in minio_container["volumeMounts"])
+        minio_tls_obj = secret_obj(certs_volume["secret"]["secretName"])
+        assert minio_tls_obj["type"] == "kubernetes.io/tls"
+        r.minio_tls = secrets[minio_tls_obj["metadata"]["name"]]
+        r.bootstrap_pod = one(bootstrap_jobs, "MinIO bootstrap Job")["spec"]["template"]["spec"]
+        r.bootstrap_container = one(r.bootstrap_pod["containers"], "bootstrap container")
+        root_env = one([v for v in minio_pod["volumes"] if v["name"] == "config"], "config volume")
+        r.minio_root_env = secrets[root_env["secret"]["secretName"]]["config.env"]
+    return r
+
+
+def env_file_values(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+class MinioBootstrap:
+    """Runs the rendered bootstrap Job container (its real script) against the ``mc`` stand-in.
+
+    One emulated MinIO (``state.json``) and one call log for all runs; each run is a fresh pod
+    (its volumes materialised anew, ``/tmp`` an empty emptyDir)."""
+
+    def __init__(self, r: SimpleNamespace, workdir: Path, host_map: Mapping[str, str]):
+        self.r, self.workdir, self.host_map = r, Path(workdir), dict(host_map)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.bin_dir = self.workdir / "bin"
+        mc_standin.install(self.bin_dir)
+        self.state_file = self.workdir / "minio-state.json"
+        self.log_file = self.workdir / "mc-calls.jsonl"
+        self.runs: list[SimpleNamespace] = []
+
+    def state(self) -> dict:
+        return json.loads(self.state_file.read_text())
+
+    def set_state(self, state: dict) -> None:
+        self.state_file.write_text(json.dumps(state))
+
+    def calls(self) -> list[dict]:
+        if not self.log_file.exists():
+            return []
+        return [json.loads(line) for line in self.log_file.read_text().splitlines()]
+
+    def run(self, *, secrets: Mapping | None = None, config_maps: Mapping | None = None,
+            check: bool = True) -> SimpleNamespace:
+        r = self.r
+        secrets = r.secrets if secrets is None else secrets
+        config_maps = r.config_maps if config_maps is None else config_maps
+        if not self.state_file.exists():
+            self.set_state(mc_standin.empty_state())
+        before = len(self.calls())
+        root_password = env_file_values(r.minio_root_env)["MINIO_ROOT_PASSWORD"]
+        c, pod = r.bootstrap_container, r.bootstrap_pod
+        prepared, rc, output = svc.run_container_job(
+            c, secrets=secrets, config_maps=config_maps, host_map=self.host_map,
+            files_by_mount=svc.files_by_mount_from_pod(pod, c, secrets=secrets, config_maps=config_maps),
+            workdir=self.workdir / f"run-{len(self.runs) + 1}", timeout=120, check=check,
+            path_prepend=[self.bin_dir],
+            extra_env={mc_standin.STATE_ENV: str(self.state_file),
+                       mc_standin.LOG_ENV: str(self.log_file),
+                       mc_standin.ROOT_PASSWORD_ENV: root_password})
+        run = SimpleNamespace(prepared=prepared, rc=rc, output=output,
+                              calls=self.calls()[before:], state=self.state())
+        self.runs.append(run)
+        return run
