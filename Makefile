@@ -13,12 +13,15 @@ export PULUMI_CONFIG_PASSPHRASE_FILE := $(CURDIR)/.pulumi-passphrase
 endif
 STACK_ARGS := --stack $(STACK) --policy-pack policy
 
-.PHONY: up preview destroy test test-unit bench render docs stack clean
+.PHONY: check up preview destroy test test-unit bench render docs stack clean engine
 
-up: stack  ## create or update the platform
+check: $(VENV)/.runtime  ## step one: validate STACK's configuration offline (prints only the problems)
+	@$(PY) -m tools.check_config $(STACK)
+
+up: check stack  ## create or update the platform
 	$(PULUMI) up $(STACK_ARGS)
 
-preview: stack  ## show what `up` would change (drift check)
+preview: check stack  ## show what `up` would change (drift check)
 	$(PULUMI) preview $(STACK_ARGS) --diff
 
 destroy: stack  ## remove everything the stack created (prod data is protected)

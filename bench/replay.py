@@ -17,7 +17,8 @@ read and validate config, run the components' code, wire Outputs between resourc
 Known simplifications, all of which make the replay cheaper than the real registrations (so the
 second ratio is a lower bound): inputs are literals rather than Outputs awaited across resources;
 secrets are marked per top-level input rather than per nested path; custom timeouts are not
-replayed.
+replayed; reads (the program's StackReference to its last deployment) are not registrations, so they
+are neither recorded nor replayed, nor are dependencies on them.
 """
 
 from __future__ import annotations

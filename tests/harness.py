@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime
 import hashlib
@@ -466,6 +467,23 @@ def evaluate_stack(stack: str = "dev", config: Optional[dict] = None, state: Opt
     return evaluate(lambda: runpy.run_path(str(MAIN), run_name="__main__"), stack, config, state, preview)
 
 
+def _cancel_leftovers() -> None:
+    """A failed run leaves tasks (applies, registrations) behind; the engine would exit here.
+    Cancel and forget them, or they would run, and fail, inside the next evaluation."""
+    loop = asyncio.get_event_loop()
+    pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    # The SDK keeps the failed run's RPCs and output tasks in process-wide settings; the next run
+    # would await them (and re-raise this failure).
+    pulumi_settings._get_rpc_manager().clear()
+    outputs = getattr(pulumi_settings.SETTINGS, "outputs", None)
+    if outputs is not None:
+        outputs.clear()
+
+
 def evaluate(program: Callable[[], Any], stack: str = "dev", config: Optional[dict] = None,
              state: Optional[dict] = None, preview: bool = False) -> Evaluation:
     """Run any program (e.g. one component alone) under the same mocks and monitor."""
@@ -480,6 +498,7 @@ def evaluate(program: Callable[[], Any], stack: str = "dev", config: Optional[di
         _sync_await(run_pulumi_func(program))
     except Exception as error:
         error.registrations = monitor.registrations  # what got registered before the failure
+        _cancel_leftovers()
         raise
     outputs, secret_outputs = {}, set()
     for name, value in root.outputs.items():

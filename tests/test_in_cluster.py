@@ -11,7 +11,9 @@ from urllib.parse import unquote
 import pytest
 from cryptography import x509
 
+import settings
 from components.s3_policy import bucket_policy
+from tests.harness import PROJECT, evaluate_stack
 from tests.stacks import (DEFAULT_STACKS, ancestors, container, env_value, mlflow_uri, pod_of, pod_secret_values,
                           workload)
 
@@ -236,3 +238,31 @@ def test_prod_protects_the_cluster_databases_statefulset_and_namespace(prod, dev
         assert reg.protect and reg.retain_on_delete, name
         [unprotected] = [r for r in dev.registrations if r.name == name and r.custom]
         assert not unprotected.protect, name
+
+
+@pytest.mark.parametrize("change, key", [({"minioStorageSize": "5Gi"}, "minioStorageSize"),
+                                         ({"minioReplicas": 4}, "minioReplicas"),
+                                         ({"postgresStorageSize": "500Mi"}, "postgresStorageSize"),
+                                         ({"postgresStorageClass": "fast"}, "postgresStorageClass"),
+                                         ({"bucket": "other-bucket"}, "bucket")])
+def test_a_change_that_would_lose_data_is_refused_at_preview(change, key):
+    state: dict = {}
+    evaluate_stack("dev", state=state)  # the last deployment, as its checkpoint records it
+    with pytest.raises(settings.ConfigError) as raised:
+        evaluate_stack("dev", change, state=state, preview=True)
+    message = str(raised.value)
+    assert f"{PROJECT}:{key} changed from " in message and "Fix: " in message and "allowStorageLayoutChange" in message
+    # Refused before anything of the stack's namespace: only the (already owned) operator was registered.
+    touched = {r.name for r in raised.value.registrations if r.custom and r.type.startswith("kubernetes:")}
+    assert touched <= {"cnpg-operator-namespace", "cnpg-operator-release"}
+    # The documented manual path ends with one acknowledged update.
+    evaluate_stack("dev", {**change, "allowStorageLayoutChange": True}, state=state, preview=True)
+
+
+def test_safe_storage_changes_and_ephemeral_stacks_pass_the_layout_check():
+    state: dict = {}
+    evaluate_stack("dev", state=state)
+    evaluate_stack("dev", {"postgresStorageSize": "5Gi", "mlflowReplicas": 2}, state=state)  # CNPG grows in place
+    pr_state: dict = {}
+    evaluate_stack("pr-3", state=pr_state)
+    evaluate_stack("pr-3", {"minioStorageSize": "2Gi"}, state=pr_state)

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from tests.harness import evaluate_stack
+from tests.stacks import DEFAULT_STACKS, EXTERNAL_MINIO, EXTERNAL_POSTGRES, MODE_STACKS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,17 +32,26 @@ def violations(ev) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("stack", ["dev", "prod", "pr-42"])
-def test_every_resource_passes_the_baseline(stack):
-    assert violations(evaluate_stack(stack)) == []
+@pytest.mark.parametrize("stack, config", [(stack, {}) for stack in DEFAULT_STACKS] + list(MODE_STACKS.values()),
+                         ids=list(DEFAULT_STACKS) + list(MODE_STACKS))
+def test_every_resource_passes_the_baseline(stack, config):
+    ev = evaluate_stack(stack, config)
+    assert len([r for r in ev.registrations if r.custom]) > 20
+    assert violations(ev) == []
 
 
 def test_the_baseline_catches_a_weakened_stack():
-    ev = evaluate_stack("dev")
+    ev = evaluate_stack("dev", {**EXTERNAL_POSTGRES, **EXTERNAL_MINIO})
+    assert violations(ev) == []
     deployment = ev.one("kubernetes:apps/v1:Deployment", "mlflow-deployment")
     deployment.inputs["spec"]["template"]["spec"]["containers"][0]["env"].append({"name": "MLFLOW_S3_IGNORE_TLS", "value": "true"})
-    provider = ev.one("pulumi:providers:postgresql", "postgres-admin-provider")
-    provider.inputs["sslmode"] = "require"
+    ev.one("pulumi:providers:postgresql", "postgres-admin-provider").inputs["sslmode"] = "require"
+    ev.one("pulumi:providers:minio", "minio-admin-provider").inputs["minioInsecure"] = "true"
+    bootstrap = evaluate_stack("dev").one("kubernetes:batch/v1:Job", "minio-bootstrap")
+    bootstrap.inputs["spec"]["template"]["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
+    ev.registrations.append(bootstrap)
     found = violations(ev)
     assert any("mlflow-deployment" in v and "tls-required" in v for v in found), found
-    assert any("postgres-admin-provider" in v for v in found), found
+    assert any("postgres-admin-provider" in v and "verify-full" in v for v in found), found
+    assert any("minio-admin-provider" in v and "minioInsecure" in v for v in found), found
+    assert any("minio-bootstrap" in v and "restricted-pod-security" in v for v in found), found

@@ -123,6 +123,7 @@ BAD_INPUT = [
     ({"s3AccessKey": "AKIA"}, "s3AccessKey", "only used with objectStoreMode"),
     ({"s3SecretKey": Secret("s3-secret-value")}, "s3SecretKey", "only used with objectStoreMode"),
     ({"s3AdminUser": "admin"}, "s3AdminUser", "only used with objectStoreMode"),
+    ({"s3AdminPassword": Secret("minio-admin-value")}, "s3AdminPassword", "only used with objectStoreMode"),
     ({"s3CaFile": EXTERNAL_CA_FILE}, "s3CaFile", "only used with objectStoreMode"),
 ]
 

@@ -83,7 +83,8 @@ def cnpg_reconcile_roles(pg: svc.PostgresServer, cluster: dict, objects: list[di
         if "comment" in role:
             pg.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(
                 sql.Identifier(name), sql.Literal(role["comment"])))
-        done.append({"name": name, "action": verb.lower() + "d", "password_from": password_from})
+        done.append({"name": name, "action": "altered" if exists else "created",
+                     "password_from": password_from})
     return done
 
 

@@ -55,8 +55,9 @@ API overview (glue from ``tests/harness.evaluate_stack`` stays thin)::
     files = files_by_mount_from_pod(pod, c, secrets=secrets, config_maps=cms)
     with postgres_server(wd, ..., hba_rules=cnpg_hba(<Cluster>.spec.postgresql.pg_hba)) as pg,
          s3_server(wd, ...) as s3:
-        pg.ensure_role(...); pg.ensure_database(...)            # what the postgresql provider does
-        with dns_patched(host_map): s3.client(...).create_bucket(...)   # what the minio provider does
+        operators.cnpg_reconcile_roles(pg, <Cluster>, objects)   # what CNPG's instance manager does
+        operators.cnpg_reconcile_databases(pg, <Cluster>, <Database objects>)
+        wiring.MinioBootstrap(r, wd, host_map).run()            # the bootstrap Job, `mc` stand-in
         run_container_job(<migration Job container>, ...)        # optional pre-deploy Job
         with mlflow_server_from_container(c, secrets=secrets, files_by_mount=files,
                                           host_map=host_map, workdir=wd) as server,

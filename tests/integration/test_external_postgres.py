@@ -121,7 +121,7 @@ def external(tmp_path_factory):
             workdir=work / "mlflow", listen_addr=mlflow_ip, config_maps=r.config_maps, timeout=150))
         tracking_host, tracking_port = wiring.host_port(r.outputs["trackingUrl"], 80)
         client = svc.run_python_client(
-            LAPTOP_CLIENT, workdir=work, name="laptop-external", timeout=120,
+            LAPTOP_CLIENT, workdir=work, name="laptop-external", timeout=300,
             host_map={f"{tracking_host}:{tracking_port}": f"{server.address}:{server.port}"},
             deny=("*.svc", "*.svc.cluster.local", DB_HOST),
             env={"MLFLOW_TRACKING_URI": r.outputs["trackingUrl"],
