@@ -13,7 +13,7 @@ export PULUMI_CONFIG_PASSPHRASE_FILE := $(CURDIR)/.pulumi-passphrase
 endif
 STACK_ARGS := --stack $(STACK) --policy-pack policy
 
-.PHONY: check up preview destroy test test-unit bench render docs stack clean engine
+.PHONY: check up preview destroy test test-unit lint engine bench render docs stack clean
 
 check: $(VENV)/.runtime  ## step one: validate STACK's configuration offline (prints only the problems)
 	@$(PY) -m tools.check_config $(STACK)
@@ -27,14 +27,22 @@ preview: check stack  ## show what `up` would change (drift check)
 destroy: stack  ## remove everything the stack created (prod data is protected)
 	$(PULUMI) destroy --stack $(STACK)
 
-test: $(VENV)/.dev $(CHECKOV_VENV)/.installed  ## every test layer: unit, manifests, policy, workflows, integration
+test: $(VENV)/.dev $(CHECKOV_VENV)/.installed engine lint  ## every layer: lint, unit, manifests, policy, workflows, integration, real engine
 	CHECKOV=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest tests
 
-test-unit: $(VENV)/.dev  ## the fast layer only (no checkov, no real services)
-	$(PY) -m pytest tests -m "not integration" --ignore=tests/test_manifests.py
+test-unit: $(VENV)/.dev  ## the fast layer only (no checkov, no real services, no engine)
+	$(PY) -m pytest tests -m "not integration and not engine" --ignore=tests/test_manifests.py
 
-bench: $(VENV)/.dev  ## evaluation time vs floor, critical path, footprint per profile
-	$(PY) -m bench.bench
+lint: $(VENV)/.dev  ## ruff (lint + format check) and mypy over the program, tools and tests
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+engine:  ## build the Pulumi CLI and provider plugins from their Go modules into engine/bin (cached)
+	bash engine/build.sh
+
+bench: $(VENV)/.dev  ## the tracking server vs its peers (build/bench/), critical path, footprint per profile
+	PATH="$$PATH:$$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)" $(PY) -m bench.bench
 
 render: $(VENV)/.dev  ## write every Kubernetes object of STACK to build/manifests/STACK
 	$(PY) -m tests.render $(STACK)
@@ -55,8 +63,9 @@ $(VENV)/.runtime: requirements.txt
 	$(VENV)/bin/pip install -q -r requirements.txt
 	touch $@
 
-$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt requirements-mlflow.txt
 	$(VENV)/bin/pip install -q -r requirements-dev.txt
+	$(VENV)/bin/pip install -q --no-deps -r requirements-mlflow.txt
 	touch $@
 
 $(CHECKOV_VENV)/.installed: requirements-checkov.txt

@@ -10,6 +10,9 @@ from components.external_postgres import ExternalPostgres
 from components.minio_store import MinioStore
 from components.mlflow_server import CLIENT_POD_LABELS, POSTGRES_CA_PATH, MlflowServer
 from components.platform_namespace import PlatformNamespace
+from components.monitoring import PlatformMonitoring
+from components.mlflow_gc import MlflowGarbageCollector
+from components.postgres_backup import PostgresBackup
 from components.postgres_cluster import PostgresCluster
 
 settings = config.load_settings()
@@ -36,13 +39,25 @@ storage_layout = config.checked_storage_layout(settings, last_deployment.get_out
 namespace = PlatformNamespace("platform", config.namespace_args(settings, operator_namespace, storage_layout),
                               opts=cluster)
 
-database_args = config.database_args(settings, namespace.name, operator_namespace, CLIENT_POD_LABELS, POSTGRES_CA_PATH)
-database = (ExternalPostgres if settings.postgres.external else PostgresCluster)("postgres", database_args, opts=cluster)
-
 store_args = config.object_store_args(settings, namespace.name, CLIENT_POD_LABELS)
 store = (MinioStore if settings.object_store.in_cluster else ExternalObjectStore)("minio", store_args, opts=cluster)
 
+# Where PostgreSQL archives WAL and base backups (and restores from): the Cluster spec uses its outputs.
+backup_args = config.backup_args(settings, namespace.name, operator_namespace, store)
+backup = PostgresBackup("postgres-backup", backup_args, opts=cluster) if backup_args else None
+
+database_args = config.database_args(settings, namespace.name, operator_namespace, CLIENT_POD_LABELS, POSTGRES_CA_PATH,
+                                     backup)
+database = (ExternalPostgres if settings.postgres.external else PostgresCluster)("postgres", database_args, opts=cluster)
+
 mlflow = MlflowServer("mlflow", config.mlflow_args(settings, namespace.name, database, store), opts=cluster)
+
+gc_args = config.gc_args(settings, namespace.name, mlflow, database, store)
+if gc_args:
+    MlflowGarbageCollector("mlflow-gc", gc_args, opts=cluster)
+monitoring_args = config.monitoring_args(settings, namespace.name, mlflow, store)
+if monitoring_args:
+    PlatformMonitoring("monitoring", monitoring_args, opts=cluster)
 
 pulumi.export("trackingUrl", mlflow.tracking_url)
 pulumi.export("internalUrl", mlflow.internal_url)
@@ -53,3 +68,5 @@ pulumi.export("adminPassword", mlflow.admin_password)
 pulumi.export("packageValues", mlflow.package_values)
 pulumi.export("profile", settings.profile)
 pulumi.export("storageLayout", storage_layout)
+# What an MLflow client should set for this stack (request timeout; direct mode: multipart thresholds).
+pulumi.export("clientEnvironment", config.client_environment(settings))

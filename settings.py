@@ -29,11 +29,28 @@ from components.minio_store import BOOTSTRAP_CPU_REQUEST, BOOTSTRAP_MEMORY_REQUE
 from components.mlflow_server import MIGRATION_JOB_CPU_REQUEST, MIGRATION_JOB_MEMORY_REQUEST, MlflowServerArgs
 from components.platform_namespace import PlatformNamespaceArgs
 from components.postgres_cluster import PostgresClusterArgs
+from components.minio_store import SERVICE as MINIO_SERVICE
+from components.mlflow_gc import GC_CPU_REQUEST, GC_MEMORY_REQUEST, MlflowGarbageCollectorArgs
+from components.mlflow_server import SERVER_LABELS as _MLFLOW_SERVER_LABELS
+from components.monitoring import PlatformMonitoringArgs
+from components.postgres_backup import (BACKUP_SIDECAR_CPU_REQUEST, BACKUP_SIDECAR_MEMORY_REQUEST,
+                                        PostgresBackupArgs)
+from components.k8s import labels as _k8s_labels, selector as _k8s_selector
 
 PROJECT_FILE = Path(__file__).resolve().parent / "Pulumi.yaml"
 PROJECT_NAME = "mlflow-platform"
 PROFILES = ("dev", "prod", "pr")
 POSTGRES_MODES = ("inCluster", "external")
+JOB_RUNNER_MODES = ("auto", "on", "off")
+ARTIFACT_TRANSFER_MODES = ("proxied", "direct")
+# Before 3.18 MLflow advertises presigned multipart transfers for every S3 destination (no opt-in):
+# clients of a proxied stack would be sent to an endpoint they cannot reach.
+MIN_MLFLOW_VERSION = (3, 18, 0)
+# One uvicorn worker's resident memory, and what one replica needs besides its workers.
+WORKER_MEMORY_BYTES = 150 * 2**20
+SERVER_BASE_MEMORY_BYTES = 128 * 2**20
+S3_MIN_PART_BYTES = 5 * 2**20
+S3_MAX_PART_BYTES = 5 * 2**30
 OBJECT_STORE_MODES = ("inCluster", "external", "externalMinio")
 _IN_CLUSTER_INSTEAD = ("the runner no longer connects to in-cluster data services: the CloudNativePG operator "
                        "creates MLflow's role and databases, and a Job inside the cluster creates the bucket and user")
@@ -160,6 +177,8 @@ class MinioSettings:
     storage_size: str
     storage_class: str
     resources: Resources
+    # Publish the S3 API through the ingress (minio-<namespace>.<ingressDomain>).
+    ingress: bool = False
 
 
 @dataclass(frozen=True)
@@ -171,6 +190,13 @@ class MlflowSettings:
     resources: Resources
     auth: bool
     admin_user: str
+    job_execution: bool = True
+    scratch_size: str = "2Gi"
+    request_timeout_seconds: int = 600
+    auth_cache_seconds: int = 30
+    artifact_transfer: str = "proxied"
+    multipart_threshold: str = "500Mi"
+    multipart_chunk_size: str = "100Mi"
 
     @property
     def image(self) -> str:
@@ -193,6 +219,8 @@ class Settings:
     object_store: ObjectStoreSettings
     mlflow: MlflowSettings
     allow_storage_layout_change: bool
+    # Backups, metrics, garbage collection (the "day-2" keys).
+    operations: Optional["OperationsSettings"] = None
 
     @property
     def protect_data(self) -> bool:
@@ -306,7 +334,8 @@ class _Reader:
         """A value that must be secret config (encrypted in the stack file, masked in logs)."""
         full_key = f"{self._config.name}:{key}"
         value = runtime_config.get_config(full_key)
-        if value is None:
+        # The CLI hands the program every declared key, unset ones with their (empty) default.
+        if not value:
             return self._declared[key]["default"]
         if not runtime_config.is_config_secret(full_key):
             self.errors.append(
@@ -489,19 +518,27 @@ def load_settings(config: Optional[pulumi.Config] = None, stack: Optional[str] =
         storage_size=read.storage("minioStorageSize"),
         storage_class=read.raw("minioStorageClass"),
         resources=read.resources("minio"),
+        ingress=read.raw("minioIngress"),
     )
     object_store = _object_store(read)
+    mlflow_resources = read.resources("mlflow")
+    mlflow_replicas = read.integer("mlflowReplicas", 1, 20)
     mlflow = MlflowSettings(
-        version=read.checked("mlflowVersion", lambda v: bool(_VERSION.match(v)), "not an MLflow version",
-                             "use X.Y.Z, e.g. 3.17.2 (the image tag v<version>-full is derived from it)"),
+        version=_mlflow_version(read),
         image_repository=read.checked("mlflowImage", lambda v: bool(_IMAGE.match(v)) and ":" not in v.rsplit("/", 1)[-1] and "@" not in v,
                                       "must be a repository without tag", "use e.g. ghcr.io/mlflow/mlflow; the tag comes from mlflowVersion"),
-        replicas=read.integer("mlflowReplicas", 1, 20),
-        workers=read.integer("mlflowWorkers", 1, 16),
-        resources=read.resources("mlflow"),
+        replicas=mlflow_replicas,
+        workers=_mlflow_workers(read, mlflow_resources),
+        resources=mlflow_resources,
         auth=read.raw("mlflowAuth"),
         admin_user=read.checked("mlflowAdminUser", lambda v: bool(re.fullmatch(r"[A-Za-z0-9._-]{1,64}", v)),
                                 "not a valid user name", "use letters, digits, '.', '_' or '-'"),
+        job_execution={"on": True, "off": False}.get(read.choice("mlflowJobRunner", JOB_RUNNER_MODES),
+                                                     mlflow_replicas == 1),
+        scratch_size=read.storage("mlflowScratchSize"),
+        request_timeout_seconds=read.integer("mlflowRequestTimeoutSeconds", 30, 3600),
+        auth_cache_seconds=read.integer("mlflowAuthCacheSeconds", 0, 3600),
+        **_artifact_transfer(read, object_store, minio, ingress),
     )
     kubeconfig = read.raw("kubeconfig")
     kube_context = read.raw("kubeContext")
@@ -510,6 +547,7 @@ def load_settings(config: Optional[pulumi.Config] = None, stack: Optional[str] =
     for prefix, res in (("postgres", postgres.resources), ("minio", minio.resources), ("mlflow", mlflow.resources)):
         _check_requests_within_limits(read, prefix, res)
 
+    operations = _operations(read, profile, postgres, object_store)
     if profile == "prod":
         if postgres.in_cluster and postgres.instances < 2:
             read.fail("postgresInstances", postgres.instances, "prod must run PostgreSQL highly available",
@@ -518,7 +556,7 @@ def load_settings(config: Optional[pulumi.Config] = None, stack: Optional[str] =
             read.fail("mlflowReplicas", mlflow.replicas, "prod must run MLflow highly available",
                       "set mlflowReplicas to 2 or more")
     if profile == "pr":
-        _check_pr_budget(read, postgres, minio, mlflow, object_store.in_cluster)
+        _check_pr_budget(read, postgres, minio, mlflow, object_store.in_cluster, operations)
         if postgres.install_operator:
             read.fail("installCnpgOperator", True, "PR stacks share the cluster's CloudNativePG operator",
                       "set installCnpgOperator to false (profiles/pr.yaml does)")
@@ -532,7 +570,69 @@ def load_settings(config: Optional[pulumi.Config] = None, stack: Optional[str] =
         project=project, stack=stack, profile=profile, namespace=namespace, kubeconfig=kubeconfig,
         kube_context=kube_context, render_directory=render_directory, ingress=ingress, tls=tls, postgres=postgres, minio=minio,
         object_store=object_store, mlflow=mlflow, allow_storage_layout_change=allow_layout_change,
+        operations=operations,
     )
+
+
+def _mlflow_version(read: _Reader) -> str:
+    version = read.checked("mlflowVersion", lambda v: bool(_VERSION.match(v)), "not an MLflow version",
+                           "use X.Y.Z, e.g. 3.18.0 (the image tag v<version>-full is derived from it)")
+    if _VERSION.match(version) and tuple(int(p) for p in version.split(".")) < MIN_MLFLOW_VERSION:
+        read.fail("mlflowVersion", version, "MLflow before 3.18.0 advertises presigned multipart transfers for "
+                  "any S3 destination, sending clients to an object store endpoint they cannot reach",
+                  "use 3.18.0 or newer (the default)")
+    return version
+
+
+def _mlflow_workers(read: _Reader, resources: Resources) -> int:
+    """mlflowWorkers, or (0) one per whole core of the CPU limit; all of them must fit the memory limit."""
+    workers = read.integer("mlflowWorkers", 0, 16, "set 0 (sized to mlflowCpuLimit) or 1 to 16")
+    cpu, memory = parse_quantity(resources.cpu_limit), parse_quantity(resources.memory_limit)
+    if workers == 0:
+        workers = max(1, int(cpu or 1))
+    if memory and SERVER_BASE_MEMORY_BYTES + workers * WORKER_MEMORY_BYTES > memory:
+        read.fail("mlflowWorkers", read.raw("mlflowWorkers"),
+                  f"{workers} workers need about {(SERVER_BASE_MEMORY_BYTES + workers * WORKER_MEMORY_BYTES) / 2**20:.0f}Mi, "
+                  f"over mlflowMemoryLimit ({resources.memory_limit})",
+                  "lower mlflowWorkers (or mlflowCpuLimit when it is 0), or raise mlflowMemoryLimit")
+    return max(workers, 1)
+
+
+def _artifact_transfer(read: _Reader, store: "ObjectStoreSettings", minio: MinioSettings,
+                       ingress: IngressSettings) -> dict:
+    """artifactTransferMode and its thresholds; direct only where the signed URLs work for clients."""
+    mode = read.choice("artifactTransferMode", ARTIFACT_TRANSFER_MODES)
+    threshold = read.checked("artifactMultipartThreshold",
+                             lambda v: bool(_STORAGE.match(v)) and parse_quantity(v) >= S3_MIN_PART_BYTES,
+                             "not a size of at least 5Mi", "use a binary size such as 100Mi or 1Gi")
+    chunk = read.checked("artifactMultipartChunkSize",
+                         lambda v: bool(_STORAGE.match(v)) and S3_MIN_PART_BYTES <= parse_quantity(v) <= S3_MAX_PART_BYTES,
+                         "S3 multipart parts are 5Mi to 5Gi", "use a binary size such as 10Mi or 100Mi")
+    if minio.ingress and not store.in_cluster:
+        read.fail("minioIngress", True, f"objectStoreMode is {store.mode}: there is no in-cluster MinIO to publish",
+                  "remove minioIngress")
+    elif minio.ingress and not ingress.tls_enabled:
+        read.fail("minioIngress", True, "the S3 endpoint would be published over plain HTTP (credentials, "
+                  "signed URLs and artifacts in clear)", "set ingressTlsSecretName or ingressClusterIssuer")
+    if mode == "direct" and store.in_cluster and not (minio.ingress and ingress.tls_enabled):
+        read.fail("artifactTransferMode", mode, "MLflow signs URLs for the S3 endpoint it uses itself; the "
+                  "in-cluster MinIO (minio.<namespace>.svc, private CA) is neither reachable nor trusted outside "
+                  "the cluster", "publish MinIO through the ingress with a trusted certificate (minioIngress: true "
+                  "and ingressTlsSecretName or ingressClusterIssuer), use objectStoreMode external/externalMinio, "
+                  "or keep artifactTransferMode proxied")
+    return {"artifact_transfer": mode, "multipart_threshold": threshold, "multipart_chunk_size": chunk}
+
+
+def client_environment(s: Settings) -> dict[str, str]:
+    """What an MLflow client should set for this stack (exported as the output clientEnvironment)."""
+    env = {"MLFLOW_HTTP_REQUEST_TIMEOUT": str(s.mlflow.request_timeout_seconds)}
+    if s.mlflow.artifact_transfer == "direct":
+        threshold = str(int(parse_quantity(s.mlflow.multipart_threshold)))
+        chunk = str(int(parse_quantity(s.mlflow.multipart_chunk_size)))
+        env.update({"MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE": threshold,
+                    "MLFLOW_MULTIPART_DOWNLOAD_MINIMUM_FILE_SIZE": threshold,
+                    "MLFLOW_MULTIPART_UPLOAD_CHUNK_SIZE": chunk, "MLFLOW_MULTIPART_DOWNLOAD_CHUNK_SIZE": chunk})
+    return env
 
 
 def _render_directory(read: _Reader, kubeconfig: str, kube_context: str, postgres: PostgresSettings) -> str:
@@ -629,7 +729,7 @@ def _check_requests_within_limits(read: _Reader, prefix: str, res: Resources) ->
 
 
 def footprint(postgres: PostgresSettings, minio: MinioSettings, mlflow: MlflowSettings,
-              minio_in_cluster: bool = True) -> tuple[float, float]:
+              minio_in_cluster: bool = True, operations: Optional["OperationsSettings"] = None) -> tuple[float, float]:
     """Total requested (CPU cores, memory bytes): every pod of the stack plus its Jobs."""
     parts = [
         (mlflow.replicas, mlflow.resources.cpu_request, mlflow.resources.memory_request),
@@ -642,12 +742,15 @@ def footprint(postgres: PostgresSettings, minio: MinioSettings, mlflow: MlflowSe
                   (1, BOOTSTRAP_CPU_REQUEST, BOOTSTRAP_MEMORY_REQUEST)]
     cpu = sum(count * (parse_quantity(c) or 0) for count, c, _ in parts)
     memory = sum(count * (parse_quantity(m) or 0) for count, _, m in parts)
+    if operations is not None:  # the backup sidecars (one per instance) and the gc CronJob's pod
+        extra_cpu, extra_memory = operations_footprint(postgres, operations)
+        cpu, memory = cpu + extra_cpu, memory + extra_memory
     return cpu, memory
 
 
 def _check_pr_budget(read: _Reader, postgres: PostgresSettings, minio: MinioSettings, mlflow: MlflowSettings,
-                     minio_in_cluster: bool) -> None:
-    cpu, memory = footprint(postgres, minio, mlflow, minio_in_cluster)
+                     minio_in_cluster: bool, operations: Optional["OperationsSettings"] = None) -> None:
+    cpu, memory = footprint(postgres, minio, mlflow, minio_in_cluster, operations)
     if memory > PR_MEMORY_BUDGET_BYTES:
         read.fail("mlflowMemoryRequest", mlflow.resources.memory_request,
                   f"a PR stack requests {memory / 2**20:.0f}Mi in total, over its 1024Mi budget",
@@ -745,7 +848,9 @@ def _tls_args(s: Settings) -> dict:
 
 
 def database_args(s: Settings, namespace: pulumi.Input[str], operator_namespace: pulumi.Input[str],
-                  client_pod_labels: dict, client_ca_path: str) -> PostgresClusterArgs | ExternalPostgresArgs:
+                  client_pod_labels: dict, client_ca_path: str,
+                  backup=None) -> PostgresClusterArgs | ExternalPostgresArgs:
+    """`backup`: the PostgresBackup component (its outputs go into the Cluster spec), or None."""
     pg = s.postgres
     if pg.external:
         return ExternalPostgresArgs(
@@ -757,7 +862,7 @@ def database_args(s: Settings, namespace: pulumi.Input[str], operator_namespace:
         namespace=namespace, instances=pg.instances, image=pg.image, storage_size=pg.storage_size,
         storage_class=pg.storage_class, resources=pg.resources.as_k8s(), client_pod_labels=client_pod_labels,
         client_ca_path=client_ca_path, operator_namespace=operator_namespace, protect_data=s.protect_data,
-        ephemeral=s.ephemeral, **_tls_args(s),
+        ephemeral=s.ephemeral, **_tls_args(s), **_cluster_backup_args(s, backup),
     )
 
 
@@ -770,6 +875,10 @@ def object_store_args(s: Settings, namespace: pulumi.Input[str],
             storage_class=s.minio.storage_class, resources=s.minio.resources.as_k8s(), bucket=store.bucket,
             region=store.region, client_pod_labels=client_pod_labels, protect_data=s.protect_data,
             ephemeral=s.ephemeral, **_tls_args(s),
+            public_domain=s.ingress.domain if s.minio.ingress else "", ingress_class_name=s.ingress.class_name,
+            ingress_tls_secret_name=s.ingress.tls_secret_name, ingress_cluster_issuer=s.ingress.cluster_issuer,
+            ingress_timeout_seconds=s.mlflow.request_timeout_seconds,
+            **_minio_operations_args(s),
         )
     credentials = ({"admin_user": store.admin_user, "admin_password": pulumi.Output.secret(store.admin_password)}
                    if store.mode == "externalMinio" else
@@ -784,14 +893,292 @@ def object_store_args(s: Settings, namespace: pulumi.Input[str],
 def mlflow_args(s: Settings, namespace: pulumi.Input[str], database, store) -> MlflowServerArgs:
     """`database` and `store` are the data components; only their outputs are used."""
     m, ingress = s.mlflow, s.ingress
+    # Direct transfers from an in-cluster MinIO: MLflow signs URLs for the endpoint it uses, so it uses
+    # the published one (through the ingress, whose certificate the image's public CAs verify).
+    public = m.artifact_transfer == "direct" and s.object_store.in_cluster
+    endpoint = {"s3_endpoint_url": store.public_endpoint_url, "object_store_ca_secret_name": None,
+                "object_store_egress": store.public_client_egress} if public else {
+        "s3_endpoint_url": store.endpoint_url, "object_store_ca_secret_name": store.ca_secret_name,
+        "object_store_egress": store.client_egress}
     return MlflowServerArgs(
         namespace=namespace, version=m.version, image=m.image, replicas=m.replicas, workers=m.workers,
         resources=m.resources.as_k8s(), auth=m.auth, admin_user=m.admin_user,
         backend_store_uri=database.sqlalchemy_uri, auth_database_uri=database.auth_sqlalchemy_uri,
         postgres_ca_secret_name=database.ca_secret_name, database_egress=database.client_egress,
-        s3_endpoint_url=store.endpoint_url, bucket=store.bucket, access_key=store.access_key,
-        secret_key=store.secret_key, object_store_ca_secret_name=store.ca_secret_name,
-        object_store_egress=store.client_egress, region=s.object_store.region,
+        bucket=store.bucket, access_key=store.access_key, secret_key=store.secret_key,
+        region=s.object_store.region, **endpoint,
         ingress_domain=ingress.domain, ingress_class_name=ingress.class_name,
         ingress_tls_secret_name=ingress.tls_secret_name, ingress_cluster_issuer=ingress.cluster_issuer,
+        artifact_transfer=m.artifact_transfer, job_execution=m.job_execution, scratch_size=m.scratch_size,
+        request_timeout_seconds=m.request_timeout_seconds, auth_cache_seconds=m.auth_cache_seconds, metrics=s.operations.metrics,
     )
+
+
+# --------------------------------------------------------------------------- day-2 operations
+# Backups with point-in-time recovery (Barman Cloud plugin), metrics, garbage collection.
+SWITCHES = ("auto", "on", "off")
+_RETENTION = re.compile(r"^[1-9][0-9]*[dwm]$")
+_GC_AGE = re.compile(r"^(?=\d)(\d+(\.\d+)?d)?(\d+(\.\d+)?h)?(\d+(\.\d+)?m)?(\d+(\.\d+)?s)?$")
+_CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+_CRON_NAMES = {"month": ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"),
+               "dow": ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")}
+# (name, low, high) of the five standard fields; CloudNativePG's ScheduledBackup puts seconds first.
+_CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("dow", 0, 7))
+
+
+@dataclass(frozen=True)
+class BackupSettings:
+    """Where PostgreSQL's WAL and base backups go, how long they stay, and what to restore from."""
+
+    enabled: bool
+    bucket: str
+    schedule: str
+    retention: str
+    server_name: str
+    # "" with in-cluster MinIO: the stack's MinIO; else an https S3 endpoint.
+    endpoint: str
+    ca_file: str
+    ca_pem: str
+    access_key: str
+    secret_key: str
+    restore_source: str
+    restore_target_time: str
+
+    @property
+    def store_needed(self) -> bool:
+        """An ObjectStore exists to archive into or to restore from."""
+        return self.enabled or bool(self.restore_source)
+
+
+@dataclass(frozen=True)
+class OperationsSettings:
+    backup: BackupSettings
+    metrics: bool
+    prometheus_operator: bool
+    prometheus_namespace: str
+    gc: bool
+    gc_schedule: str
+    gc_older_than: str
+
+
+def cron_problem(value: str, seconds: bool = False) -> Optional[str]:
+    """Why `value` is not a cron schedule (five fields, or six with seconds first), else None."""
+    if value in _CRON_MACROS:
+        return None
+    fields = value.split()
+    specs = ((("second", 0, 59),) if seconds else ()) + _CRON_FIELDS
+    if len(fields) != len(specs):
+        return f"has {len(fields)} fields, expected {len(specs)} ({' '.join(name for name, _, _ in specs)})"
+    for text, (name, low, high) in zip(fields, specs):
+        names = _CRON_NAMES.get(name if name != "day of month" else "", ())
+        for part in text.split(","):
+            base, _, step = part.partition("/")
+            if step and not (step.isdigit() and int(step) > 0):
+                return f"{name} field {text!r}: step {step!r} is not a positive number"
+            if base == "*" or (base == "?" and name in ("day of month", "dow")):
+                continue
+            bounds = base.split("-")
+            if len(bounds) > 2:
+                return f"{name} field {text!r} is not a value, range or step"
+            numbers = []
+            for bound in bounds:
+                if bound.upper() in names:
+                    numbers.append(names.index(bound.upper()) + (1 if name == "month" else 0))
+                elif bound.isdigit() and low <= int(bound) <= high:
+                    numbers.append(int(bound))
+                else:
+                    return f"{name} field {text!r}: {bound!r} is not in {low}-{high}"
+            if len(numbers) == 2 and numbers[0] > numbers[1]:
+                return f"{name} field {text!r}: range runs backwards"
+    return None
+
+
+def parse_rfc3339(value: str) -> Optional["datetime"]:
+    """An RFC 3339 timestamp with its offset (Z or +hh:mm), else None."""
+    import datetime as _dt
+
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", value):
+        return None
+    try:
+        return _dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _switch(read: _Reader, key: str, auto: bool) -> bool:
+    return {"on": True, "off": False}.get(read.choice(key, SWITCHES), auto)
+
+
+def _operations(read: _Reader, profile: str, postgres: PostgresSettings, store: ObjectStoreSettings,
+                now: Optional["datetime"] = None) -> OperationsSettings:
+    import datetime as _dt
+
+    backup_switch = read.choice("backups", SWITCHES)
+    if backup_switch == "on" and not postgres.in_cluster:
+        read.fail("backups", "on", "an external PostgreSQL server is backed up by whoever runs it",
+                  "remove backups (or set it to auto/off), or use postgresMode: inCluster")
+    enabled = postgres.in_cluster and {"on": True, "off": False}.get(backup_switch, profile == "prod")
+    endpoint, (ca_file, ca_pem) = read.raw("backupS3Endpoint"), read.ca_file("backupS3CaFile")
+    access_key, secret_key = read.raw("backupS3AccessKey"), read.secret("backupS3SecretKey")
+    bucket = read.checked("backupBucket", is_bucket_name, "not a valid S3 bucket name",
+                          "use 3-63 lowercase letters, digits, '-' or '.', starting and ending with a letter or digit")
+    server_name = read.checked("backupServerName", lambda v: v == "" or bool(_DNS_LABEL.match(v)),
+                               "not a server name", "use a DNS-1123 label such as mlflow-pg-2, or leave it empty")
+    source = read.checked("postgresRestoreSource", lambda v: v == "" or bool(_DNS_LABEL.match(v)),
+                          "not a server name", "use the backupServerName of the stack whose backups you restore "
+                          "(mlflow-pg unless it set one), or leave it empty")
+    target = read.raw("postgresRestoreTargetTime")
+    backup = BackupSettings(
+        enabled=enabled, bucket=bucket,
+        schedule=read.checked("backupSchedule", lambda v: cron_problem(v, seconds=True) is None,
+                              f"not a six-field cron schedule ({cron_problem(read.raw('backupSchedule'), True)})",
+                              "use seconds first, e.g. '0 0 2 * * *' (02:00:00 daily) or @daily"),
+        retention=read.checked("backupRetention", lambda v: bool(_RETENTION.match(v)),
+                               "not a retention period", "use a whole number of days, weeks or months: 30d, 4w or 3m"),
+        server_name=server_name or "mlflow-pg", endpoint=endpoint, ca_file=ca_file, ca_pem=ca_pem,
+        access_key=access_key, secret_key=secret_key, restore_source=source, restore_target_time=target,
+    )
+    if target:
+        when = parse_rfc3339(target)
+        if not source:
+            read.fail("postgresRestoreTargetTime", target, "a restore needs a source: the backups to restore from",
+                      "set postgresRestoreSource to the server name of those backups (mlflow-pg by default), "
+                      "or remove postgresRestoreTargetTime")
+        if when is None:
+            read.fail("postgresRestoreTargetTime", target, "not an RFC 3339 time with an offset",
+                      "use e.g. 2026-05-04T10:42:00+02:00 or 2026-05-04T08:42:00Z")
+        elif when > (now or _dt.datetime.now(_dt.timezone.utc)):
+            read.fail("postgresRestoreTargetTime", target, "is in the future: nothing was archived there yet",
+                      "use a time in the past, or remove it to replay the whole archive")
+    if source and not postgres.in_cluster:
+        read.fail("postgresRestoreSource", source, "restores into an in-cluster PostgreSQL (CloudNativePG) only",
+                  "remove it, or use postgresMode: inCluster")
+    if source and enabled and source == backup.server_name:
+        read.fail("backupServerName", server_name, f"the restored cluster would archive its WAL onto the backups of "
+                  f"{source} that it restores from", "give the new timeline its own name, e.g. "
+                  f"`pulumi config set backupServerName {source}-2`")
+    if backup.store_needed:
+        _backup_target(read, backup, store)
+    elif endpoint or ca_file or access_key or secret_key:
+        read.fail("backupS3Endpoint", endpoint or "(unset)", "backup target keys are set but backups are off",
+                  "set backups: on, or remove the backupS3* keys")
+
+    metrics = _switch(read, "metrics", profile != "pr")
+    operator = read.raw("prometheusOperator")
+    if operator and not metrics:
+        read.fail("prometheusOperator", True, "there are no metrics to scrape with metrics: off", "set metrics: on")
+    gc = _switch(read, "mlflowGc", profile != "pr")
+    return OperationsSettings(
+        backup=backup, metrics=metrics, prometheus_operator=operator,
+        prometheus_namespace=read.checked("prometheusNamespace", lambda v: bool(_DNS_LABEL.match(v)),
+                                          "not a namespace name", "use the namespace Prometheus runs in, e.g. monitoring"),
+        gc=gc,
+        gc_schedule=read.checked("mlflowGcSchedule", lambda v: cron_problem(v) is None,
+                                 f"not a five-field cron schedule ({cron_problem(read.raw('mlflowGcSchedule'))})",
+                                 "use minute hour day-of-month month day-of-week, e.g. '30 3 * * *', or @daily"),
+        gc_older_than=read.checked("mlflowGcOlderThan", lambda v: bool(_GC_AGE.match(v)),
+                                   "not an age mlflow gc understands", "use #d#h#m#s, e.g. 30d or 12h"),
+    )
+
+
+def _backup_target(read: _Reader, backup: BackupSettings, store: ObjectStoreSettings) -> None:
+    if backup.endpoint:
+        if not is_https_endpoint(backup.endpoint):
+            read.fail("backupS3Endpoint", backup.endpoint, "not an https URL of a host (and optional port)",
+                      "use e.g. https://s3.eu-west-1.amazonaws.com; plain http is refused")
+        for key, value in (("backupS3AccessKey", backup.access_key), ("backupS3SecretKey", backup.secret_key)):
+            if not value:
+                secret = "--secret " if key == "backupS3SecretKey" else ""
+                read.fail(key, "", "backupS3Endpoint is set: the backup user's key pair is required",
+                          f"`pulumi config set {secret}{key} <value>`")
+        return
+    for key, value in (("backupS3CaFile", backup.ca_file), ("backupS3AccessKey", backup.access_key),
+                       ("backupS3SecretKey", "(set)" if backup.secret_key else "")):
+        if value:
+            read.fail(key, value, "only used with backupS3Endpoint", "remove it, or set backupS3Endpoint")
+    if not store.in_cluster:
+        read.fail("backupS3Endpoint", "", f"objectStoreMode is {store.mode}: there is no in-cluster MinIO to back up to",
+                  "set backupS3Endpoint (with backupS3AccessKey/backupS3SecretKey) to an S3 endpoint for backups")
+    elif backup.bucket == store.bucket:
+        read.fail("backupBucket", backup.bucket, "is MLflow's artifact bucket; backups get a bucket and user of their own",
+                  "use another name, e.g. postgres-backups")
+
+
+def operations_footprint(postgres: PostgresSettings, ops: OperationsSettings) -> tuple[float, float]:
+    """(CPU cores, memory bytes) the operations add: the backup sidecar per instance, the gc Job."""
+    parts = []
+    if ops.backup.store_needed and postgres.in_cluster:
+        parts.append((postgres.instances, BACKUP_SIDECAR_CPU_REQUEST, BACKUP_SIDECAR_MEMORY_REQUEST))
+    if ops.gc:
+        parts.append((1, GC_CPU_REQUEST, GC_MEMORY_REQUEST))
+    return (sum(n * (parse_quantity(c) or 0) for n, c, _ in parts),
+            sum(n * (parse_quantity(m) or 0) for n, _, m in parts))
+
+
+def backup_args(s: Settings, namespace: pulumi.Input[str], operator_namespace: pulumi.Input[str],
+                store) -> Optional[PostgresBackupArgs]:
+    """The ObjectStore, when the stack archives or restores; `store` is the artifact store component."""
+    backup = s.operations.backup
+    if not (backup.store_needed and s.postgres.in_cluster):
+        return None
+    sidecar = {"requests": {"cpu": BACKUP_SIDECAR_CPU_REQUEST, "memory": BACKUP_SIDECAR_MEMORY_REQUEST},
+               "limits": {"cpu": "1", "memory": "512Mi"}}
+    common = dict(namespace=namespace, server_name=backup.server_name, region=s.object_store.region,
+                  retention=backup.retention, wal_archiving=backup.enabled, restore_from=backup.restore_source,
+                  restore_target_time=backup.restore_target_time, sidecar_resources=sidecar,
+                  plugin_namespace=operator_namespace, check_plugin=not s.render_directory,
+                  protect_data=s.protect_data)
+    if backup.endpoint:
+        return PostgresBackupArgs(destination_path=f"s3://{backup.bucket}/", endpoint_url=backup.endpoint.rstrip("/"),
+                                  access_key=backup.access_key, secret_key=pulumi.Output.secret(backup.secret_key),
+                                  ca_pem=backup.ca_pem, **common)
+    return PostgresBackupArgs(destination_path=pulumi.Output.concat("s3://", store.backup_bucket, "/"),
+                              endpoint_url=store.endpoint_url, ca_secret_name=store.ca_secret_name,
+                              credentials_secret_name=store.backup_credentials_secret_name, **common)
+
+
+def gc_args(s: Settings, namespace: pulumi.Input[str], mlflow, database, store) -> Optional[MlflowGarbageCollectorArgs]:
+    if not s.operations.gc:
+        return None
+    return MlflowGarbageCollectorArgs(
+        namespace=namespace, image=s.mlflow.image, env_secret_name=mlflow.env_secret_name,
+        postgres_ca_secret_name=database.ca_secret_name, tracking_url=mlflow.internal_url,
+        object_store_ca_secret_name=store.ca_secret_name, schedule=s.operations.gc_schedule,
+        older_than=s.operations.gc_older_than, auth=s.mlflow.auth, admin_user=s.mlflow.admin_user)
+
+
+def monitoring_args(s: Settings, namespace: pulumi.Input[str], mlflow, store) -> Optional[PlatformMonitoringArgs]:
+    ops = s.operations
+    if not (ops.metrics and ops.prometheus_operator):
+        return None
+    minio = {"minio_selector": MINIO_POD_SELECTOR, "minio_ca_secret_name": store.ca_secret_name,
+             "minio_server_name": pulumi.Output.concat("minio.", namespace, ".svc")} if s.object_store.in_cluster else {}
+    return PlatformMonitoringArgs(
+        namespace=namespace, prometheus_namespace=ops.prometheus_namespace, mlflow_selector=MLFLOW_SERVER_SELECTOR,
+        mlflow_password_secret_name=mlflow.env_secret_name if s.mlflow.auth else None, mlflow_user=s.mlflow.admin_user,
+        postgres_selector={"cnpg.io/cluster": "mlflow-pg"} if s.postgres.in_cluster else None, **minio)
+
+
+MINIO_POD_SELECTOR = _k8s_selector(_k8s_labels(MINIO_SERVICE, "object-store"))
+MLFLOW_SERVER_SELECTOR = _k8s_selector(_MLFLOW_SERVER_LABELS)
+
+
+def _cluster_backup_args(s: Settings, backup) -> dict:
+    if backup is None:
+        return {}
+    ops = s.operations.backup
+    args: dict = {"plugins": backup.plugins}
+    if ops.enabled:
+        args["backup_schedule"] = ops.schedule
+    if ops.restore_source:
+        args.update(bootstrap=backup.bootstrap, external_clusters=backup.external_clusters)
+    return args
+
+
+def _minio_operations_args(s: Settings) -> dict:
+    """The stack's MinIO holds the backups unless backupS3Endpoint names another store."""
+    ops = s.operations
+    args: dict = {"metrics_public": ops.metrics}
+    if ops.backup.store_needed and s.postgres.in_cluster and not ops.backup.endpoint:
+        args.update(backup_bucket=ops.backup.bucket, backup_client_pod_labels={"cnpg.io/cluster": "mlflow-pg"})
+    return args

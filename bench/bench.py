@@ -1,47 +1,24 @@
-"""Benchmark of the mlflow-platform program: evaluation cost, size, deployment critical path, footprint.
+"""`make bench`: the tracking server we deploy, side by side with its peers; footprint; critical path.
 
-Run from the repository root:
+    venv/bin/python -m bench.bench                 # everything: server benchmark + the static reports
+    venv/bin/python -m bench.bench --static-only   # only sections 2-4 (seconds, no servers)
+    venv/bin/python -m bench.bench --json          # the static reports as JSON
+    venv/bin/python -m bench.bench --check         # exit 1 when a static check fails (PR budget, parallel)
 
-    venv/bin/python -m bench.bench            # readable report
-    venv/bin/python -m bench.bench --json     # the same numbers as JSON
-    venv/bin/python -m bench.bench --reps 15  # more timing repetitions (default 7)
-    venv/bin/python -m bench.bench --no-timing  # only the static analyses (sections 2-4)
-    venv/bin/python -m bench.bench --check    # exit 1 when a check fails (ratio, PR budget, parallelism)
-
-1. Evaluation time. The real program (dev stack) and a FLOOR program (bench/floor_program.py: the
-   same SDK imports, one resource) run through the same harness (tests/harness.py: same mocks, same
-   recording monitor), each in a FRESH interpreter, so cold imports count as they do for
-   `pulumi preview`. Timed per run: everything after the harness is imported (program imports +
-   evaluation + settling every RPC). The mocks make real keys and certificates with `cryptography`,
-   work the real engine does in provider plugins, outside the program's process; the CPU time spent
-   in `PlatformMocks.new_resource` is measured and taken out for the adjusted ratio, which is the one
-   held to the target (<= 1.25x the floor). Two more floors are timed for information: floor-bare
-   (no Kubernetes API-group modules beyond core/v1) and floor-scaled (as many trivial resources as the
-   real program). A fourth, floor-replay (bench/replay.py), registers exactly the real program's
-   resources again from a recording -- same classes, inputs, secrets, options -- with no program code:
-   floor-replay/floor is what this resource set costs on the SDK by itself, real/floor-replay what the
-   program adds. `-X importtime` and cProfile runs say what costs what. tests/harness.py is used as
-   is: `run_program` points its MAIN at another program for the call.
+1. The tracking server (bench/server_bench.py): ours (the dev stack's rendered argv/env, PostgreSQL with
+   the stack's TLS material verify-full, auth, S3 over TLS), the peers' setup (community Helm chart
+   style) and MLflow's own default, on this machine in one run; table + chart under build/bench/.
 2. Resource counts per stack, by type.
 3. Deployment critical path over the recorded dependency graph, weighted by readiness waits.
 4. CPU/memory requests and limits of every pod template, per stack; the PR budget check.
-
-This module imports only the standard library at import time, so a timing child's clock starts
-before anything of Pulumi is loaded and the bench's own imports cost every program the same.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import shutil
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,19 +26,11 @@ from typing import Any, Iterable, Mapping, Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = Path(__file__).resolve().parent
-FLOOR_PROGRAM = BENCH_DIR / "floor_program.py"
-FLOOR_BARE_PROGRAM = BENCH_DIR / "floor_bare_program.py"
-FLOOR_SCALED_PROGRAM = BENCH_DIR / "floor_scaled_program.py"
-FLOOR_REPLAY_PROGRAM = BENCH_DIR / "floor_replay_program.py"
 COMPONENT_DEPS_PROBE = BENCH_DIR / "component_deps_probe.py"
 STACKS = ("dev", "prod", "pr-42")
-TIMING_STACK = "dev"
-TARGET_RATIO = 1.25
 # PR review stacks: the whole stack (steady state + migration Job) must fit these requests.
 PR_MEMORY_BUDGET_BYTES = 1024**3
 PR_CPU_BUDGET_CORES = 0.5
-RESULT_PREFIX = "BENCH_RESULT "
-IMPORT_MARK = "BENCH_MARK harness-imported"
 
 COMPONENT_TYPES = {
     "postgres": "mlflow-platform:index:PostgresCluster",
@@ -472,332 +441,6 @@ def run_program(stack: str, program: Optional[Path] = None, config: Optional[dic
         harness.MAIN = saved
 
 
-PROGRAMS = {"real": None, "floor": FLOOR_PROGRAM, "floor-bare": FLOOR_BARE_PROGRAM, "floor-scaled": FLOOR_SCALED_PROGRAM,
-            "floor-replay": FLOOR_REPLAY_PROGRAM}
-
-
-def loaded_sdk_modules() -> list[str]:
-    """SDK modules actually loaded (not lazy placeholders): provider packages, Kubernetes API groups."""
-    out = set()
-    for name, module in list(sys.modules.items()):
-        parts = name.split(".")
-        if not parts[0].startswith("pulumi_") or type(module).__name__ == "_LazyModule":
-            continue
-        if any(p.startswith("_") for p in parts):
-            continue
-        if parts[0] == "pulumi_kubernetes":
-            out.add(".".join(parts[:3]))
-        else:
-            out.add(parts[0])
-    return sorted(out)
-
-
-def _install_import_timer() -> dict:
-    """Times every cold import (outermost only, per thread) by wrapping importlib's _find_and_load."""
-    import importlib._bootstrap as bootstrap
-    import threading
-
-    state = threading.local()
-    spent = {"import_wall": 0.0, "imports": 0}
-    original = bootstrap._find_and_load
-
-    def timed_find_and_load(name, import_):
-        depth = getattr(state, "depth", 0)
-        state.depth = depth + 1
-        start = time.perf_counter()
-        try:
-            return original(name, import_)
-        finally:
-            state.depth = depth
-            if depth == 0:
-                spent["import_wall"] += time.perf_counter() - start
-                spent["imports"] += 1
-
-    bootstrap._find_and_load = timed_find_and_load
-    return spent
-
-
-def _child(which: str, stack: str, profile: bool) -> None:
-    """One timed evaluation in this (fresh) interpreter; prints a RESULT line with the numbers."""
-    t0 = time.perf_counter()
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    from tests import harness  # pulumi runtime, grpc, cryptography, yaml: the same for every program
-
-    t1 = time.perf_counter()
-    print(IMPORT_MARK, file=sys.stderr, flush=True)
-    import threading
-
-    lock = threading.Lock()
-    spent: dict[str, float] = {"mock_wall": 0.0, "mock_cpu": 0.0, "mock_calls": 0, "monitor_wall": 0.0, "monitor_cpu": 0.0}
-
-    def timed(original, prefix):
-        def wrapper(*args, **kwargs):
-            wall, cpu = time.perf_counter(), time.thread_time()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
-                with lock:
-                    spent[prefix + "_wall"] += wall
-                    spent[prefix + "_cpu"] += cpu
-                    if prefix == "mock":
-                        spent["mock_calls"] += 1
-        return wrapper
-
-    harness.PlatformMocks.new_resource = timed(harness.PlatformMocks.new_resource, "mock")
-    harness.RecordingMonitor.RegisterResource = timed(harness.RecordingMonitor.RegisterResource, "monitor")
-    imports = _install_import_timer()
-    program = PROGRAMS[which]
-    t2, c2 = time.perf_counter(), time.process_time()
-    ev = run_program(stack, program)
-    t3, c3 = time.perf_counter(), time.process_time()
-    result = {"which": which, "stack": stack, "harness_import": t1 - t0, "program": t3 - t2, "program_cpu": c3 - c2,
-              "registrations": len(ev.registrations), "sdk_modules": loaded_sdk_modules(), **spent, **imports}
-    if profile:
-        # A second evaluation in the same process: every import is warm, so this is evaluation alone.
-        import cProfile
-
-        profiler = cProfile.Profile()
-        t4 = time.perf_counter()
-        profiler.enable()
-        run_program(stack, program)
-        profiler.disable()
-        result["warm_profiled"] = time.perf_counter() - t4
-        result["profile"] = _summarize_profile(profiler)
-        t5 = time.perf_counter()
-        run_program(stack, program)
-        result["warm_unprofiled"] = time.perf_counter() - t5
-    print(RESULT_PREFIX + json.dumps(result), flush=True)
-
-
-def _category(filename: str, func: str) -> str:
-    path = filename.replace("\\", "/")
-    root = str(ROOT).replace("\\", "/") + "/"
-    if path == "~":
-        if "marshal.loads" in func or "builtins.compile" in func:
-            return "bytecode load/compile"
-        if "poll" in func or "acquire" in func or "sleep" in func:
-            return "waiting (event loop / locks)"
-        return "builtins"
-    if path.startswith(root) and "/venv/" not in path:
-        rel = path[len(root):]
-        if rel.startswith("tests/"):
-            return "harness (main-thread part)"
-        if rel.startswith("bench/"):
-            return "bench"
-        return "program (own code)"
-    for marker, name in (("/site-packages/pulumi/", "pulumi SDK core"),
-                         ("/site-packages/pulumi_kubernetes/", "pulumi_kubernetes"),
-                         ("/site-packages/pulumi_", "other provider SDKs"),
-                         ("/site-packages/yaml/", "PyYAML"),
-                         ("/site-packages/google/", "protobuf"),
-                         ("/site-packages/grpc/", "grpc"),
-                         ("/site-packages/", "other site-packages")):
-        if marker in path:
-            return name
-    if path.startswith("<frozen importlib"):
-        return "import machinery"
-    if "/asyncio/" in path:
-        return "stdlib asyncio"
-    if path.endswith("/typing.py"):
-        return "stdlib typing"
-    return "stdlib other"
-
-
-# Pulumi SDK functions whose cumulative time says where per-resource work goes.
-SDK_HOT_SPOTS = ("do_register", "prepare_resource", "serialize_properties", "resolve_outputs", "_get_stack_trace",
-                 "deserialize_properties", "from_input", "apply", "all")
-
-
-def _summarize_profile(profiler) -> dict:
-    import pstats
-
-    stats = pstats.Stats(profiler)
-    by_category: Counter = Counter()
-    own: list = []
-    for (filename, line, func), (_cc, _nc, tottime, cumtime, _callers) in stats.stats.items():  # type: ignore[attr-defined]
-        category = _category(filename, func)
-        by_category[category] += tottime
-        if category == "program (own code)":
-            rel = str(Path(filename).resolve().relative_to(ROOT))
-            own.append({"function": f"{rel}:{line}({func})", "cumtime": cumtime, "tottime": tottime})
-    own.sort(key=lambda f: -f["cumtime"])
-    sdk: dict[str, float] = {}
-    for (filename, _line, func), (_cc, _nc, _tottime, cumtime, _callers) in stats.stats.items():  # type: ignore[attr-defined]
-        if "/site-packages/pulumi/" in filename.replace("\\", "/") and func in SDK_HOT_SPOTS:
-            key = f"{Path(filename).name}:{func}"
-            sdk[key] = max(sdk.get(key, 0.0), cumtime)
-    return {"by_category": dict(by_category.most_common()), "own_functions": own[:12], "sdk_functions": sdk,
-            "own_tottime": by_category["program (own code)"], "total": sum(by_category.values())}
-
-
-def _child_env(pycache: Optional[str], extra_env: Optional[dict] = None) -> dict:
-    env = dict(os.environ)
-    env.update(extra_env or {})
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    if pycache:
-        # Bytecode caching as a normal `pulumi preview` has it, in a private dir (the repo stays clean).
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env["PYTHONPYCACHEPREFIX"] = pycache
-    return env
-
-
-def _spawn(which: str, stack: str, pycache: Optional[str], extra: tuple = (), profile: bool = False,
-           env: Optional[dict] = None) -> tuple[dict, str]:
-    cmd = [sys.executable, *extra, "-m", "bench.bench", "--child", which, "--stack", stack]
-    if profile:
-        cmd.append("--profile")
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, env=_child_env(pycache, env), capture_output=True, text=True, timeout=600)
-    wall = time.perf_counter() - start
-    lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"benchmark child {which} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
-    result = json.loads(lines[-1][len(RESULT_PREFIX):])
-    result["process_wall"] = wall
-    return result, proc.stderr
-
-
-def _load_average() -> Optional[list[float]]:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except (AttributeError, OSError):
-        return None
-
-
-def _stats(values: list[float]) -> dict:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": values}
-
-
-TIMED_KEYS = {
-    "program": lambda r: r["program"],                           # imports + evaluation, raw
-    "adjusted": lambda r: r["program"] - r["mock_cpu"],          # minus mock provider work
-    "imports": lambda r: r["import_wall"],                       # cold imports made by the program
-    "evaluation": lambda r: r["program"] - r["import_wall"],     # the rest: registering, settling
-    "evaluation_adjusted": lambda r: r["program"] - r["import_wall"] - r["mock_cpu"],
-    "mock_cpu": lambda r: r["mock_cpu"],
-    "mock_wall": lambda r: r["mock_wall"],
-    "monitor_cpu": lambda r: r["monitor_cpu"],
-    "without_monitor": lambda r: r["program"] - r["monitor_cpu"],
-    "cpu": lambda r: r["program_cpu"],                          # process CPU (all threads), same span
-    "cpu_adjusted": lambda r: r["program_cpu"] - r["mock_cpu"],
-    "harness_import": lambda r: r["harness_import"],
-    "process_wall": lambda r: r["process_wall"],
-}
-
-
-def measure_timing(reps: int, stack: str, cached_bytecode: bool = True, progress=None) -> dict:
-    from bench import replay
-
-    workdir = Path(tempfile.mkdtemp(prefix="mlflow-bench-"))
-    pycache = str(workdir / "pycache") if cached_bytecode else None
-    load_before = _load_average()
-    try:
-        # The replay floor's recording: the real program's registrations, evaluated once, untimed.
-        recording, _ = replay.record(stack, workdir / "replay.json")
-        # Warm-up (fills the bytecode cache; discarded). The real program's registration count sizes
-        # the scaled floor.
-        count = _spawn("real", stack, pycache)[0]["registrations"]
-        env = {"BENCH_FLOOR_RESOURCES": str(count), replay.RECORDING_ENV: str(workdir / "replay.json")}
-        for which in PROGRAMS:
-            if which != "real":
-                _spawn(which, stack, pycache, env=env)
-        runs: dict[str, list[dict]] = {which: [] for which in PROGRAMS}
-        names = list(PROGRAMS)
-        for rep in range(reps):
-            order = names[rep % len(names):] + names[:rep % len(names)]  # rotated: drift hits all alike
-            for which in order:
-                runs[which].append(_spawn(which, stack, pycache, env=env)[0])
-            if progress:
-                progress(f"  timing: round {rep + 1}/{reps} done")
-        if progress:
-            progress("  profiling: -X importtime and cProfile")
-        imports = {which: parse_importtime(_spawn(which, stack, pycache, extra=("-X", "importtime"))[1])
-                   for which in ("real", "floor")}
-        profiled = {which: _spawn(which, stack, pycache, profile=True, env=env)[0]
-                    for which in ("real", "floor", "floor-scaled")}
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    out: dict[str, Any] = {"stack": stack, "reps": reps, "bytecode_cache": cached_bytecode,
-                           "load_average": {"before": load_before, "after": _load_average()}}
-    for which, results in runs.items():
-        out[which] = {"registrations": results[0]["registrations"], "sdk_modules": results[0]["sdk_modules"]}
-        out[which].update({key: _stats([get(r) for r in results]) for key, get in TIMED_KEYS.items()})
-    out["ratio"] = {}
-    for floor in ("floor", "floor-bare", "floor-scaled", "floor-replay"):
-        out["ratio"][floor] = {
-            key: {stat: out["real"][key][stat] / out[floor][key][stat] for stat in ("median", "min")}
-            for key in ("program", "adjusted", "cpu", "cpu_adjusted", "without_monitor", "process_wall")
-        }
-        # Per round: real and floor ran back to back, so a busy spell hits both; median of the ratios.
-        out["ratio"][floor]["adjusted"]["paired"] = statistics.median(
-            TIMED_KEYS["adjusted"](a) / TIMED_KEYS["adjusted"](b) for a, b in zip(runs["real"], runs[floor]))
-    real_modules, floor_modules = set(out["real"]["sdk_modules"]), set(out["floor"]["sdk_modules"])
-    out["floor_sdk_modules_match"] = real_modules == floor_modules
-    out["floor_sdk_modules_missing"] = sorted(real_modules - floor_modules)
-    out["floor_sdk_modules_extra"] = sorted(floor_modules - real_modules)
-    # What the resources alone cost: the replay over the one-resource floor, same estimators.
-    out["replay_over_floor"] = {
-        "median": out["floor-replay"]["adjusted"]["median"] / out["floor"]["adjusted"]["median"],
-        "min": out["floor-replay"]["adjusted"]["min"] / out["floor"]["adjusted"]["min"],
-        "paired": statistics.median(TIMED_KEYS["adjusted"](a) / TIMED_KEYS["adjusted"](b)
-                                    for a, b in zip(runs["floor-replay"], runs["floor"])),
-    }
-    out["replay_dropped_inputs"] = recording["dropped_inputs"]
-    out["target"] = TARGET_RATIO
-    adjusted = out["ratio"]["floor"]["adjusted"]
-    out["passed"] = adjusted["median"] <= TARGET_RATIO
-    # The verdict is on the medians of wall time; if the estimates that resist a busy machine (ratios
-    # of back-to-back pairs, process CPU) disagree with it, the machine was too busy for a verdict.
-    # (min/min is shown but not used: one lucky run of either program swings it.)
-    others = (adjusted["paired"], out["ratio"]["floor"]["cpu_adjusted"]["median"])
-    out["verdict_stable"] = all((value <= TARGET_RATIO) == out["passed"] for value in others)
-    out["importtime"] = imports
-    out["warm"] = {which: {"evaluation": p["warm_unprofiled"], "profiled": p["warm_profiled"], "profile": p["profile"]}
-                   for which, p in profiled.items()}
-    return out
-
-
-_IMPORT_LINE = re.compile(r"^import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s*)(\S+)\s*$")
-OWN_MODULES = re.compile(r"^(settings|components(\..+)?|__main__)$")
-
-
-def import_group(module: str) -> str:
-    parts = module.split(".")
-    if OWN_MODULES.match(module):
-        return "program: " + module
-    if parts[0] == "pulumi_kubernetes":
-        return ".".join(parts[:3]) if len(parts) >= 3 and not parts[1].startswith("_") else "pulumi_kubernetes"
-    return parts[0]
-
-
-def parse_importtime(stderr: str) -> dict:
-    """`-X importtime` lines printed after the harness was loaded (the program's imports), grouped.
-
-    Self times add up to the total; a module's self time includes running its top level (for the
-    SDK, mostly building typed classes)."""
-    seen_mark = False
-    groups: Counter = Counter()
-    own: dict[str, dict] = {}
-    for line in stderr.splitlines():
-        if line.strip() == IMPORT_MARK:
-            seen_mark = True
-            continue
-        match = _IMPORT_LINE.match(line)
-        if not seen_mark or not match:
-            continue
-        self_us, cumulative_us, module = int(match[1]), int(match[2]), match[4]
-        group = import_group(module)
-        groups[group] += self_us / 1000
-        if group.startswith("program: "):
-            own[module] = {"self_ms": self_us / 1000, "cumulative_ms": cumulative_us / 1000}
-    total = sum(groups.values())
-    own_ms = sum(v for k, v in groups.items() if k.startswith("program: "))
-    return {"total_ms": total, "own_ms": own_ms, "sdk_and_other_ms": total - own_ms,
-            "groups_ms": dict(groups.most_common()), "own_modules": own}
-
-
 # =========================================================================== static analyses
 def count_resources(registrations: list) -> dict:
     custom = [r for r in registrations if r.custom]
@@ -852,115 +495,11 @@ def analyse_stack(stack: str) -> dict:
 
 
 # =========================================================================== report
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:.0f} ms"
-
-
-def _render_timing(timing: dict, add) -> None:
-    add(f"1. Program evaluation under mocks, stack {timing['stack']}: {timing['reps']} fresh interpreters per "
-        f"program (+1 warm-up each), order rotated")
-    add("   Timed: the program's imports + its evaluation + settling every RPC = everything after tests.harness")
-    add("   is imported (that import -- pulumi runtime, grpc, cryptography, yaml -- is the same for all).")
-    add("   Bytecode cache: " + ("on, in a private temp dir (as a repeated `pulumi preview` has it)"
-                                if timing["bytecode_cache"] else "as the environment has it"))
-    add("   floor        = bench/floor_program.py: the same SDK modules as the real program, one resource. "
-        + ("SDK modules loaded: identical." if timing["floor_sdk_modules_match"] else
-           f"SDK modules DIFFER: floor lacks {timing['floor_sdk_modules_missing']}, "
-           f"has extra {timing['floor_sdk_modules_extra']}"))
-    add("   floor-bare   = top-level SDK packages only, one resource (info: what the k8s API-group imports cost)")
-    add(f"   floor-scaled = the floor's imports + {timing['floor-scaled']['registrations']} trivial ConfigMaps "
-        "(info: the SDK's per-resource cost)")
-    add(f"   floor-replay = the floor's imports + the real program's {timing['floor-replay']['registrations']} "
-        "registrations replayed from a recording (bench/replay.py):")
-    add("                  same classes, final inputs, secrets and options, no program code (info: what this")
-    add("                  resource set costs on this SDK)")
-    rows = (("imports + evaluation (raw)", "program"),
-            ("  cold imports (approx.)", "imports"),
-            ("  evaluation (the rest)", "evaluation"),
-            ("  mock provider CPU (in eval.)", "mock_cpu"),
-            ("  all mock monitor CPU", "monitor_cpu"),
-            ("ADJUSTED = raw - mock provider", "adjusted"),
-            ("  adjusted evaluation", "evaluation_adjusted"),
-            ("process CPU, same span", "cpu"),
-            ("  minus mock provider CPU", "cpu_adjusted"),
-            ("whole process, incl. startup", "process_wall"))
-    add(f"   {'median (min)':32}" + "".join(f"{w:>17}" for w in PROGRAMS))
-    add(f"   {'registrations':32}" + "".join(f"{timing[w]['registrations']:>17}" for w in PROGRAMS))
-    for label, key in rows:
-        add(f"   {label:32}" + "".join(
-            f"{_ms(timing[w][key]['median']) + ' (' + _ms(timing[w][key]['min']).replace(' ms', ')'):>17}"
-            for w in PROGRAMS))
-    add("   (imports/evaluation split: outermost imports timed at importlib's _find_and_load; the bodies of")
-    add("   lazily loaded SDK packages count as evaluation, and imports can overlap RPC threads. Totals are exact.)")
-    r = timing["ratio"]["floor"]
-    add(f"   RATIO real/floor raw       median {r['program']['median']:.2f}x   min/min {r['program']['min']:.2f}x"
-        f"   process CPU {r['cpu']['median']:.2f}x")
-    add(f"   RATIO real/floor ADJUSTED  median {r['adjusted']['median']:.2f}x   min/min {r['adjusted']['min']:.2f}x"
-        f"   paired rounds {r['adjusted']['paired']:.2f}x   process CPU {r['cpu_adjusted']['median']:.2f}x")
-    load = timing.get("load_average") or {}
-    add(f"   TARGET adjusted median <= {timing['target']:.2f}x -> {'PASS' if timing['passed'] else 'FAIL'}"
-        + ("" if timing["verdict_stable"] else
-           "   (UNSTABLE: paired/CPU estimates disagree; machine busy? re-run with more --reps)")
-        + f"   [load average before {load.get('before')}, after {load.get('after')}]")
-    rp, own = timing["replay_over_floor"], timing["ratio"]["floor-replay"]["adjusted"]
-    add(f"   WHERE THE RATIO COMES FROM (adjusted, median / min-min / paired rounds):")
-    add(f"     the resources alone   floor-replay/floor {rp['median']:.2f}x / {rp['min']:.2f}x / {rp['paired']:.2f}x"
-        "  = registering exactly these resources with no program code")
-    add(f"     the program's code    real/floor-replay  {own['median']:.2f}x / {own['min']:.2f}x / {own['paired']:.2f}x"
-        "  = config, components, Output wiring on top of them")
-    if rp["median"] > timing["target"]:
-        add(f"     => the {timing['target']:.2f}x target is below what these resources cost on this SDK by themselves;"
-            " no program that registers them can meet it")
-    b, sc = timing["ratio"]["floor-bare"], timing["ratio"]["floor-scaled"]
-    add(f"   (info) adjusted real/floor-bare {b['adjusted']['median']:.2f}x; adjusted real/floor-scaled "
-        f"{sc['adjusted']['median']:.2f}x; real/floor without any monitor work {r['without_monitor']['median']:.2f}x; "
-        f"whole processes {r['process_wall']['median']:.2f}x")
-    add("   Why ADJUSTED: the mocks generate real ECDSA keys, CSRs and X.509 certificates with `cryptography`")
-    add("   and build every provider's outputs in-process; under `pulumi preview/up` that is the engine's and")
-    add("   the provider plugins' work, not the program's. The CPU time of PlatformMocks.new_resource is")
-    add("   subtracted from each run -- thread CPU, because it runs on the SDK's RPC threads, where wall time")
-    add("   would also count waiting for the GIL while the program runs. The rest of the mock monitor (proto")
-    add("   (de)serialisation, recording) stays in: it stands in for gRPC work the SDK really does.")
-    imp = timing["importtime"]
-    add("")
-    add("   What costs what -- imports (python -X importtime; self times of the imports the program made):")
-    add(f"     real {imp['real']['total_ms']:.0f} ms = program's own modules {imp['real']['own_ms']:.0f} ms"
-        f" + SDK and deps {imp['real']['sdk_and_other_ms']:.0f} ms;  floor {imp['floor']['total_ms']:.0f} ms"
-        "  (importtime inflates everything)")
-    groups = sorted(set(imp["real"]["groups_ms"]) | set(imp["floor"]["groups_ms"]),
-                    key=lambda g: -imp["real"]["groups_ms"].get(g, 0.0))
-    add(f"     {'module group':44}{'real':>9}{'floor':>9}")
-    shown = [g for g in groups[:8]] + [g for g in groups[8:] if g.startswith("program: ")]
-    for group in shown:
-        rv, fv = imp["real"]["groups_ms"].get(group, 0.0), imp["floor"]["groups_ms"].get(group, 0.0)
-        add(f"     {group:44}{rv:7.0f}ms{fv:7.0f}ms")
-    warm = timing["warm"]
-    add("   What costs what -- evaluation (second evaluation in the same process, imports warm, mocks included):")
-    per = (warm["real"]["evaluation"] - warm["floor"]["evaluation"]) / max(1, timing["real"]["registrations"] - 1)
-    add(f"     real {_ms(warm['real']['evaluation'])}, floor-scaled {_ms(warm['floor-scaled']['evaluation'])}, "
-        f"floor {_ms(warm['floor']['evaluation'])}  =>  about {per * 1000:.1f} ms per extra registration")
-    add(f"     cProfile of the real one (main thread; {_ms(warm['real']['profiled'])} under the profiler), "
-        "tottime by origin:")
-    for category, seconds in warm["real"]["profile"]["by_category"].items():
-        if seconds >= 0.002:
-            add(f"       {category:44}{seconds * 1000:7.0f} ms")
-    add("     Pulumi SDK hot spots, cumulative ms (real vs floor-scaled: same count of resources, trivial inputs):")
-    real_sdk, scaled_sdk = warm["real"]["profile"]["sdk_functions"], warm["floor-scaled"]["profile"]["sdk_functions"]
-    for key in sorted(real_sdk, key=lambda k: -real_sdk[k]):
-        add(f"       {key:44}{real_sdk[key] * 1000:7.0f} ms {scaled_sdk.get(key, 0.0) * 1000:7.0f} ms")
-    add("     the program's own functions by cumulative time (includes the SDK calls they make):")
-    for func in warm["real"]["profile"]["own_functions"][:8]:
-        add(f"       {func['cumtime'] * 1000:7.0f} ms  {func['function']}")
-    add("")
-
-
 def render(report: dict) -> str:
     out: list[str] = []
     add = out.append
-    add("mlflow-platform benchmark")
+    add("mlflow-platform: resources, critical path, footprint")
     add("=" * 100)
-    if report.get("timing"):
-        _render_timing(report["timing"], add)
     stacks = report["stacks"]
     add("2. Resources per stack (recorded registrations; the implicit pulumi:pulumi:Stack root is not counted)")
     add(f"   {'stack':8}{'custom':>8}{'components':>12}{'total':>8}")
@@ -1031,37 +570,23 @@ def render(report: dict) -> str:
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument("--reps", type=int, default=7, help="timed runs per program (default 7)")
-    parser.add_argument("--stack", default=TIMING_STACK, help="stack for the timing (default dev)")
-    parser.add_argument("--no-timing", action="store_true", help="skip section 1 (fast)")
-    parser.add_argument("--env-bytecode", action="store_true",
-                        help="time with the environment's bytecode settings instead of a private warm cache")
-    parser.add_argument("--check", action="store_true", help="exit 1 when a check fails")
-    parser.add_argument("--child", choices=tuple(PROGRAMS), help=argparse.SUPPRESS)
-    parser.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--json", action="store_true", help="print the static reports as JSON (no server benchmark)")
+    parser.add_argument("--static-only", action="store_true", help="skip the server benchmark (section 1)")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a static check fails")
     args = parser.parse_args(argv)
-    if args.child:
-        _child(args.child, args.stack, args.profile)
-        return 0
-    if args.reps < 1:
-        parser.error("--reps must be at least 1")
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    progress = None if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    report: dict[str, Any] = {"timing": None}
-    if not args.no_timing:
-        report["timing"] = measure_timing(args.reps, args.stack, cached_bytecode=not args.env_bytecode,
-                                          progress=progress)
-    report["stacks"] = {stack: analyse_stack(stack) for stack in STACKS}
-    report["sdk_component_expansion"] = sdk_expands_component_dependencies()
+    if not (args.json or args.static_only):
+        from bench import server_bench
+
+        server_bench.main()
+    report: dict[str, Any] = {"stacks": {stack: analyse_stack(stack) for stack in STACKS},
+                              "sdk_component_expansion": sdk_expands_component_dependencies()}
     checks = {
         "pr_footprint": all(d["footprint"]["pr_budget"]["passed"] for s, d in report["stacks"].items()
                             if s.startswith("pr-")),
         "data_services_parallel": all(d["parallel"]["independent"] for d in report["stacks"].values()),
     }
-    if report["timing"]:
-        checks["evaluation_ratio"] = report["timing"]["passed"]
     report["checks"] = checks
     report["checks_passed"] = all(checks.values())
     if args.json:

@@ -23,15 +23,24 @@ until mc admin info platform >/dev/null 2>&1; do
   sleep 2
 done
 
-mc mb --ignore-existing --region "$REGION" "platform/$BUCKET"
-# Creates the user, or sets the secret key of the existing one.
-mc admin user add platform "$USER_ACCESS_KEY" "$USER_SECRET_KEY"
-# Creates the policy, or replaces the document of the existing one.
-mc admin policy create platform "$POLICY_NAME" "$POLICY_FILE"
-if ! output=$(mc admin policy attach platform "$POLICY_NAME" --user "$USER_ACCESS_KEY" 2>&1); then
-  case "$output" in
-    *"already"*) echo "bootstrap: policy $POLICY_NAME already attached to $USER_ACCESS_KEY" ;;
-    *) echo "$output" >&2; exit 1 ;;
-  esac
+# grant BUCKET ACCESS_KEY SECRET_KEY POLICY_NAME POLICY_FILE: the bucket, its user and the user's policy.
+grant() {
+  mc mb --ignore-existing --region "$REGION" "platform/$1"
+  # Creates the user, or sets the secret key of the existing one.
+  mc admin user add platform "$2" "$3"
+  # Creates the policy, or replaces the document of the existing one.
+  mc admin policy create platform "$4" "$5"
+  if ! output=$(mc admin policy attach platform "$4" --user "$2" 2>&1); then
+    case "$output" in
+      *"already"*) echo "bootstrap: policy $4 already attached to $2" ;;
+      *) echo "$output" >&2; exit 1 ;;
+    esac
+  fi
+  echo "bootstrap: bucket $1, user $2 and policy $4 are in place"
+}
+
+grant "$BUCKET" "$USER_ACCESS_KEY" "$USER_SECRET_KEY" "$POLICY_NAME" "$POLICY_FILE"
+# PostgreSQL backups (optional): a second bucket with its own user, who can reach nothing else.
+if [ -n "${BACKUP_BUCKET:-}" ]; then
+  grant "$BACKUP_BUCKET" "$BACKUP_ACCESS_KEY" "$BACKUP_SECRET_KEY" "$BACKUP_POLICY_NAME" "$BACKUP_POLICY_FILE"
 fi
-echo "bootstrap: bucket $BUCKET, user $USER_ACCESS_KEY and policy $POLICY_NAME are in place"

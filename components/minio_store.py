@@ -15,6 +15,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components import k8s as kube
+from components import object_store_ingress
 from components.s3_policy import bucket_policy, policy_name
 from components.tls_certificate import TlsCertificate, TlsCertificateArgs
 
@@ -53,6 +54,20 @@ class MinioStoreArgs:
     tls_validity_days: int = 730
     tls_early_renewal_days: int = 30
     tls_self_signed: bool = False
+    # Publish the S3 API as minio-<namespace>.<public_domain> through the ingress (for direct
+    # presigned transfers from outside the cluster); empty keeps MinIO cluster-internal.
+    public_domain: str = ""
+    ingress_class_name: str = ""
+    ingress_tls_secret_name: str = ""
+    ingress_cluster_issuer: str = ""
+    ingress_timeout_seconds: int = 600
+    # A second bucket with its own least-privilege user (PostgreSQL backups), made by the same
+    # bootstrap Job; "" makes none. Pods with backup_client_pod_labels may reach MinIO.
+    backup_bucket: str = ""
+    backup_user_name: str = "barman"
+    backup_client_pod_labels: Optional[Mapping[str, str]] = None
+    # Serve /minio/v2/metrics/* without a token (MINIO_PROMETHEUS_AUTH_TYPE=public).
+    metrics_public: bool = False
 
 
 class MinioStore(pulumi.ComponentResource):
@@ -65,6 +80,9 @@ class MinioStore(pulumi.ComponentResource):
     ca_pem: pulumi.Output[str]
     ca_secret_name: pulumi.Output[str]
     client_egress: pulumi.Output[dict]
+    # The published endpoint ("" when not published) and the egress rule a pod needs to reach it.
+    public_endpoint_url: pulumi.Output[str]
+    public_client_egress: pulumi.Output[dict]
 
     def __init__(self, name: str, args: MinioStoreArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("mlflow-platform:index:MinioStore", name, None, opts)
@@ -115,15 +133,22 @@ class MinioStore(pulumi.ComponentResource):
         )
         self._network_policy(name, args, pod_labels)
 
-        user_secret = random.RandomPassword(f"{name}-{args.user_name}-secret-key", length=40, special=False, opts=child)
-        user_credentials = k8s.core.v1.Secret(
-            f"{name}-{args.user_name}-credentials",
-            metadata={"namespace": args.namespace, "labels": BOOTSTRAP_LABELS},
-            type="Opaque",
-            string_data={"access-key": args.user_name, "secret-key": user_secret.result},
-            opts=child,
-        )
-        bootstrap = self._bootstrap_job(name, args, account, certificate, root_env, user_credentials, statefulset)
+        def credentials(user: str):
+            """A MinIO user's generated key pair, in a Secret (access-key, secret-key) the bootstrap reads."""
+            secret = random.RandomPassword(f"{name}-{user}-secret-key", length=40, special=False, opts=child)
+            return secret, k8s.core.v1.Secret(
+                f"{name}-{user}-credentials",
+                metadata={"namespace": args.namespace, "labels": BOOTSTRAP_LABELS},
+                type="Opaque",
+                string_data={"access-key": user, "secret-key": secret.result},
+                opts=child,
+            )
+
+        user_secret, user_credentials = credentials(args.user_name)
+        # PostgreSQL's backups: a user of their own, for their bucket only.
+        backup_credentials = credentials(args.backup_user_name)[1] if args.backup_bucket else None
+        bootstrap = self._bootstrap_job(name, args, account, certificate, root_env, user_credentials, statefulset,
+                                        backup_credentials)
         kube.egress_policy(f"{name}-bootstrap-egress", args.namespace, kube.selector(BOOTSTRAP_LABELS),
                            [self._egress_rule(pod_labels)], parent=self)
 
@@ -132,14 +157,34 @@ class MinioStore(pulumi.ComponentResource):
         # Deployment waits for it through this output, as it waits for the migration Job.
         self.bucket = bootstrap.id.apply(lambda _: args.bucket)
         self.access_key = pulumi.Output.from_input(args.user_name)
+        # The backup bucket and its user's key pair (Secret keys access-key, secret-key). Deliberately not
+        # waiting for the bootstrap Job: PostgreSQL comes up in parallel with MinIO, and WAL archiving
+        # retries until the Job has made the bucket and user.
+        self.backup_bucket = pulumi.Output.from_input(args.backup_bucket)
+        self.backup_credentials_secret_name = (backup_credentials.metadata.name if backup_credentials is not None
+                                               else pulumi.Output.from_input(""))
         self.secret_key = pulumi.Output.secret(user_secret.result)
         self.ca_pem = certificate.ca_pem
         self.ca_secret_name = certificate.ca_secret_name
         self.client_egress = pulumi.Output.from_input(self._egress_rule(pod_labels))
+        self.public_endpoint_url = pulumi.Output.from_input("")
+        self.public_client_egress = self.client_egress
+        if args.public_domain:
+            host = namespace.apply(lambda ns: object_store_ingress.public_host(SERVICE, ns, args.public_domain))
+            object_store_ingress.s3_ingress(
+                f"{name}-ingress", namespace=args.namespace, host=host, service_name=SERVICE, service_port=PORT,
+                labels=pod_labels, backend_ca_secret_name=certificate.ca_secret_name,
+                backend_server_name=pulumi.Output.concat(SERVICE, ".", args.namespace, ".svc"),
+                class_name=args.ingress_class_name, tls_secret_name=args.ingress_tls_secret_name,
+                cluster_issuer=args.ingress_cluster_issuer, timeout_seconds=args.ingress_timeout_seconds, parent=self)
+            self.public_endpoint_url = pulumi.Output.concat("https://", host)
+            self.public_client_egress = pulumi.Output.from_input(object_store_ingress.client_egress())
         self.register_outputs({
             "endpoint_url": self.endpoint_url, "bucket": self.bucket, "access_key": self.access_key,
             "secret_key": self.secret_key, "ca_pem": self.ca_pem, "ca_secret_name": self.ca_secret_name,
-            "client_egress": self.client_egress,
+            "client_egress": self.client_egress, "public_endpoint_url": self.public_endpoint_url,
+            "backup_bucket": self.backup_bucket, "backup_credentials_secret_name": self.backup_credentials_secret_name,
+            "public_client_egress": self.public_client_egress,
         })
 
     @staticmethod
@@ -148,7 +193,7 @@ class MinioStore(pulumi.ComponentResource):
                 "ports": [{"port": PORT, "protocol": "TCP"}]}
 
     def _bootstrap_job(self, name: str, args: MinioStoreArgs, account, certificate: TlsCertificate, root_env,
-                       user_credentials, statefulset) -> k8s.batch.v1.Job:
+                       user_credentials, statefulset, backup_credentials=None) -> k8s.batch.v1.Job:
         """Idempotent `mc` run: bucket, MLflow's user (password re-applied), policy (re-applied), attachment.
 
         The script and policy live in a ConfigMap and the keys in Secrets whose names change with
@@ -158,7 +203,9 @@ class MinioStore(pulumi.ComponentResource):
             f"{name}-bootstrap",
             metadata={"namespace": args.namespace, "labels": BOOTSTRAP_LABELS},
             data={"bootstrap.sh": BOOTSTRAP_SCRIPT.read_text(encoding="utf-8"),
-                  "policy.json": bucket_policy(args.bucket)},
+                  "policy.json": bucket_policy(args.bucket),
+                  # The backup user gets the same bucket-scoped rights (list, get, put, delete) on its own bucket.
+                  **({"backup-policy.json": bucket_policy(args.backup_bucket)} if args.backup_bucket else {})},
             opts=pulumi.ResourceOptions(parent=self),
         )
         plain = {
@@ -171,6 +218,12 @@ class MinioStore(pulumi.ComponentResource):
         env = [{"name": key, "value": value} for key, value in plain.items()] + [
             {"name": var, "valueFrom": {"secretKeyRef": {"name": user_credentials.metadata.name, "key": key}}}
             for var, key in (("USER_ACCESS_KEY", "access-key"), ("USER_SECRET_KEY", "secret-key"))]
+        if backup_credentials is not None:
+            env += [{"name": "BACKUP_BUCKET", "value": args.backup_bucket},
+                    {"name": "BACKUP_POLICY_NAME", "value": policy_name(args.backup_user_name, args.backup_bucket)},
+                    {"name": "BACKUP_POLICY_FILE", "value": f"{BOOTSTRAP_DIR}/files/backup-policy.json"}] + [
+                {"name": var, "valueFrom": {"secretKeyRef": {"name": backup_credentials.metadata.name, "key": key}}}
+                for var, key in (("BACKUP_ACCESS_KEY", "access-key"), ("BACKUP_SECRET_KEY", "secret-key"))]
         container = {
             "name": "bootstrap", "image": args.image, "imagePullPolicy": "IfNotPresent",
             "command": ["/bin/sh", f"{BOOTSTRAP_DIR}/files/bootstrap.sh"],
@@ -243,6 +296,7 @@ class MinioStore(pulumi.ComponentResource):
                             {"name": "MINIO_CONFIG_ENV_FILE", "value": ENV_FILE},
                             {"name": "MINIO_SITE_REGION", "value": args.region},
                             {"name": "MINIO_BROWSER", "value": "off"},
+                            *([{"name": "MINIO_PROMETHEUS_AUTH_TYPE", "value": "public"}] if args.metrics_public else []),
                             {"name": "HOME", "value": "/tmp"},
                         ],
                         "ports": [{"name": "https", "containerPort": PORT}],
@@ -281,8 +335,13 @@ class MinioStore(pulumi.ComponentResource):
             spec={"podSelector": {"matchLabels": kube.selector(pod_labels)}, "policyTypes": ["Ingress"], "ingress": [{
                 "from": [{"podSelector": {"matchLabels": dict(args.client_pod_labels)}},
                          {"podSelector": {"matchLabels": kube.selector(BOOTSTRAP_LABELS)}},
-                         {"podSelector": {"matchLabels": kube.selector(pod_labels)}}],
+                         {"podSelector": {"matchLabels": kube.selector(pod_labels)}},
+                         # PostgreSQL's instances (their backup sidecar) when they back up here.
+                         *([{"podSelector": {"matchLabels": dict(args.backup_client_pod_labels)}}]
+                           if args.backup_client_pod_labels else [])],
                 "ports": [{"port": PORT, "protocol": "TCP"}],
-            }]},
+            # Published: the ingress controller (its namespace is not known to the stack) reaches the
+            # S3 port; every request still needs a valid signature.
+            }, *([{"ports": [{"port": PORT, "protocol": "TCP"}]}] if args.public_domain else [])]},
             opts=pulumi.ResourceOptions(parent=self),
         )

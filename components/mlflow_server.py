@@ -26,9 +26,15 @@ CA_DIR = "/etc/mlflow/ca"
 POSTGRES_CA_PATH = f"{CA_DIR}/postgres-ca.crt"
 OBJECT_STORE_CA_PATH = f"{CA_DIR}/object-store-ca.crt"
 AUTH_CONFIG_PATH = "/etc/mlflow/auth/basic_auth.ini"
-STARTUP_DIR = "/opt/mlflow-platform/python"
-STARTUP_MODULE = Path(__file__).resolve().parent / "mlflow_startup" / "sitecustomize.py"
 HOME = "/home/mlflow"
+METRICS_DIR = "/var/lib/mlflow/prometheus"
+ARTIFACT_TRANSFER_MODES = ("proxied", "direct")
+# Server-side opt-ins of MLflow >= 3.18 (mlflow/server/handlers.py build_server_info_payload): only with
+# them does /server-info advertise presigned multipart transfers; without them every byte is proxied.
+DIRECT_TRANSFER_ENV = ("MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD", "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD")
+# uvicorn keeps idle connections longer than ingress-nginx's upstream keepalive (60 s), so the proxy
+# never reuses a connection the server is closing (a spurious 502).
+KEEP_ALIVE_SECONDS = 75
 ENV_KEYS = {
     "MLFLOW_BACKEND_STORE_URI": "backend-store-uri",
     "MLFLOW_AUTH_DATABASE_URI": "auth-database-uri",
@@ -70,6 +76,23 @@ class MlflowServerArgs:
     ingress_class_name: str = ""
     ingress_tls_secret_name: str = ""
     ingress_cluster_issuer: str = ""
+    # proxied: every artifact byte goes through the server. direct: /server-info advertises presigned
+    # multipart transfers (clients use them above their MLFLOW_MULTIPART_* thresholds): s3_endpoint_url
+    # must then be an endpoint clients outside the cluster reach and trust, since MLflow signs for it.
+    artifact_transfer: str = "proxied"
+    # MLflow's background job runner (huey); off on replicated servers, where each would schedule.
+    job_execution: bool = True
+    # emptyDir /tmp: proxied uploads are spooled there before they go to the object store.
+    scratch_size: str = "2Gi"
+    # Ingress proxy timeouts; uvicorn has no per-request timeout, so this is the one bound.
+    request_timeout_seconds: int = 600
+    # MLflow 3.18's credential cache (basic_auth.ini auth_cache_ttl_seconds): without it every request
+    # pays a password-hash check (tens of ms of CPU); with it a revoked credential stays valid on the
+    # other workers for at most this long. 0 turns it off.
+    auth_cache_seconds: int = 30
+    # Prometheus metrics at /metrics (--expose-prometheus, multiprocess files in an emptyDir); the
+    # pod's own IP is then an allowed Host too, since Prometheus scrapes pods by address.
+    metrics: bool = False
 
     @property
     def ingress_tls(self) -> bool:
@@ -161,6 +184,8 @@ class MlflowServer(pulumi.ComponentResource):
                            [args.database_egress, args.object_store_egress], parent=self)
 
         self.fqdn = fqdn
+        # The server's credentials (store URIs, key pair): a Job acting as the server (gc) uses the same.
+        self.env_secret_name = env_secret.metadata.name
         self.tracking_url = pulumi.Output.concat(self._scheme(args), "://", fqdn)
         self.internal_url = pulumi.Output.concat("http://", SERVICE, ".", args.namespace, ".svc")
         self.admin_user = pulumi.Output.from_input(cfg.admin_user if cfg.auth else "")
@@ -176,7 +201,7 @@ class MlflowServer(pulumi.ComponentResource):
         self.register_outputs({
             "tracking_url": self.tracking_url, "internal_url": self.internal_url, "fqdn": self.fqdn,
             "admin_user": self.admin_user, "admin_password": self.admin_password,
-            "package_values": self.package_values,
+            "package_values": self.package_values, "env_secret_name": self.env_secret_name,
         })
 
     @staticmethod
@@ -193,7 +218,7 @@ class MlflowServer(pulumi.ComponentResource):
                                           "items": [{"key": "ca.crt", "path": Path(OBJECT_STORE_CA_PATH).name}]}})
         volumes = [
             {"name": "ca", "projected": {"defaultMode": 0o444, "sources": ca_sources}},
-            {"name": "tmp", **kube.writable_scratch()},
+            {"name": "tmp", **kube.writable_scratch(args.scratch_size)},
             {"name": "home", **kube.writable_scratch()},
         ]
         mounts = [
@@ -206,7 +231,7 @@ class MlflowServer(pulumi.ComponentResource):
                 f"{name}-auth-config", metadata={"namespace": args.namespace, "labels": SERVER_LABELS},
                 type="Opaque",
                 string_data={"basic_auth.ini": pulumi.Output.from_input(env_values["auth-database-uri"]).apply(
-                    lambda uri: self._auth_ini(uri, args.admin_user))},
+                    lambda uri: self._auth_ini(uri, args.admin_user, args.auth_cache_seconds))},
                 opts=child,
             )
             volumes.append({"name": "auth", "secret": {"secretName": auth_config.metadata.name, "defaultMode": 0o440}})
@@ -214,7 +239,7 @@ class MlflowServer(pulumi.ComponentResource):
         return volumes, mounts
 
     @staticmethod
-    def _auth_ini(database_uri: str, admin_user: str) -> str:
+    def _auth_ini(database_uri: str, admin_user: str, cache_seconds: int = 0) -> str:
         # configparser interpolates '%': the URL-encoded password must have it doubled.
         return (
             "[mlflow]\n"
@@ -222,6 +247,7 @@ class MlflowServer(pulumi.ComponentResource):
             f"database_uri = {database_uri.replace('%', '%%')}\n"
             f"admin_username = {admin_user}\n"
             "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+            f"auth_cache_ttl_seconds = {cache_seconds}\n"
         )
 
     @staticmethod
@@ -236,7 +262,8 @@ class MlflowServer(pulumi.ComponentResource):
             "AWS_DEFAULT_REGION": args.region,
             "AWS_CA_BUNDLE": OBJECT_STORE_CA_PATH,
             "MLFLOW_AUTH_CONFIG_PATH": AUTH_CONFIG_PATH,
-            "PYTHONPATH": STARTUP_DIR,
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true" if args.job_execution else "false",
+            **dict.fromkeys(DIRECT_TRANSFER_ENV, "true"),
             "MLFLOW_DISABLE_TELEMETRY": "true",
             "DO_NOT_TRACK": "true",
         }
@@ -244,7 +271,10 @@ class MlflowServer(pulumi.ComponentResource):
 
     def _server_env_names(self, args: MlflowServerArgs) -> list[str]:
         names = ["MLFLOW_BACKEND_STORE_URI", "MLFLOW_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                 "AWS_DEFAULT_REGION", "HOME", "TMPDIR", "PYTHONPATH", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"]
+                 "AWS_DEFAULT_REGION", "HOME", "TMPDIR", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION",
+                 "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"]
+        if args.artifact_transfer == "direct":
+            names += list(DIRECT_TRANSFER_ENV)
         if args.object_store_ca_secret_name is not None:
             names.append("AWS_CA_BUNDLE")
         auth = args.auth
@@ -254,18 +284,17 @@ class MlflowServer(pulumi.ComponentResource):
 
     def _deployment_spec(self, name: str, args: MlflowServerArgs, fqdn, env_secret, account, volumes, mounts) -> dict:
         cfg = args
-        startup = k8s.core.v1.ConfigMap(
-            f"{name}-startup", metadata={"namespace": args.namespace, "labels": SERVER_LABELS},
-            data={"sitecustomize.py": STARTUP_MODULE.read_text(encoding="utf-8")},
-            opts=pulumi.ResourceOptions(parent=self),
-        )
         server_args = [
             "server", "--host", "0.0.0.0", "--port", str(PORT), "--workers", str(cfg.workers),
+            "--uvicorn-opts", f"--timeout-keep-alive {KEEP_ALIVE_SECONDS}",
             "--serve-artifacts", "--artifacts-destination", pulumi.Output.concat("s3://", args.bucket, "/artifacts"),
-            "--allowed-hosts", pulumi.Output.all(args.namespace, fqdn).apply(lambda v: ",".join(allowed_hosts(*v))),
+            "--allowed-hosts", pulumi.Output.all(args.namespace, fqdn).apply(
+                lambda v: ",".join(allowed_hosts(*v) + (["$(POD_IP)", "$(POD_IP):*"] if cfg.metrics else []))),
         ]
         # Browsers send Origin even on same-origin POSTs: MLflow answers 403 to unlisted origins.
         server_args += ["--cors-allowed-origins", pulumi.Output.concat(self._scheme(args), "://", fqdn)]
+        if cfg.metrics:
+            server_args += ["--expose-prometheus", METRICS_DIR]
         if cfg.auth:
             server_args += ["--app-name", "basic-auth"]
         probe = {"httpGet": {"path": "/health", "port": "http"}, "timeoutSeconds": 5}
@@ -279,24 +308,20 @@ class MlflowServer(pulumi.ComponentResource):
                 "imagePullPolicy": "IfNotPresent",
                 "command": ["mlflow"],
                 "args": server_args,
-                "env": self._env(args, env_secret, self._server_env_names(args)),
+                "env": self._env(args, env_secret, self._server_env_names(args)) + (
+                    [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}] if cfg.metrics else []),
                 "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
                 "resources": dict(cfg.resources or {}),
                 "securityContext": kube.container_security_context(),
                 "startupProbe": {**probe, "periodSeconds": 5, "failureThreshold": 60},
                 "readinessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 3},
                 "livenessProbe": {**probe, "periodSeconds": 20, "failureThreshold": 3},
-                "volumeMounts": [
-                    *mounts,
-                    {"name": "dshm", "mountPath": "/dev/shm"},
-                    {"name": "startup", "mountPath": STARTUP_DIR, "readOnly": True},
-                ],
+                "volumeMounts": [*mounts, {"name": "dshm", "mountPath": "/dev/shm"},
+                                 *([{"name": "metrics", "mountPath": METRICS_DIR}] if cfg.metrics else [])],
             }],
-            "volumes": [
-                *volumes,
-                {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
-                {"name": "startup", "configMap": {"name": startup.metadata.name, "defaultMode": 0o444}},
-            ],
+            "volumes": [*volumes, {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
+                        # prometheus_client's multiprocess files: one set per worker, fresh per pod.
+                        *([{"name": "metrics", **kube.writable_scratch("64Mi")}] if cfg.metrics else [])],
         }
         if cfg.replicas > 1:
             pod_spec["topologySpreadConstraints"] = [{
@@ -341,8 +366,8 @@ class MlflowServer(pulumi.ComponentResource):
         annotations = {
             # Artifacts of any size go through the proxy; long uploads must not be cut.
             "nginx.ingress.kubernetes.io/proxy-body-size": "0",
-            "nginx.ingress.kubernetes.io/proxy-read-timeout": "600",
-            "nginx.ingress.kubernetes.io/proxy-send-timeout": "600",
+            "nginx.ingress.kubernetes.io/proxy-read-timeout": str(args.request_timeout_seconds),
+            "nginx.ingress.kubernetes.io/proxy-send-timeout": str(args.request_timeout_seconds),
         }
         spec: dict = {"rules": [{"host": fqdn, "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {
             "service": {"name": service.metadata.name, "port": {"name": "http"}}}}]}}]}

@@ -8,7 +8,7 @@ running Pulumi needs only the Kubernetes API, and the Cluster has no superuser a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -55,6 +55,14 @@ class PostgresClusterArgs:
     tls_validity_days: int = 730
     tls_early_renewal_days: int = 30
     tls_self_signed: bool = False
+    # Backups (PostgresBackup's outputs): spec.plugins (WAL archiver), and recovery by
+    # configuration (spec.bootstrap + spec.externalClusters); None/empty leaves them out.
+    plugins: Optional[pulumi.Input[Sequence[Mapping]]] = None
+    bootstrap: Optional[pulumi.Input[Mapping]] = None
+    external_clusters: Optional[pulumi.Input[Sequence[Mapping]]] = None
+    # Six-field cron (seconds first) of a ScheduledBackup through the plugin; "" takes none.
+    backup_schedule: str = ""
+    backup_plugin: str = "barman-cloud.cloudnative-pg.io"
 
 
 class PostgresCluster(PostgresDatabase):
@@ -105,6 +113,8 @@ class PostgresCluster(PostgresDatabase):
         databases = [self._database(name, args, db, cnpg_cluster, data_opts)
                      for db in (args.database_name, args.auth_database_name)]
         self._network_policy(name, args, pod_labels)
+        if args.backup_schedule:
+            self._scheduled_backup(name, args, cnpg_cluster)
 
         self.host = pulumi.Output.concat(cluster, "-rw.", args.namespace, ".svc")
         self.port = pulumi.Output.from_input(PORT)
@@ -153,7 +163,30 @@ class PostgresCluster(PostgresDatabase):
             }]},
             # Spread instances over nodes when the cluster has several.
             "affinity": {"enablePodAntiAffinity": True, "topologyKey": "kubernetes.io/hostname"},
+            **{key: value for key, value in (("plugins", args.plugins), ("bootstrap", args.bootstrap),
+                                              ("externalClusters", args.external_clusters))
+               if value is not None},
         }
+
+    def _scheduled_backup(self, name: str, args: PostgresClusterArgs, cnpg_cluster) -> None:
+        """Base backups on a schedule through the plugin (WAL is archived continuously in between)."""
+        k8s.apiextensions.CustomResource(
+            f"{name}-scheduled-backup",
+            api_version="postgresql.cnpg.io/v1",
+            kind="ScheduledBackup",
+            metadata={"name": f"{args.cluster_name}-daily", "namespace": args.namespace,
+                      "labels": kube.labels(args.cluster_name, "database")},
+            spec={
+                "schedule": args.backup_schedule,
+                "cluster": {"name": cnpg_cluster.metadata["name"]},
+                "method": "plugin",
+                "pluginConfiguration": {"name": args.backup_plugin},
+                # The first base backup right away: point-in-time recovery starts from one.
+                "immediate": True,
+                "backupOwnerReference": "self",
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[cnpg_cluster]),
+        )
 
     def _database(self, name: str, args: PostgresClusterArgs, database: str, cnpg_cluster,
                   data_opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:

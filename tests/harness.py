@@ -177,10 +177,28 @@ class PlatformMocks(pulumi.runtime.Mocks):
             # The engine reads the referenced stack's last checkpoint: here, what `evaluate` kept.
             return inputs["name"], {"name": inputs["name"], "outputs": self.state.get("stack_outputs", {}),
                                     "secretOutputNames": []}
+        if args.resource_id:  # Resource.get: the provider reads a live object (recorded in state["reads"])
+            return args.resource_id, self._read(args)
         handler = getattr(self, "_" + typ.split(":")[0].replace(".", "_"), None)
         outputs = handler(args, inputs) if handler else inputs
         resource_id = outputs.pop("__id", None) or f"{args.name}-id"
         return resource_id, outputs
+
+    # Live objects the program reads (`Resource.get`), by type and id, as the cluster would answer.
+    # A test replaces an entry through `state["live_objects"]` (e.g. a plugin that is not running).
+    LIVE_OBJECTS = {
+        ("kubernetes:apps/v1:Deployment", "cnpg-system/barman-cloud"): {
+            "metadata": {"name": "barman-cloud", "namespace": "cnpg-system"},
+            "status": {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1}},
+    }
+
+    def _read(self, args) -> dict:
+        key = (args.typ, args.resource_id)
+        self.state.setdefault("reads", []).append(key)
+        live = {**self.LIVE_OBJECTS, **self.state.get("live_objects", {})}
+        if live.get(key) is None:
+            raise Exception(f"resource '{args.resource_id}' does not exist")  # what pulumi-kubernetes reports
+        return json.loads(json.dumps(live[key]))
 
     def _tls(self, args, inputs: dict) -> dict:
         kind = args.typ.rsplit(":", 1)[1]
@@ -353,14 +371,17 @@ def set_stack_config(stack: str, overrides: Optional[dict] = None) -> None:
 
 
 def stack_config(stack: str, overrides: Optional[dict] = None) -> dict[str, str]:
-    """Config as the CLI hands it to the program: Pulumi.<stack>.yaml (or the PR profile) + overrides."""
+    """Config as the CLI hands it to the program: Pulumi.yaml's declared defaults (the real engine
+    passes every declared key), then Pulumi.<stack>.yaml (or the PR profile), then overrides."""
     path = ROOT / f"Pulumi.{stack}.yaml"
     if not path.exists() and stack.startswith("pr-"):
         path = PR_PROFILE
-    values: dict = {}
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    values: dict = {key: spec["default"] for key, spec in project["config"].items()}
     if path.exists():
         document = yaml.safe_load(path.read_text()) or {}
-        values = {k.split(":", 1)[1]: v for k, v in (document.get("config") or {}).items() if k.startswith(PROJECT + ":")}
+        values.update({k.split(":", 1)[1]: v for k, v in (document.get("config") or {}).items()
+                       if k.startswith(PROJECT + ":")})
     values.update(overrides or {})
     return {f"{PROJECT}:{k}": _config_text(v) for k, v in values.items()}
 

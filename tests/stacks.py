@@ -55,6 +55,8 @@ def env_value(ev, c: dict, name: str) -> str:
     [entry] = [e for e in c["env"] if e["name"] == name]
     if "value" in entry:
         return entry["value"]
+    if "fieldRef" in entry["valueFrom"]:  # the downward API: only known in the pod
+        return f"$({entry['valueFrom']['fieldRef']['fieldPath']})"
     ref = entry["valueFrom"]["secretKeyRef"]
     return ev.secret_by_name(ref["name"])[ref["key"]]
 

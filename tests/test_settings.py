@@ -45,7 +45,7 @@ def test_every_declared_key_is_read_and_nothing_else(monkeypatch):
 def test_footprint_counts_every_pod_and_job_of_the_services_in_the_cluster():
     s = load("dev")
     assert (s.profile, s.namespace, s.postgres.instances, s.mlflow.replicas) == ("dev", "mlflow-dev", 1, 1)
-    assert s.mlflow.image == "ghcr.io/mlflow/mlflow:v3.17.2-full"
+    assert s.mlflow.image == "ghcr.io/mlflow/mlflow:v3.18.0-full"
     q = settings.parse_quantity
     jobs_cpu = q(settings.MIGRATION_JOB_CPU_REQUEST) + q(settings.BOOTSTRAP_CPU_REQUEST)
     jobs_memory = q(settings.MIGRATION_JOB_MEMORY_REQUEST) + q(settings.BOOTSTRAP_MEMORY_REQUEST)

@@ -1,7 +1,6 @@
 """The composed stack: wiring between components, secret hygiene, structure, determinism, profiles."""
 
 import configparser
-from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
@@ -10,7 +9,9 @@ import yaml
 from tests.harness import evaluate_stack
 from tests.stacks import ancestors, container, plain_leaks, env_value, mounted_file, pod_of, pod_secret_values, sans, tls_secret, verifies
 
-PROJECT_TYPES = {"CnpgOperator", "PlatformNamespace", "PostgresCluster", "MinioStore", "MlflowServer", "TlsCertificate"}
+# dev: no backups (PostgresBackup) and no Prometheus operator (PlatformMonitoring) by default; gc on.
+PROJECT_TYPES = {"CnpgOperator", "PlatformNamespace", "PostgresCluster", "MinioStore", "MlflowServer", "TlsCertificate",
+                 "MlflowGarbageCollector"}
 
 
 def role_password(ev) -> str:
@@ -129,20 +130,21 @@ def test_the_migration_job_completes_before_the_deployment_rolls_out(dev):
                      (["python"], ["-m", "mlflow.server.auth", "db", "upgrade", "--url", "$(MLFLOW_AUTH_DATABASE_URI)"])]
     server = container(dev, "Deployment", "mlflow-deployment", "mlflow")
     migrate = container(dev, "Job", "mlflow-migrate", "upgrade-tracking-db")
-    assert migrate["image"] == server["image"] == "ghcr.io/mlflow/mlflow:v3.17.2-full"
+    assert migrate["image"] == server["image"] == "ghcr.io/mlflow/mlflow:v3.18.0-full"
     assert env_value(dev, migrate, "MLFLOW_BACKEND_STORE_URI") == env_value(dev, server, "MLFLOW_BACKEND_STORE_URI")
     assert pod["restartPolicy"] == "Never" and "ttlSecondsAfterFinished" not in pod_of(dev, "Job", "mlflow-migrate")
 
 
 def test_server_info_keeps_artifact_transfers_on_the_proxy(dev):
-    pod = pod_of(dev, "Deployment", "mlflow-deployment")
+    """MLflow 3.18 advertises presigned multipart only with its server-side opt-ins: proxied renders
+    none of them, and nothing patches MLflow (no start-up module, no PYTHONPATH, no ConfigMap)."""
     server = container(dev, "Deployment", "mlflow-deployment", "mlflow")
-    startup_dir = env_value(dev, server, "PYTHONPATH")
-    mount = next(m for m in server["volumeMounts"] if m["mountPath"] == startup_dir)
-    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
-    [config_map] = [o for o in dev.k8s("ConfigMap") if o["metadata"]["name"] == volume["configMap"]["name"]]
-    module = (Path(__file__).parent.parent / "components" / "mlflow_startup" / "sitecustomize.py").read_text()
-    assert config_map["data"]["sitecustomize.py"] == module
+    names = {e["name"] for e in server["env"]}
+    assert not names & {"MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD", "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD",
+                        "PYTHONPATH", "MLFLOW_ARTIFACTS_PRESIGNED_ONLY"}
+    assert "--serve-artifacts" in server["args"]
+    assert [o["metadata"]["name"] for o in dev.k8s("ConfigMap")
+            if o["metadata"]["labels"].get("app.kubernetes.io/name") == "mlflow"] == []
 
 
 def test_package_values_are_rendered_from_the_wired_outputs(dev):
@@ -153,7 +155,7 @@ def test_package_values_are_rendered_from_the_wired_outputs(dev):
     assert values["backing_store"] == env_value(dev, server, "MLFLOW_BACKEND_STORE_URI")
     assert values["artifact_store"] == env_value(dev, server, "MLFLOW_S3_ENDPOINT_URL")
     assert values["secret_key"] == env_value(dev, server, "AWS_SECRET_ACCESS_KEY")
-    assert (values["bucket"], values["version"], values["ignore_tls"], values["region"]) == ("mlflow", "3.17.2", "false", "us-east-1")
+    assert (values["bucket"], values["version"], values["ignore_tls"], values["region"]) == ("mlflow", "3.18.0", "false", "us-east-1")
     assert values["ingress_fqdn"] == "mlflow-mlflow-dev.localtest.me" and values["ingress_domain"] == "localtest.me"
 
 
@@ -192,7 +194,7 @@ def test_secret_detection_catches_a_leak():
     """The leak scan above must be able to fail: a password copied into a ConfigMap is found."""
     ev = evaluate_stack("dev")
     password = ev.one("random:index/randomPassword:RandomPassword", "mlflow-admin-password").outputs["result"]
-    config_map = ev.one("kubernetes:core/v1:ConfigMap", "mlflow-startup").inputs
+    config_map = ev.one("kubernetes:core/v1:ConfigMap", "minio-bootstrap").inputs
     assert not any(s in yaml.safe_dump(config_map) for s in ev.secret_values())
     config_map["data"]["leak"] = password
     assert any(s in yaml.safe_dump(config_map) for s in ev.secret_values())

@@ -33,13 +33,12 @@ def stack_file(stack: str) -> Path:
     return path
 
 
-def cli_config(document: dict) -> tuple[dict[str, str], list[str], list[str]]:
-    """(config, secret keys, problems) as the CLI passes a stack file's `config:` block to the program."""
-    values, secret_keys, problems = {}, [], []
+def cli_config(document: dict) -> tuple[dict[str, str], list[str]]:
+    """(config, secret keys) as the CLI passes a stack file's `config:` block to the program."""
+    values, secret_keys = {}, []
     for key, value in (document.get("config") or {}).items():
-        if ":" not in key:
-            problems.append(f"  - {key}: a key without namespace. Fix: write it as {PROJECT}:{key}")
-            continue
+        # The CLI reads a key without namespace as one of the project's (and saves it so).
+        key = key if ":" in key else f"{PROJECT}:{key}"
         if isinstance(value, dict) and set(value) == {"secure"}:
             values[key] = "(secret)"
             secret_keys.append(key)
@@ -49,7 +48,7 @@ def cli_config(document: dict) -> tuple[dict[str, str], list[str], list[str]]:
             values[key] = json.dumps(value)
         else:
             values[key] = str(value)
-    return values, secret_keys, problems
+    return values, secret_keys
 
 
 def check(stack: str) -> tuple[int, str]:
@@ -57,14 +56,11 @@ def check(stack: str) -> tuple[int, str]:
     if not path.exists():
         return INVALID, f"{stack}: no {path.name}. Fix: create it (copy Pulumi.dev.yaml) or use an existing stack"
     document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    values, secret_keys, problems = cli_config(document)
-    runtime_config.set_all_config(values, secret_keys)
+    runtime_config.set_all_config(*cli_config(document))
     try:
         loaded = settings.load_settings(pulumi.Config(PROJECT), stack=stack, project=PROJECT)
     except settings.ConfigError as error:
-        problems += [line for line in str(error).splitlines() if line.startswith("  - ")]
-    if problems:
-        return INVALID, f"invalid configuration for stack {stack} ({len(problems)} problem(s)):\n" + "\n".join(problems)
+        return INVALID, str(error)
     return 0, f"{stack}: configuration is valid (profile {loaded.profile}, {path.relative_to(ROOT)})"
 
 

@@ -673,6 +673,9 @@ class IngressProxy:
     port: int
     log_path: Path
     requests_seen: list = field(default_factory=list)
+    # Body bytes that went through, per direction (request bodies in, response bodies out).
+    bytes_in: int = 0
+    bytes_out: int = 0
 
 
 @contextlib.contextmanager
@@ -702,6 +705,7 @@ def ingress_proxy(workdir: Path | str, *, cert_pem: str, key_pem: str, upstream_
     log_path = workdir / "ingress.log"
     log = open(log_path, "a", buffering=1)  # noqa: SIM115 - closed below
     state = IngressProxy(listen_addr, port, log_path)
+    counting = threading.Lock()
     denied = set(deny_paths)
 
     class Handler(BaseHTTPRequestHandler):
@@ -734,7 +738,10 @@ def ingress_proxy(workdir: Path | str, *, cert_pem: str, key_pem: str, upstream_
             for key, value in headers:
                 if key.lower() not in _HOP_BY_HOP:
                     self.send_header(key, value)
-            self.send_header("Content-Length", str(len(data)))
+            # A HEAD answer has no body but tells the object's size (S3 HeadObject): keep upstream's.
+            upstream_length = next((v for k, v in headers if k.lower() == "content-length"), None)
+            self.send_header("Content-Length", upstream_length if self.command == "HEAD" and upstream_length
+                             else str(len(data)))
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(data)
@@ -743,6 +750,8 @@ def ingress_proxy(workdir: Path | str, *, cert_pem: str, key_pem: str, upstream_
             path = urlsplit(self.path).path
             state.requests_seen.append((self.command, path))
             body = self._body()
+            with counting:
+                state.bytes_in += len(body or b"")
             if path in denied:
                 self._reply(404, "Not Found", [("Content-Type", "text/plain")],
                             b"blocked by ingress\n")
@@ -757,7 +766,10 @@ def ingress_proxy(workdir: Path | str, *, cert_pem: str, key_pem: str, upstream_
             try:
                 conn.request(self.command, self.path, body=body, headers=headers)
                 resp = conn.getresponse()
-                self._reply(resp.status, resp.reason, resp.getheaders(), resp.read())
+                data = resp.read()
+                with counting:
+                    state.bytes_out += len(data)
+                self._reply(resp.status, resp.reason, resp.getheaders(), data)
             finally:
                 conn.close()
 
@@ -1163,6 +1175,7 @@ def mlflow_server_from_container(
     strict_dns: bool = True,
     pg_hostaddr: str | None = None,
     timeout: float = 120,
+    extra_env: Mapping[str, str] | None = None,
 ) -> Iterator[MlflowServer]:
     """Run a Kubernetes container spec's exact command/args/env (``mlflow`` = venv/bin/mlflow).
 
@@ -1178,7 +1191,7 @@ def mlflow_server_from_container(
         container, secrets=secrets, files_by_mount=files_by_mount, host_map=host_map,
         workdir=workdir, config_maps=config_maps,
         field_values={"status.podIP": listen_addr, **(field_values or {})},
-        deny=deny, strict_dns=strict_dns, pg_hostaddr=pg_hostaddr)
+        deny=deny, strict_dns=strict_dns, pg_hostaddr=pg_hostaddr, extra_env=extra_env)
     argv, env = list(prepared.argv), prepared.env
 
     # Bind to loopback only (pods use 0.0.0.0) -- the only change to the command line.

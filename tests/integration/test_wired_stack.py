@@ -18,8 +18,8 @@ with it (see ``services.py`` for the mechanics and the few intentional deviation
   enforcement.
 * The migration Job's containers (initContainers in order, then containers) and the MLflow
   Deployment's container run with their exact command/args/env, secretKeyRefs resolved from the
-  rendered Secrets, and their volumes (projected CA Secrets, the auth-config Secret, the
-  ``startup`` ConfigMap with the platform's ``sitecustomize.py``, emptyDirs) materialised.
+  rendered Secrets, and their volumes (projected CA Secrets, the auth-config Secret, emptyDirs)
+  materialised. MLflow runs unpatched (3.18: multipart transfers are advertised only on opt-in).
 * In-cluster names (``mlflow-pg-rw.mlflow-dev.svc:5432``, ``minio.mlflow-dev.svc:9000``) stay
   in every URI; only their *addresses* are substituted (DNS shim / ``PGHOSTADDR``), so
   ``verify-full`` checks the real names against the certificates' SANs.
@@ -53,7 +53,6 @@ PG_PORT = 5432
 S3_HOST = f"minio.{NAMESPACE}.svc"
 S3_PORT = 9000
 NOT_IN_PG_SANS = "mlflow-pg-rw.mlflow-prod.svc"  # a plausible name the certificate must not cover
-STARTUP_DIR = "/opt/mlflow-platform/python"  # the Deployment's `startup` ConfigMap mount
 SERVER_INFO = "/api/3.0/mlflow/server-info"
 SEARCH = "/api/2.0/mlflow/experiments/search?max_results=1"
 INFRA_ENV = {"PATH", "HOME", "LANG", "PYTHONUNBUFFERED", "PYTHONPATH", "K8S_DNS_SHIM", "PGHOSTADDR"}
@@ -212,6 +211,12 @@ print(json.dumps(out))
 
 _one = wiring.one
 _host_port = wiring.host_port
+
+
+def _mlflow_version() -> str:
+    from importlib.metadata import version
+
+    return version("mlflow")
 
 
 def _san_dns_names(cert_pem: str) -> set[str]:
@@ -599,9 +604,11 @@ def test_migration_job_ran_in_order_against_tls_postgres(wired):
     assert "Creating initial MLflow database tables" not in wired.runner.server.log_text()
 
 
-def test_server_runs_the_rendered_container_with_the_platform_startup_module(wired):
+def test_server_runs_the_rendered_container_unpatched_with_multipart_off(wired):
     r, server = wired.r, wired.runner.server
-    expected = [*r.container["command"], *r.container["args"]]
+    # $(POD_IP) (metrics: the pod's own address is an allowed Host) is expanded as the kubelet does.
+    expected = [svc.expand_k8s_vars(a, {"POD_IP": server.address})
+                for a in [*r.container["command"], *r.container["args"]]]
     i = expected.index("--host")
     assert server.argv == [*expected[:i + 1], server.address, *expected[i + 2:]]
     assert set(server.added_env) <= INFRA_ENV
@@ -615,18 +622,14 @@ def test_server_runs_the_rendered_container_with_the_platform_startup_module(wir
     assert server.host_path("/etc/mlflow/ca/postgres-ca.crt").read_text() == r.pg_tls["ca.crt"]
     assert "REQUESTS_CA_BUNDLE" not in server.env and "SSL_CERT_FILE" not in server.env
 
-    # PYTHONPATH: the shim first, then the container's own entry, rewritten to the mount that
-    # holds the `startup` ConfigMap (the platform's sitecustomize.py, byte for byte).
-    assert r.env["PYTHONPATH"] == STARTUP_DIR
-    assert server.env["PYTHONPATH"].split(":") == [str(svc.SHIM_DIR),
-                                                   str(server.host_path(STARTUP_DIR))]
-    startup_cm = next(v["configMap"]["name"] for v in r.pod["volumes"] if v["name"] == "startup")
-    assert (server.host_path(STARTUP_DIR) / "sitecustomize.py").read_text() == \
-        r.config_maps[startup_cm]["sitecustomize.py"]
-
-    # The shim chain-loaded it in the server process: /server-info reports no multipart
-    # transfers. (Control: without the module MLflow 3.17 answers true for an S3 destination --
-    # test_services_selftest.test_default_client_follows_server_info_... shows exactly that.)
+    # Nothing patches MLflow: the container sets no PYTHONPATH (the DNS shim's is the only entry)
+    # and no multipart opt-in, and the venv runs the release the stack renders.
+    assert "PYTHONPATH" not in r.env
+    assert server.env["PYTHONPATH"] == str(svc.SHIM_DIR)
+    assert not {"MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD", "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD"} & set(r.env)
+    assert r.container["image"].endswith(f":v{_mlflow_version()}-full")
+    # So /server-info reports no multipart transfers (MLflow 3.18's default without the opt-ins;
+    # test_artifact_transfer_modes shows the same server code answering true when opted in).
     creds = (r.outputs["adminUser"], r.outputs["adminPassword"])
     status, body = _http(server, SERVER_INFO, wired.tracking_host, auth=creds)
     assert status == 200, body
@@ -688,7 +691,7 @@ def test_restart_loses_nothing(wired, first_run, after_restart):
     assert after_restart.server.process.pid != after_restart.old_pid
     assert wired.runner.pids == [after_restart.old_pid, after_restart.server.process.pid]
     res = after_restart.result
-    assert res["server_info"]["multipart_uploads_enabled"] is False  # module loaded again
+    assert res["server_info"]["multipart_uploads_enabled"] is False
     assert res["server_info"]["multipart_downloads_enabled"] is False
     assert res["read"] == first_run["read"]
     assert res["experiment_runs"] == [first_run["run_id"]]
@@ -765,7 +768,9 @@ def test_mlflow_requires_credentials_and_an_allowed_host(wired):
     assert _http(server, SEARCH, host, auth=(creds[0], "not-the-password"))[0] == 401
     assert _http(server, SEARCH, host, auth=creds)[0] == 200
     assert _http(server, SEARCH, "evil.example.com", auth=creds)[0] == 403
-    assert _http(server, SEARCH, f"{server.address}:{server.port}", auth=creds)[0] == 403
+    # The pod's own address is allowed (Prometheus scrapes pods by IP); any other address is not.
+    assert _http(server, SEARCH, f"{server.address}:{server.port}", auth=creds)[0] == 200
+    assert _http(server, SEARCH, f"127.0.0.254:{server.port}", auth=creds)[0] == 403
     assert _http(server, SEARCH, f"mlflow.{NAMESPACE}.svc", auth=creds)[0] == 200
 
 
@@ -780,7 +785,7 @@ def test_server_wrote_only_to_its_emptydir_volumes(wired, parallel_runs):
     volumes = {v["name"]: v for v in r.pod["volumes"]}
     writable = [m["mountPath"] for m in r.container["volumeMounts"]
                 if "emptyDir" in volumes[m["name"]]]
-    assert set(writable) == {"/tmp", "/home/mlflow", "/dev/shm"}
+    assert set(writable) == {"/tmp", "/home/mlflow", "/dev/shm", "/var/lib/mlflow/prometheus"}
     mounted = svc.files_by_mount_from_pod(r.pod, r.container, secrets=r.secrets,
                                           config_maps=r.config_maps)
     expected = {f"{mount}/{rel}" for mount, files in mounted.items() for rel in files}

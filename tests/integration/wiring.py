@@ -4,10 +4,11 @@ bootstrap Job run for real (its script from the rendered ConfigMap, against the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Mapping
+from typing import Iterator, Mapping
 from urllib.parse import urlsplit
 
 from tests.harness import evaluate_stack
@@ -51,7 +52,9 @@ def render(stack: str = "dev", config: dict | None = None, namespace: str | None
     job_pod = one(_labelled(jobs, "mlflow", "migration"), "migration Job")["spec"]["template"]["spec"]
     bootstrap_jobs = _labelled(jobs, "minio", "bootstrap")
 
-    env = svc.resolve_container_env(container, secrets=secrets, config_maps=config_maps)
+    # status.podIP (MLflow lists its own address among the allowed hosts when metrics are on).
+    env = svc.resolve_container_env(container, secrets=secrets, config_maps=config_maps,
+                                    field_values={"status.podIP": "127.0.0.1"})
     pg_host, pg_port = host_port(env["MLFLOW_BACKEND_STORE_URI"].replace(
         "postgresql+psycopg2://", "postgresql://"), 5432)
     s3_host, s3_port = host_port(env["MLFLOW_S3_ENDPOINT_URL"], 443)
@@ -141,3 +144,30 @@ class MinioBootstrap:
                               calls=self.calls()[before:], state=self.state())
         self.runs.append(run)
         return run
+
+
+@contextlib.contextmanager
+def data_services(r: SimpleNamespace, workdir: Path, *, pg_ip: str, s3_ip: str, s3_port: int = 9000,
+                  hba_rules: list[str] | None = None) -> Iterator[SimpleNamespace]:
+    """The rendered stack's data services, ready for MLflow: PostgreSQL with the Cluster's TLS material and
+    pg_hba, moto S3 with MinIO's certificate, the operator's roles and databases, the MinIO bootstrap Job
+    (which makes the bucket) and the migration Job. ``s3_port`` is MinIO's in-cluster port (a stack that
+    publishes MinIO renders another endpoint for MLflow)."""
+    from . import operators
+
+    workdir = Path(workdir)
+    host_map = {r.pg_host: pg_ip, f"minio.{r.namespace}.svc": s3_ip}
+    with svc.postgres_server(workdir / "pg", server_cert_pem=r.pg_tls["tls.crt"], server_key_pem=r.pg_tls["tls.key"],
+                             ca_pem=r.pg_tls["ca.crt"], hba_rules=hba_rules or svc.cnpg_hba(r.pg_hba),
+                             listen_addr=pg_ip, port=r.pg_port, superuser_network_login=False) as pg, \
+            svc.s3_server(workdir / "s3", cert_pem=r.minio_tls["tls.crt"], key_pem=r.minio_tls["tls.key"],
+                          listen_addr=s3_ip, port=s3_port) as s3:
+        operators.cnpg_reconcile_roles(pg, r.cluster, r.objects)
+        operators.cnpg_reconcile_databases(pg, r.cluster, r.databases)
+        MinioBootstrap(r, workdir / "minio-bootstrap", host_map).run()
+        for c in [*(r.job_pod.get("initContainers") or []), *r.job_pod["containers"]]:
+            svc.run_container_job(c, secrets=r.secrets, config_maps=r.config_maps, host_map=host_map,
+                                  files_by_mount=svc.files_by_mount_from_pod(r.job_pod, c, secrets=r.secrets,
+                                                                             config_maps=r.config_maps),
+                                  workdir=workdir / "migrate" / c["name"], timeout=300)
+        yield SimpleNamespace(pg=pg, s3=s3, host_map=host_map)

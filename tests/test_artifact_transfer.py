@@ -1,0 +1,153 @@
+"""Issue 10: MLflow 3.18 without a start-up module, artifact transfer modes, server tuning.
+
+proxied renders none of MLflow's multipart opt-ins; direct renders them only where the URL the server
+signs works for a client outside the cluster; workers, job runner, scratch and timeouts follow config.
+"""
+
+import pytest
+
+import settings
+from tests.harness import evaluate_stack
+from tests.stacks import EXTERNAL_MINIO, EXTERNAL_S3, container, env_value, pod_of
+from tests.test_settings import load, problem_line
+
+MULTIPART_ENV = {"MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD", "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD"}
+PUBLISHED = {"minioIngress": True, "ingressClusterIssuer": "letsencrypt", "ingressClassName": "nginx"}
+
+
+def server(ev) -> dict:
+    return container(ev, "Deployment", "mlflow-deployment", "mlflow")
+
+
+def env_names(ev) -> set[str]:
+    return {e["name"] for e in server(ev)["env"]}
+
+
+def ingresses(ev) -> dict[str, dict]:
+    return {o["spec"]["rules"][0]["host"]: o for o in ev.k8s("Ingress")}
+
+
+def test_proxied_default_renders_no_multipart_opt_in_and_no_published_minio():
+    ev = evaluate_stack("dev")
+    assert not env_names(ev) & MULTIPART_ENV
+    assert env_value(ev, server(ev), "MLFLOW_S3_ENDPOINT_URL") == "https://minio.mlflow-dev.svc:9000"
+    assert list(ingresses(ev)) == ["mlflow-mlflow-dev.localtest.me"]
+    assert ev.outputs["clientEnvironment"] == {"MLFLOW_HTTP_REQUEST_TIMEOUT": "600"}
+
+
+@pytest.mark.parametrize("extra, fix", [
+    ({}, "minioIngress: true"),
+    ({"minioIngress": True}, "ingressTlsSecretName or ingressClusterIssuer"),
+])
+def test_direct_with_an_unreachable_in_cluster_minio_is_refused(extra, fix):
+    with pytest.raises(settings.ConfigError) as error:
+        load("dev", artifactTransferMode="direct", **extra)
+    line = problem_line(str(error.value), "artifactTransferMode")
+    assert '"direct"' in line and "neither reachable nor trusted outside the cluster" in line and fix in line
+
+
+@pytest.mark.parametrize("config, problem", [
+    ({"minioIngress": True}, "plain HTTP"),
+    ({"minioIngress": True, **EXTERNAL_S3}, "no in-cluster MinIO to publish"),
+])
+def test_minio_ingress_needs_tls_and_an_in_cluster_minio(config, problem):
+    with pytest.raises(settings.ConfigError) as error:
+        load("dev", **config)
+    assert problem in problem_line(str(error.value), "minioIngress")
+
+
+def test_direct_through_published_minio_signs_for_the_public_host():
+    ev = evaluate_stack("dev", {"artifactTransferMode": "direct", "artifactMultipartThreshold": "64Mi",
+                                "artifactMultipartChunkSize": "16Mi", **PUBLISHED})
+    c = server(ev)
+    assert {name: env_value(ev, c, name) for name in MULTIPART_ENV} == dict.fromkeys(MULTIPART_ENV, "true")
+    # One endpoint for the server's own access and for signing: the published one, verified with the
+    # image's public CAs (the ingress certificate), not MinIO's private CA.
+    assert env_value(ev, c, "MLFLOW_S3_ENDPOINT_URL") == "https://minio-mlflow-dev.localtest.me"
+    assert "AWS_CA_BUNDLE" not in env_names(ev)
+    minio = ingresses(ev)["minio-mlflow-dev.localtest.me"]
+    assert minio["spec"]["tls"] == [{"hosts": ["minio-mlflow-dev.localtest.me"], "secretName": "minio-ingress-tls"}]
+    backend = minio["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": "minio", "port": {"number": 9000}}
+    notes = minio["metadata"]["annotations"]
+    assert notes["nginx.ingress.kubernetes.io/backend-protocol"] == "HTTPS"
+    assert notes["nginx.ingress.kubernetes.io/proxy-ssl-verify"] == "on"
+    assert notes["nginx.ingress.kubernetes.io/proxy-ssl-name"] == "minio.mlflow-dev.svc"
+    egress = next(o for o in ev.k8s("NetworkPolicy") if o["metadata"]["name"].startswith("mlflow-egress"))
+    assert {"ports": [{"port": 443, "protocol": "TCP"}]} in egress["spec"]["egress"]
+    minio_policy = next(o for o in ev.k8s("NetworkPolicy") if o["metadata"]["name"].startswith("minio-network"))
+    assert {"ports": [{"port": 9000, "protocol": "TCP"}]} in minio_policy["spec"]["ingress"]
+    assert ev.outputs["clientEnvironment"] == {
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "600",
+        "MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE": str(64 * 2**20),
+        "MLFLOW_MULTIPART_DOWNLOAD_MINIMUM_FILE_SIZE": str(64 * 2**20),
+        "MLFLOW_MULTIPART_UPLOAD_CHUNK_SIZE": str(16 * 2**20),
+        "MLFLOW_MULTIPART_DOWNLOAD_CHUNK_SIZE": str(16 * 2**20),
+    }
+
+
+@pytest.mark.parametrize("mode", [EXTERNAL_S3, EXTERNAL_MINIO], ids=["external", "externalMinio"])
+def test_direct_with_an_external_endpoint_signs_for_it(mode):
+    ev = evaluate_stack("dev", {"artifactTransferMode": "direct", **mode})
+    assert env_value(ev, server(ev), "MLFLOW_S3_ENDPOINT_URL") == mode["s3Endpoint"]
+    assert env_names(ev) >= MULTIPART_ENV
+
+
+@pytest.mark.parametrize("value, problem", [
+    ("1Mi", "not a size of at least 5Mi"), ("big", "not a size of at least 5Mi")])
+def test_multipart_threshold_is_validated(value, problem):
+    with pytest.raises(settings.ConfigError) as error:
+        load("dev", artifactMultipartThreshold=value)
+    assert problem in problem_line(str(error.value), "artifactMultipartThreshold")
+
+
+@pytest.mark.parametrize("version", ["3.17.2", "3.16.0", "2.22.5"])
+def test_mlflow_before_3_18_is_refused(version):
+    with pytest.raises(settings.ConfigError) as error:
+        load("dev", mlflowVersion=version)
+    line = problem_line(str(error.value), "mlflowVersion")
+    assert "advertises presigned multipart transfers" in line and "3.18.0 or newer" in line
+
+
+@pytest.mark.parametrize("cpu_limit, memory_limit, workers", [("1", "1Gi", 1), ("2", "1Gi", 2), ("500m", "1Gi", 1),
+                                                              ("4", "2Gi", 4)])
+def test_workers_default_to_the_cpu_limit(cpu_limit, memory_limit, workers):
+    s = load("dev", mlflowCpuLimit=cpu_limit, mlflowMemoryLimit=memory_limit)
+    assert s.mlflow.workers == workers
+
+
+def test_workers_that_do_not_fit_the_memory_limit_are_refused():
+    with pytest.raises(settings.ConfigError) as error:
+        load("dev", mlflowWorkers=8)
+    assert "over mlflowMemoryLimit (1Gi)" in problem_line(str(error.value), "mlflowWorkers")
+
+
+@pytest.mark.parametrize("stack, config, expected", [
+    ("dev", {}, "true"), ("prod", {}, "false"), ("prod", {"mlflowJobRunner": "on"}, "true"),
+    ("dev", {"mlflowJobRunner": "off"}, "false")])
+def test_job_runner_is_off_on_replicated_servers_unless_enabled(stack, config, expected):
+    ev = evaluate_stack(stack, config)
+    assert env_value(ev, server(ev), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION") == expected
+
+
+def test_scratch_and_timeouts_follow_config():
+    ev = evaluate_stack("dev", {"mlflowScratchSize": "8Gi", "mlflowRequestTimeoutSeconds": 900})
+    pod = pod_of(ev, "Deployment", "mlflow-deployment")
+    assert next(v for v in pod["volumes"] if v["name"] == "tmp") == {"name": "tmp", "emptyDir": {"sizeLimit": "8Gi"}}
+    notes = ingresses(ev)["mlflow-mlflow-dev.localtest.me"]["metadata"]["annotations"]
+    assert notes["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "900"
+    assert notes["nginx.ingress.kubernetes.io/proxy-send-timeout"] == "900"
+    args = server(ev)["args"]
+    assert args[args.index("--uvicorn-opts") + 1] == "--timeout-keep-alive 75"
+    assert ev.outputs["clientEnvironment"]["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "900"
+
+
+@pytest.mark.parametrize("config, expected", [({}, "30"), ({"mlflowAuthCacheSeconds": 0}, "0")])
+def test_auth_credential_cache_follows_config(config, expected):
+    import configparser
+
+    ev = evaluate_stack("dev", config)
+    [ini] = [o["stringData"]["basic_auth.ini"] for o in ev.k8s("Secret") if "basic_auth.ini" in o.get("stringData", {})]
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(ini)
+    assert parser["mlflow"]["auth_cache_ttl_seconds"] == expected
