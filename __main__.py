@@ -8,10 +8,10 @@ from components.cnpg_operator import CnpgOperator
 from components.external_object_store import ExternalObjectStore
 from components.external_postgres import ExternalPostgres
 from components.minio_store import MinioStore
-from components.mlflow_server import CLIENT_POD_LABELS, POSTGRES_CA_PATH, MlflowServer
-from components.platform_namespace import PlatformNamespace
-from components.monitoring import PlatformMonitoring
 from components.mlflow_gc import MlflowGarbageCollector
+from components.mlflow_server import CLIENT_POD_LABELS, POSTGRES_CA_PATH, MlflowServer
+from components.monitoring import PlatformMonitoring
+from components.platform_namespace import PlatformNamespace
 from components.postgres_backup import PostgresBackup
 from components.postgres_cluster import PostgresCluster
 
@@ -34,10 +34,12 @@ operator = CnpgOperator("cnpg-operator", operator_args, opts=cluster) if operato
 operator_namespace = operator.namespace if operator else settings.postgres.operator_namespace
 # The outputs of this stack's last deployment: storage changes that would lose data are refused.
 last_deployment = pulumi.StackReference(
-    "last-deployment", stack_name=f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}")
+    "last-deployment", stack_name=f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
+)
 storage_layout = config.checked_storage_layout(settings, last_deployment.get_output("storageLayout"))
-namespace = PlatformNamespace("platform", config.namespace_args(settings, operator_namespace, storage_layout),
-                              opts=cluster)
+namespace = PlatformNamespace(
+    "platform", config.namespace_args(settings, operator_namespace, storage_layout), opts=cluster
+)
 
 store_args = config.object_store_args(settings, namespace.name, CLIENT_POD_LABELS)
 store = (MinioStore if settings.object_store.in_cluster else ExternalObjectStore)("minio", store_args, opts=cluster)
@@ -46,9 +48,12 @@ store = (MinioStore if settings.object_store.in_cluster else ExternalObjectStore
 backup_args = config.backup_args(settings, namespace.name, operator_namespace, store)
 backup = PostgresBackup("postgres-backup", backup_args, opts=cluster) if backup_args else None
 
-database_args = config.database_args(settings, namespace.name, operator_namespace, CLIENT_POD_LABELS, POSTGRES_CA_PATH,
-                                     backup)
-database = (ExternalPostgres if settings.postgres.external else PostgresCluster)("postgres", database_args, opts=cluster)
+database_args = config.database_args(
+    settings, namespace.name, operator_namespace, CLIENT_POD_LABELS, POSTGRES_CA_PATH, backup
+)
+database = (ExternalPostgres if settings.postgres.external else PostgresCluster)(
+    "postgres", database_args, opts=cluster
+)
 
 mlflow = MlflowServer("mlflow", config.mlflow_args(settings, namespace.name, database, store), opts=cluster)
 

@@ -8,14 +8,16 @@ each key, its value and the fix, and nothing is created.
 
 from __future__ import annotations
 
+import datetime as _dt
 import difflib
 import ipaddress
 import json
 import re
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 from urllib.parse import urlsplit
 
 import pulumi
@@ -25,17 +27,17 @@ from pulumi.runtime import config as runtime_config
 from components.cnpg_operator import CnpgOperatorArgs
 from components.external_object_store import ExternalObjectStoreArgs
 from components.external_postgres import ExternalPostgresArgs
+from components.k8s import labels as _k8s_labels
+from components.k8s import selector as _k8s_selector
 from components.minio_store import BOOTSTRAP_CPU_REQUEST, BOOTSTRAP_MEMORY_REQUEST, MinioStoreArgs
-from components.mlflow_server import MIGRATION_JOB_CPU_REQUEST, MIGRATION_JOB_MEMORY_REQUEST, MlflowServerArgs
-from components.platform_namespace import PlatformNamespaceArgs
-from components.postgres_cluster import PostgresClusterArgs
 from components.minio_store import SERVICE as MINIO_SERVICE
 from components.mlflow_gc import GC_CPU_REQUEST, GC_MEMORY_REQUEST, MlflowGarbageCollectorArgs
+from components.mlflow_server import MIGRATION_JOB_CPU_REQUEST, MIGRATION_JOB_MEMORY_REQUEST, MlflowServerArgs
 from components.mlflow_server import SERVER_LABELS as _MLFLOW_SERVER_LABELS
 from components.monitoring import PlatformMonitoringArgs
-from components.postgres_backup import (BACKUP_SIDECAR_CPU_REQUEST, BACKUP_SIDECAR_MEMORY_REQUEST,
-                                        PostgresBackupArgs)
-from components.k8s import labels as _k8s_labels, selector as _k8s_selector
+from components.platform_namespace import PlatformNamespaceArgs
+from components.postgres_backup import BACKUP_SIDECAR_CPU_REQUEST, BACKUP_SIDECAR_MEMORY_REQUEST, PostgresBackupArgs
+from components.postgres_cluster import PostgresClusterArgs
 
 PROJECT_FILE = Path(__file__).resolve().parent / "Pulumi.yaml"
 PROJECT_NAME = "mlflow-platform"
@@ -52,13 +54,23 @@ SERVER_BASE_MEMORY_BYTES = 128 * 2**20
 S3_MIN_PART_BYTES = 5 * 2**20
 S3_MAX_PART_BYTES = 5 * 2**30
 OBJECT_STORE_MODES = ("inCluster", "external", "externalMinio")
-_IN_CLUSTER_INSTEAD = ("the runner no longer connects to in-cluster data services: the CloudNativePG operator "
-                       "creates MLflow's role and databases, and a Job inside the cluster creates the bucket and user")
+_IN_CLUSTER_INSTEAD = (
+    "the runner no longer connects to in-cluster data services: the CloudNativePG operator "
+    "creates MLflow's role and databases, and a Job inside the cluster creates the bucket and user"
+)
 # Keys of earlier versions: a stack file that still sets one fails with what replaced it.
 REMOVED_KEYS = {
-    **{key: _IN_CLUSTER_INSTEAD for key in (
-        "postgresAdminAccess", "postgresAdminNodePort", "minioAdminAccess", "minioAdminHost",
-        "minioAdminNodePort", "adminSourceRanges")},
+    **{
+        key: _IN_CLUSTER_INSTEAD
+        for key in (
+            "postgresAdminAccess",
+            "postgresAdminNodePort",
+            "minioAdminAccess",
+            "minioAdminHost",
+            "minioAdminNodePort",
+            "adminSourceRanges",
+        )
+    },
     "postgresAdminHost": _IN_CLUSTER_INSTEAD + " (for an existing server use postgresMode: external with postgresHost)",
 }
 TLS_ALGORITHMS = ("ECDSA", "RSA")
@@ -78,8 +90,16 @@ _MINIO_TAG = re.compile(r"^RELEASE\.\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z$")
 _PR_STACK = re.compile(r"^pr-[0-9]+$")
 _PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----\r?\n.+?\r?\n-----END CERTIFICATE-----", re.S)
 _UNITS = {
-    None: 1, "m": 0.001, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
+    None: 1,
+    "m": 0.001,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
 }
 
 
@@ -163,7 +183,7 @@ class PostgresSettings:
     install_operator: bool
     operator_chart_version: str
     operator_namespace: str
-    external: Optional[ExternalPostgres]
+    external: ExternalPostgres | None
 
     @property
     def in_cluster(self) -> bool:
@@ -220,7 +240,7 @@ class Settings:
     mlflow: MlflowSettings
     allow_storage_layout_change: bool
     # Backups, metrics, garbage collection (the "day-2" keys).
-    operations: Optional["OperationsSettings"] = None
+    operations: OperationsSettings | None = None
 
     @property
     def protect_data(self) -> bool:
@@ -249,9 +269,7 @@ class _Reader:
         self.errors: list[str] = []
 
     def fail(self, key: str, value: Any, problem: str, fix: str) -> None:
-        self.errors.append(
-            f"  - {self._config.name}:{key} = {json.dumps(value)}: {problem}. Fix: {fix}"
-        )
+        self.errors.append(f"  - {self._config.name}:{key} = {json.dumps(value)}: {problem}. Fix: {fix}")
 
     def raw(self, key: str) -> Any:
         spec = self._declared[key]
@@ -271,8 +289,12 @@ class _Reader:
             return text.lower() == "true"
         if kind == "array" and isinstance(value, list) and all(isinstance(v, str) for v in value):
             return value
-        self.fail(key, text, f"expected {'a list of strings' if kind == 'array' else 'an ' + kind if kind == 'integer' else 'a ' + kind}",
-                  f"`pulumi config set {key}{' --path' if kind == 'array' else ''} <{kind}>`")
+        self.fail(
+            key,
+            text,
+            f"expected {'a list of strings' if kind == 'array' else 'an ' + kind if kind == 'integer' else 'a ' + kind}",
+            f"`pulumi config set {key}{' --path' if kind == 'array' else ''} <{kind}>`",
+        )
         return spec["default"]
 
     def choice(self, key: str, choices: tuple[str, ...]) -> str:
@@ -288,27 +310,34 @@ class _Reader:
             self.fail(key, value, problem, fix)
         return value
 
-    def integer(self, key: str, low: int, high: int, fix: Optional[str] = None) -> int:
+    def integer(self, key: str, low: int, high: int, fix: str | None = None) -> int:
         return self.checked(
-            key, lambda v: low <= v <= high, f"must be between {low} and {high}",
+            key,
+            lambda v: low <= v <= high,
+            f"must be between {low} and {high}",
             fix or f"set a value from {low} to {high}",
         )
 
     def quantity(self, key: str, memory: bool) -> str:
         example = "256Mi or 1Gi" if memory else "100m or 1"
         return self.checked(
-            key, lambda v: parse_quantity(v) is not None and parse_quantity(v) > 0,
-            "not a positive Kubernetes quantity", f"use a quantity such as {example}",
+            key,
+            lambda v: parse_quantity(v) is not None and parse_quantity(v) > 0,
+            "not a positive Kubernetes quantity",
+            f"use a quantity such as {example}",
         )
 
     def storage(self, key: str) -> str:
         return self.checked(
-            key, lambda v: bool(_STORAGE.match(v)), "not a storage size",
+            key,
+            lambda v: bool(_STORAGE.match(v)),
+            "not a storage size",
             "use a whole number with a binary suffix, e.g. 1Gi, 500Mi or 1Ti",
         )
 
-    def image(self, key: str, tag_rule: Callable[[str], bool] = lambda tag: True,
-              tag_hint: str = "an explicit version tag") -> str:
+    def image(
+        self, key: str, tag_rule: Callable[[str], bool] = lambda tag: True, tag_hint: str = "an explicit version tag"
+    ) -> str:
         def valid(value: str) -> bool:
             match = _IMAGE.match(value)
             if not match:
@@ -360,7 +389,9 @@ class _Reader:
             self.fail(key, path, "file not found or not readable", fix)
             return path, ""
         if not is_pem_certificates(pem):
-            self.fail(key, path, "not a PEM file of CA certificates", "use a file of -----BEGIN CERTIFICATE----- blocks")
+            self.fail(
+                key, path, "not a PEM file of CA certificates", "use a file of -----BEGIN CERTIFICATE----- blocks"
+            )
         return path, pem
 
     def unknown_keys(self) -> None:
@@ -369,11 +400,13 @@ class _Reader:
         for full_key in sorted(set(runtime_config.CONFIG.get()) | set(runtime_config.get_config_env())):
             if not full_key.startswith(prefix):
                 continue
-            key = full_key[len(prefix):]
+            key = full_key[len(prefix) :]
             if key in self._declared:
                 continue
             if key in REMOVED_KEYS:
-                self.errors.append(f"  - {full_key} was removed: {REMOVED_KEYS[key]}. Fix: delete it from Pulumi.<stack>.yaml")
+                self.errors.append(
+                    f"  - {full_key} was removed: {REMOVED_KEYS[key]}. Fix: delete it from Pulumi.<stack>.yaml"
+                )
                 continue
             nearest = difflib.get_close_matches(key, self._declared, n=1, cutoff=0.6)
             hint = f"did you mean {nearest[0]}? " if nearest else ""
@@ -383,7 +416,7 @@ class _Reader:
             )
 
 
-def parse_quantity(value: Any) -> Optional[float]:
+def parse_quantity(value: Any) -> float | None:
     """A Kubernetes quantity in base units (cores or bytes); None when malformed."""
     match = _QUANTITY.match(value) if isinstance(value, str) else None
     return float(match[1]) * _UNITS[match[2]] if match else None
@@ -400,7 +433,9 @@ def is_ip(value: str) -> bool:
 def is_dns_name(value: str) -> bool:
     labels = value.split(".")
     return (
-        len(value) <= 253 and len(labels) >= 2 and all(_DNS_LABEL.match(label) for label in labels)
+        len(value) <= 253
+        and len(labels) >= 2
+        and all(_DNS_LABEL.match(label) for label in labels)
         and not labels[-1].isdigit()
     )
 
@@ -410,7 +445,9 @@ def is_bucket_name(value: str) -> bool:
     return (
         3 <= len(value) <= 63
         and re.fullmatch(r"[a-z0-9][a-z0-9.-]*[a-z0-9]", value) is not None
-        and ".." not in value and ".-" not in value and "-." not in value
+        and ".." not in value
+        and ".-" not in value
+        and "-." not in value
         and not is_ip(value)
         and not value.startswith(("xn--", "sthree-"))
         and not value.endswith(("-s3alias", "--ol-s3"))
@@ -437,8 +474,14 @@ def is_https_endpoint(value: str) -> bool:
         port_ok = parts.port is None or 0 < parts.port < 65536
     except ValueError:
         return False
-    return (parts.scheme == "https" and port_ok and (is_dns_name(host) or is_ip(host))
-            and parts.path in ("", "/") and not parts.query and not parts.username)
+    return (
+        parts.scheme == "https"
+        and port_ok
+        and (is_dns_name(host) or is_ip(host))
+        and parts.path in ("", "/")
+        and not parts.query
+        and not parts.username
+    )
 
 
 def profile_for_stack(stack: str) -> str:
@@ -447,8 +490,9 @@ def profile_for_stack(stack: str) -> str:
     return "prod" if stack.startswith("prod") else "dev"
 
 
-def load_settings(config: Optional[pulumi.Config] = None, stack: Optional[str] = None,
-                  project: Optional[str] = None) -> Settings:
+def load_settings(
+    config: pulumi.Config | None = None, stack: str | None = None, project: str | None = None
+) -> Settings:
     """Read and validate the whole stack configuration, or raise ConfigError listing every problem."""
     project = project or pulumi.get_project()
     stack = stack or pulumi.get_stack()
@@ -466,23 +510,44 @@ def load_settings(config: Optional[pulumi.Config] = None, stack: Optional[str] =
         profile = "dev"
 
     read.unknown_keys()
-    domain = read.checked("ingressDomain", is_dns_name, "not a DNS domain",
-                          "use a domain such as localtest.me or mlflow.example.com")
+    domain = read.checked(
+        "ingressDomain", is_dns_name, "not a DNS domain", "use a domain such as localtest.me or mlflow.example.com"
+    )
     if len(f"mlflow-{namespace}") > 63:
-        read.fail("ingressDomain", domain, f"host label mlflow-{namespace} is longer than 63 characters",
-                  "use a shorter stack name")
+        read.fail(
+            "ingressDomain",
+            domain,
+            f"host label mlflow-{namespace} is longer than 63 characters",
+            "use a shorter stack name",
+        )
     ingress = IngressSettings(
         domain=domain,
-        class_name=read.checked("ingressClassName", lambda v: v == "" or bool(_DNS_LABEL.match(v)),
-                                "not a valid IngressClass name", "use e.g. nginx or traefik, or leave it empty"),
-        tls_secret_name=read.checked("ingressTlsSecretName", lambda v: v == "" or is_dns_subdomain(v),
-                                     "not a valid Secret name", "use a DNS-1123 name or leave it empty"),
-        cluster_issuer=read.checked("ingressClusterIssuer", lambda v: v == "" or is_dns_subdomain(v),
-                                    "not a valid ClusterIssuer name", "use a DNS-1123 name or leave it empty"),
+        class_name=read.checked(
+            "ingressClassName",
+            lambda v: v == "" or bool(_DNS_LABEL.match(v)),
+            "not a valid IngressClass name",
+            "use e.g. nginx or traefik, or leave it empty",
+        ),
+        tls_secret_name=read.checked(
+            "ingressTlsSecretName",
+            lambda v: v == "" or is_dns_subdomain(v),
+            "not a valid Secret name",
+            "use a DNS-1123 name or leave it empty",
+        ),
+        cluster_issuer=read.checked(
+            "ingressClusterIssuer",
+            lambda v: v == "" or is_dns_subdomain(v),
+            "not a valid ClusterIssuer name",
+            "use a DNS-1123 name or leave it empty",
+        ),
     )
     if ingress.tls_secret_name and ingress.cluster_issuer:
-        read.fail("ingressClusterIssuer", ingress.cluster_issuer, "conflicts with ingressTlsSecretName",
-                  "set only one of ingressTlsSecretName and ingressClusterIssuer")
+        read.fail(
+            "ingressClusterIssuer",
+            ingress.cluster_issuer,
+            "conflicts with ingressTlsSecretName",
+            "set only one of ingressTlsSecretName and ingressClusterIssuer",
+        )
 
     tls = TlsSettings(
         algorithm=read.choice("tlsAlgorithm", TLS_ALGORITHMS),
@@ -491,8 +556,12 @@ def load_settings(config: Optional[pulumi.Config] = None, stack: Optional[str] =
         self_signed=read.raw("tlsSelfSigned"),
     )
     if tls.early_renewal_days >= tls.validity_days:
-        read.fail("tlsEarlyRenewalDays", tls.early_renewal_days, "must be shorter than tlsValidityDays",
-                  f"use fewer than {tls.validity_days} days")
+        read.fail(
+            "tlsEarlyRenewalDays",
+            tls.early_renewal_days,
+            "must be shorter than tlsValidityDays",
+            f"use fewer than {tls.validity_days} days",
+        )
 
     postgres = PostgresSettings(
         instances=read.integer("postgresInstances", 1, 9),
@@ -501,20 +570,31 @@ def load_settings(config: Optional[pulumi.Config] = None, stack: Optional[str] =
         storage_class=read.raw("postgresStorageClass"),
         resources=read.resources("postgres"),
         install_operator=read.raw("installCnpgOperator"),
-        operator_chart_version=read.checked("cnpgChartVersion", lambda v: bool(_VERSION.match(v)),
-                                            "not a chart version", "use X.Y.Z, e.g. 0.29.0"),
-        operator_namespace=read.checked("cnpgOperatorNamespace", lambda v: bool(_DNS_LABEL.match(v)),
-                                        "not a namespace name", "use a DNS-1123 label, e.g. cnpg-system"),
+        operator_chart_version=read.checked(
+            "cnpgChartVersion", lambda v: bool(_VERSION.match(v)), "not a chart version", "use X.Y.Z, e.g. 0.29.0"
+        ),
+        operator_namespace=read.checked(
+            "cnpgOperatorNamespace",
+            lambda v: bool(_DNS_LABEL.match(v)),
+            "not a namespace name",
+            "use a DNS-1123 label, e.g. cnpg-system",
+        ),
         external=_external_postgres(read) if read.choice("postgresMode", POSTGRES_MODES) == "external" else None,
     )
     if postgres.in_cluster:
         _postgres_external_keys_unset(read)
     minio = MinioSettings(
-        image=read.image("minioImage", lambda tag: bool(_MINIO_TAG.match(tag)),
-                         "a MinIO release tag such as RELEASE.2025-09-07T16-13-09Z"),
-        replicas=read.checked("minioReplicas", lambda v: v == 1 or 4 <= v <= 16,
-                              "MinIO runs either one server or an erasure set of 4 to 16",
-                              "set 1 (single drive) or 4..16 (distributed, HA)"),
+        image=read.image(
+            "minioImage",
+            lambda tag: bool(_MINIO_TAG.match(tag)),
+            "a MinIO release tag such as RELEASE.2025-09-07T16-13-09Z",
+        ),
+        replicas=read.checked(
+            "minioReplicas",
+            lambda v: v == 1 or 4 <= v <= 16,
+            "MinIO runs either one server or an erasure set of 4 to 16",
+            "set 1 (single drive) or 4..16 (distributed, HA)",
+        ),
         storage_size=read.storage("minioStorageSize"),
         storage_class=read.raw("minioStorageClass"),
         resources=read.resources("minio"),
@@ -525,16 +605,25 @@ def load_settings(config: Optional[pulumi.Config] = None, stack: Optional[str] =
     mlflow_replicas = read.integer("mlflowReplicas", 1, 20)
     mlflow = MlflowSettings(
         version=_mlflow_version(read),
-        image_repository=read.checked("mlflowImage", lambda v: bool(_IMAGE.match(v)) and ":" not in v.rsplit("/", 1)[-1] and "@" not in v,
-                                      "must be a repository without tag", "use e.g. ghcr.io/mlflow/mlflow; the tag comes from mlflowVersion"),
+        image_repository=read.checked(
+            "mlflowImage",
+            lambda v: bool(_IMAGE.match(v)) and ":" not in v.rsplit("/", 1)[-1] and "@" not in v,
+            "must be a repository without tag",
+            "use e.g. ghcr.io/mlflow/mlflow; the tag comes from mlflowVersion",
+        ),
         replicas=mlflow_replicas,
         workers=_mlflow_workers(read, mlflow_resources),
         resources=mlflow_resources,
         auth=read.raw("mlflowAuth"),
-        admin_user=read.checked("mlflowAdminUser", lambda v: bool(re.fullmatch(r"[A-Za-z0-9._-]{1,64}", v)),
-                                "not a valid user name", "use letters, digits, '.', '_' or '-'"),
-        job_execution={"on": True, "off": False}.get(read.choice("mlflowJobRunner", JOB_RUNNER_MODES),
-                                                     mlflow_replicas == 1),
+        admin_user=read.checked(
+            "mlflowAdminUser",
+            lambda v: bool(re.fullmatch(r"[A-Za-z0-9._-]{1,64}", v)),
+            "not a valid user name",
+            "use letters, digits, '.', '_' or '-'",
+        ),
+        job_execution={"on": True, "off": False}.get(
+            read.choice("mlflowJobRunner", JOB_RUNNER_MODES), mlflow_replicas == 1
+        ),
         scratch_size=read.storage("mlflowScratchSize"),
         request_timeout_seconds=read.integer("mlflowRequestTimeoutSeconds", 30, 3600),
         auth_cache_seconds=read.integer("mlflowAuthCacheSeconds", 0, 3600),
@@ -550,16 +639,28 @@ def load_settings(config: Optional[pulumi.Config] = None, stack: Optional[str] =
     operations = _operations(read, profile, postgres, object_store)
     if profile == "prod":
         if postgres.in_cluster and postgres.instances < 2:
-            read.fail("postgresInstances", postgres.instances, "prod must run PostgreSQL highly available",
-                      "set postgresInstances to 3")
+            read.fail(
+                "postgresInstances",
+                postgres.instances,
+                "prod must run PostgreSQL highly available",
+                "set postgresInstances to 3",
+            )
         if mlflow.replicas < 2:
-            read.fail("mlflowReplicas", mlflow.replicas, "prod must run MLflow highly available",
-                      "set mlflowReplicas to 2 or more")
+            read.fail(
+                "mlflowReplicas",
+                mlflow.replicas,
+                "prod must run MLflow highly available",
+                "set mlflowReplicas to 2 or more",
+            )
     if profile == "pr":
         _check_pr_budget(read, postgres, minio, mlflow, object_store.in_cluster, operations)
         if postgres.install_operator:
-            read.fail("installCnpgOperator", True, "PR stacks share the cluster's CloudNativePG operator",
-                      "set installCnpgOperator to false (profiles/pr.yaml does)")
+            read.fail(
+                "installCnpgOperator",
+                True,
+                "PR stacks share the cluster's CloudNativePG operator",
+                "set installCnpgOperator to false (profiles/pr.yaml does)",
+            )
 
     if read.errors:
         raise ConfigError(
@@ -567,20 +668,39 @@ def load_settings(config: Optional[pulumi.Config] = None, stack: Optional[str] =
             + "\n".join(read.errors)
         )
     return Settings(
-        project=project, stack=stack, profile=profile, namespace=namespace, kubeconfig=kubeconfig,
-        kube_context=kube_context, render_directory=render_directory, ingress=ingress, tls=tls, postgres=postgres, minio=minio,
-        object_store=object_store, mlflow=mlflow, allow_storage_layout_change=allow_layout_change,
+        project=project,
+        stack=stack,
+        profile=profile,
+        namespace=namespace,
+        kubeconfig=kubeconfig,
+        kube_context=kube_context,
+        render_directory=render_directory,
+        ingress=ingress,
+        tls=tls,
+        postgres=postgres,
+        minio=minio,
+        object_store=object_store,
+        mlflow=mlflow,
+        allow_storage_layout_change=allow_layout_change,
         operations=operations,
     )
 
 
 def _mlflow_version(read: _Reader) -> str:
-    version = read.checked("mlflowVersion", lambda v: bool(_VERSION.match(v)), "not an MLflow version",
-                           "use X.Y.Z, e.g. 3.18.0 (the image tag v<version>-full is derived from it)")
+    version = read.checked(
+        "mlflowVersion",
+        lambda v: bool(_VERSION.match(v)),
+        "not an MLflow version",
+        "use X.Y.Z, e.g. 3.18.0 (the image tag v<version>-full is derived from it)",
+    )
     if _VERSION.match(version) and tuple(int(p) for p in version.split(".")) < MIN_MLFLOW_VERSION:
-        read.fail("mlflowVersion", version, "MLflow before 3.18.0 advertises presigned multipart transfers for "
-                  "any S3 destination, sending clients to an object store endpoint they cannot reach",
-                  "use 3.18.0 or newer (the default)")
+        read.fail(
+            "mlflowVersion",
+            version,
+            "MLflow before 3.18.0 advertises presigned multipart transfers for "
+            "any S3 destination, sending clients to an object store endpoint they cannot reach",
+            "use 3.18.0 or newer (the default)",
+        )
     return version
 
 
@@ -591,35 +711,58 @@ def _mlflow_workers(read: _Reader, resources: Resources) -> int:
     if workers == 0:
         workers = max(1, int(cpu or 1))
     if memory and SERVER_BASE_MEMORY_BYTES + workers * WORKER_MEMORY_BYTES > memory:
-        read.fail("mlflowWorkers", read.raw("mlflowWorkers"),
-                  f"{workers} workers need about {(SERVER_BASE_MEMORY_BYTES + workers * WORKER_MEMORY_BYTES) / 2**20:.0f}Mi, "
-                  f"over mlflowMemoryLimit ({resources.memory_limit})",
-                  "lower mlflowWorkers (or mlflowCpuLimit when it is 0), or raise mlflowMemoryLimit")
+        read.fail(
+            "mlflowWorkers",
+            read.raw("mlflowWorkers"),
+            f"{workers} workers need about {(SERVER_BASE_MEMORY_BYTES + workers * WORKER_MEMORY_BYTES) / 2**20:.0f}Mi, "
+            f"over mlflowMemoryLimit ({resources.memory_limit})",
+            "lower mlflowWorkers (or mlflowCpuLimit when it is 0), or raise mlflowMemoryLimit",
+        )
     return max(workers, 1)
 
 
-def _artifact_transfer(read: _Reader, store: "ObjectStoreSettings", minio: MinioSettings,
-                       ingress: IngressSettings) -> dict:
+def _artifact_transfer(
+    read: _Reader, store: ObjectStoreSettings, minio: MinioSettings, ingress: IngressSettings
+) -> dict:
     """artifactTransferMode and its thresholds; direct only where the signed URLs work for clients."""
     mode = read.choice("artifactTransferMode", ARTIFACT_TRANSFER_MODES)
-    threshold = read.checked("artifactMultipartThreshold",
-                             lambda v: bool(_STORAGE.match(v)) and parse_quantity(v) >= S3_MIN_PART_BYTES,
-                             "not a size of at least 5Mi", "use a binary size such as 100Mi or 1Gi")
-    chunk = read.checked("artifactMultipartChunkSize",
-                         lambda v: bool(_STORAGE.match(v)) and S3_MIN_PART_BYTES <= parse_quantity(v) <= S3_MAX_PART_BYTES,
-                         "S3 multipart parts are 5Mi to 5Gi", "use a binary size such as 10Mi or 100Mi")
+    threshold = read.checked(
+        "artifactMultipartThreshold",
+        lambda v: bool(_STORAGE.match(v)) and parse_quantity(v) >= S3_MIN_PART_BYTES,
+        "not a size of at least 5Mi",
+        "use a binary size such as 100Mi or 1Gi",
+    )
+    chunk = read.checked(
+        "artifactMultipartChunkSize",
+        lambda v: bool(_STORAGE.match(v)) and S3_MIN_PART_BYTES <= parse_quantity(v) <= S3_MAX_PART_BYTES,
+        "S3 multipart parts are 5Mi to 5Gi",
+        "use a binary size such as 10Mi or 100Mi",
+    )
     if minio.ingress and not store.in_cluster:
-        read.fail("minioIngress", True, f"objectStoreMode is {store.mode}: there is no in-cluster MinIO to publish",
-                  "remove minioIngress")
+        read.fail(
+            "minioIngress",
+            True,
+            f"objectStoreMode is {store.mode}: there is no in-cluster MinIO to publish",
+            "remove minioIngress",
+        )
     elif minio.ingress and not ingress.tls_enabled:
-        read.fail("minioIngress", True, "the S3 endpoint would be published over plain HTTP (credentials, "
-                  "signed URLs and artifacts in clear)", "set ingressTlsSecretName or ingressClusterIssuer")
+        read.fail(
+            "minioIngress",
+            True,
+            "the S3 endpoint would be published over plain HTTP (credentials, signed URLs and artifacts in clear)",
+            "set ingressTlsSecretName or ingressClusterIssuer",
+        )
     if mode == "direct" and store.in_cluster and not (minio.ingress and ingress.tls_enabled):
-        read.fail("artifactTransferMode", mode, "MLflow signs URLs for the S3 endpoint it uses itself; the "
-                  "in-cluster MinIO (minio.<namespace>.svc, private CA) is neither reachable nor trusted outside "
-                  "the cluster", "publish MinIO through the ingress with a trusted certificate (minioIngress: true "
-                  "and ingressTlsSecretName or ingressClusterIssuer), use objectStoreMode external/externalMinio, "
-                  "or keep artifactTransferMode proxied")
+        read.fail(
+            "artifactTransferMode",
+            mode,
+            "MLflow signs URLs for the S3 endpoint it uses itself; the "
+            "in-cluster MinIO (minio.<namespace>.svc, private CA) is neither reachable nor trusted outside "
+            "the cluster",
+            "publish MinIO through the ingress with a trusted certificate (minioIngress: true "
+            "and ingressTlsSecretName or ingressClusterIssuer), use objectStoreMode external/externalMinio, "
+            "or keep artifactTransferMode proxied",
+        )
     return {"artifact_transfer": mode, "multipart_threshold": threshold, "multipart_chunk_size": chunk}
 
 
@@ -629,9 +772,14 @@ def client_environment(s: Settings) -> dict[str, str]:
     if s.mlflow.artifact_transfer == "direct":
         threshold = str(int(parse_quantity(s.mlflow.multipart_threshold)))
         chunk = str(int(parse_quantity(s.mlflow.multipart_chunk_size)))
-        env.update({"MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE": threshold,
-                    "MLFLOW_MULTIPART_DOWNLOAD_MINIMUM_FILE_SIZE": threshold,
-                    "MLFLOW_MULTIPART_UPLOAD_CHUNK_SIZE": chunk, "MLFLOW_MULTIPART_DOWNLOAD_CHUNK_SIZE": chunk})
+        env.update(
+            {
+                "MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE": threshold,
+                "MLFLOW_MULTIPART_DOWNLOAD_MINIMUM_FILE_SIZE": threshold,
+                "MLFLOW_MULTIPART_UPLOAD_CHUNK_SIZE": chunk,
+                "MLFLOW_MULTIPART_DOWNLOAD_CHUNK_SIZE": chunk,
+            }
+        )
     return env
 
 
@@ -640,43 +788,80 @@ def _render_directory(read: _Reader, kubeconfig: str, kube_context: str, postgre
     if not directory:
         return ""
     if Path(directory) == Path("."):
-        read.fail("renderYamlToDirectory", directory, "would write manifests over the project",
-                  "use a directory of its own such as rendered/dev")
+        read.fail(
+            "renderYamlToDirectory",
+            directory,
+            "would write manifests over the project",
+            "use a directory of its own such as rendered/dev",
+        )
     for key, value in (("kubeconfig", kubeconfig), ("kubeContext", kube_context)):
         if value:
-            read.fail(key, "(set)", "renderYamlToDirectory writes manifests instead of talking to a cluster",
-                      f"unset {key}, or unset renderYamlToDirectory to deploy to a cluster")
+            read.fail(
+                key,
+                "(set)",
+                "renderYamlToDirectory writes manifests instead of talking to a cluster",
+                f"unset {key}, or unset renderYamlToDirectory to deploy to a cluster",
+            )
     if postgres.install_operator and postgres.in_cluster:
-        read.fail("installCnpgOperator", True, "pulumi-kubernetes cannot render a Helm release (renderYamlToDirectory)",
-                  "set installCnpgOperator to false and install the CloudNativePG operator another way")
+        read.fail(
+            "installCnpgOperator",
+            True,
+            "pulumi-kubernetes cannot render a Helm release (renderYamlToDirectory)",
+            "set installCnpgOperator to false and install the CloudNativePG operator another way",
+        )
     return directory
 
 
 def _postgres_external_keys_unset(read: _Reader) -> None:
     for key in ("postgresHost", "postgresCaFile"):
         if read.raw(key):
-            read.fail(key, read.raw(key), "only used with postgresMode external", "remove it, or set postgresMode: external")
+            read.fail(
+                key, read.raw(key), "only used with postgresMode external", "remove it, or set postgresMode: external"
+            )
     if read.secret("postgresAdminPassword"):
-        read.fail("postgresAdminPassword", "(set)", "only used with postgresMode external",
-                  "remove it, or set postgresMode: external")
+        read.fail(
+            "postgresAdminPassword",
+            "(set)",
+            "only used with postgresMode external",
+            "remove it, or set postgresMode: external",
+        )
 
 
 def _external_postgres(read: _Reader) -> ExternalPostgres:
-    host = read.checked("postgresHost", is_dns_name, "postgresMode is external: needs the server's DNS name",
-                        "`pulumi config set postgresHost db.example.com` (the name in its certificate)")
+    host = read.checked(
+        "postgresHost",
+        is_dns_name,
+        "postgresMode is external: needs the server's DNS name",
+        "`pulumi config set postgresHost db.example.com` (the name in its certificate)",
+    )
     ca_file, ca_pem = read.ca_file("postgresCaFile")
     if not ca_file:
-        read.fail("postgresCaFile", ca_file, "postgresMode is external: MLflow verifies the server (verify-full)",
-                  "commit the server's CA bundle and `pulumi config set postgresCaFile certs/db-ca.pem`")
+        read.fail(
+            "postgresCaFile",
+            ca_file,
+            "postgresMode is external: MLflow verifies the server (verify-full)",
+            "commit the server's CA bundle and `pulumi config set postgresCaFile certs/db-ca.pem`",
+        )
     password = read.secret("postgresAdminPassword")
     if not password:
-        read.fail("postgresAdminPassword", "", "postgresMode is external: pulumi-postgresql needs the admin login",
-                  "`pulumi config set --secret postgresAdminPassword <password>`")
+        read.fail(
+            "postgresAdminPassword",
+            "",
+            "postgresMode is external: pulumi-postgresql needs the admin login",
+            "`pulumi config set --secret postgresAdminPassword <password>`",
+        )
     return ExternalPostgres(
-        host=host, port=read.integer("postgresPort", 1, 65535),
-        admin_user=read.checked("postgresAdminUser", lambda v: bool(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$-]{0,62}", v)),
-                                "not a PostgreSQL role name", "use e.g. postgres"),
-        admin_password=password, ca_file=ca_file, ca_pem=ca_pem,
+        host=host,
+        port=read.integer("postgresPort", 1, 65535),
+        admin_user=read.checked(
+            "postgresAdminUser",
+            lambda v: bool(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$-]{0,62}", v)),
+            "not a PostgreSQL role name",
+            "use e.g. postgres",
+        ),
+        admin_password=password,
+        ca_file=ca_file,
+        ca_pem=ca_pem,
     )
 
 
@@ -684,33 +869,58 @@ def _object_store(read: _Reader) -> ObjectStoreSettings:
     mode = read.choice("objectStoreMode", OBJECT_STORE_MODES)
     store = {
         "mode": mode,
-        "bucket": read.checked("bucket", is_bucket_name, "not a valid S3 bucket name",
-                               "use 3-63 lowercase letters, digits, '-' or '.', starting and ending with a letter or digit"),
-        "region": read.checked("s3Region", lambda v: bool(re.fullmatch(r"[a-z]{2}(-[a-z]+)+-[0-9]+", v)),
-                               "not an S3 region", "use e.g. us-east-1"),
-        "endpoint": read.raw("s3Endpoint"), "access_key": read.raw("s3AccessKey"),
-        "secret_key": read.secret("s3SecretKey"), "admin_user": read.raw("s3AdminUser"),
+        "bucket": read.checked(
+            "bucket",
+            is_bucket_name,
+            "not a valid S3 bucket name",
+            "use 3-63 lowercase letters, digits, '-' or '.', starting and ending with a letter or digit",
+        ),
+        "region": read.checked(
+            "s3Region",
+            lambda v: bool(re.fullmatch(r"[a-z]{2}(-[a-z]+)+-[0-9]+", v)),
+            "not an S3 region",
+            "use e.g. us-east-1",
+        ),
+        "endpoint": read.raw("s3Endpoint"),
+        "access_key": read.raw("s3AccessKey"),
+        "secret_key": read.secret("s3SecretKey"),
+        "admin_user": read.raw("s3AdminUser"),
         "admin_password": read.secret("s3AdminPassword"),
     }
     store["ca_file"], store["ca_pem"] = read.ca_file("s3CaFile")
-    required = {"external": ("s3Endpoint", "s3AccessKey", "s3SecretKey"),
-                "externalMinio": ("s3Endpoint", "s3AdminUser", "s3AdminPassword")}.get(mode, ())
-    names = {"s3Endpoint": "endpoint", "s3AccessKey": "access_key", "s3SecretKey": "secret_key",
-             "s3AdminUser": "admin_user", "s3AdminPassword": "admin_password"}
+    required = {
+        "external": ("s3Endpoint", "s3AccessKey", "s3SecretKey"),
+        "externalMinio": ("s3Endpoint", "s3AdminUser", "s3AdminPassword"),
+    }.get(mode, ())
+    names = {
+        "s3Endpoint": "endpoint",
+        "s3AccessKey": "access_key",
+        "s3SecretKey": "secret_key",
+        "s3AdminUser": "admin_user",
+        "s3AdminPassword": "admin_password",
+    }
     for key in required:
         if not store[names[key]]:
             secret = "--secret " if key in ("s3SecretKey", "s3AdminPassword") else ""
             read.fail(key, "", f"objectStoreMode is {mode}: required", f"`pulumi config set {secret}{key} <value>`")
     if store["endpoint"] and not is_https_endpoint(store["endpoint"]):
-        read.fail("s3Endpoint", store["endpoint"], "not an https URL of a host (and optional port)",
-                  "use e.g. https://s3.eu-west-1.amazonaws.com or https://minio.example.com:9000; plain http is refused")
+        read.fail(
+            "s3Endpoint",
+            store["endpoint"],
+            "not an https URL of a host (and optional port)",
+            "use e.g. https://s3.eu-west-1.amazonaws.com or https://minio.example.com:9000; plain http is refused",
+        )
     if mode == "inCluster":
         for key in ("s3Endpoint", "s3CaFile", "s3AccessKey", "s3SecretKey", "s3AdminUser", "s3AdminPassword"):
             value = store["ca_file" if key == "s3CaFile" else names[key]]
             if value:
                 # Name the value, except a credential's.
-                read.fail(key, "(set)" if key in ("s3SecretKey", "s3AdminPassword") else value,
-                          "only used with objectStoreMode external or externalMinio", "remove it, or set objectStoreMode")
+                read.fail(
+                    key,
+                    "(set)" if key in ("s3SecretKey", "s3AdminPassword") else value,
+                    "only used with objectStoreMode external or externalMinio",
+                    "remove it, or set objectStoreMode",
+                )
     return ObjectStoreSettings(**store)
 
 
@@ -723,13 +933,21 @@ def _check_requests_within_limits(read: _Reader, prefix: str, res: Resources) ->
         request = parse_quantity(getattr(res, f"{kind.lower()}_request"))
         limit = parse_quantity(getattr(res, f"{kind.lower()}_limit"))
         if request is not None and limit is not None and request > limit:
-            read.fail(f"{prefix}{kind}Request", getattr(res, f"{kind.lower()}_request"),
-                      f"exceeds {prefix}{kind}Limit ({getattr(res, f'{kind.lower()}_limit')})",
-                      f"lower {prefix}{kind}Request or raise {prefix}{kind}Limit")
+            read.fail(
+                f"{prefix}{kind}Request",
+                getattr(res, f"{kind.lower()}_request"),
+                f"exceeds {prefix}{kind}Limit ({getattr(res, f'{kind.lower()}_limit')})",
+                f"lower {prefix}{kind}Request or raise {prefix}{kind}Limit",
+            )
 
 
-def footprint(postgres: PostgresSettings, minio: MinioSettings, mlflow: MlflowSettings,
-              minio_in_cluster: bool = True, operations: Optional["OperationsSettings"] = None) -> tuple[float, float]:
+def footprint(
+    postgres: PostgresSettings,
+    minio: MinioSettings,
+    mlflow: MlflowSettings,
+    minio_in_cluster: bool = True,
+    operations: OperationsSettings | None = None,
+) -> tuple[float, float]:
     """Total requested (CPU cores, memory bytes): every pod of the stack plus its Jobs."""
     parts = [
         (mlflow.replicas, mlflow.resources.cpu_request, mlflow.resources.memory_request),
@@ -738,8 +956,10 @@ def footprint(postgres: PostgresSettings, minio: MinioSettings, mlflow: MlflowSe
     if postgres.in_cluster:
         parts.append((postgres.instances, postgres.resources.cpu_request, postgres.resources.memory_request))
     if minio_in_cluster:
-        parts += [(minio.replicas, minio.resources.cpu_request, minio.resources.memory_request),
-                  (1, BOOTSTRAP_CPU_REQUEST, BOOTSTRAP_MEMORY_REQUEST)]
+        parts += [
+            (minio.replicas, minio.resources.cpu_request, minio.resources.memory_request),
+            (1, BOOTSTRAP_CPU_REQUEST, BOOTSTRAP_MEMORY_REQUEST),
+        ]
     cpu = sum(count * (parse_quantity(c) or 0) for count, c, _ in parts)
     memory = sum(count * (parse_quantity(m) or 0) for count, _, m in parts)
     if operations is not None:  # the backup sidecars (one per instance) and the gc CronJob's pod
@@ -748,53 +968,71 @@ def footprint(postgres: PostgresSettings, minio: MinioSettings, mlflow: MlflowSe
     return cpu, memory
 
 
-def _check_pr_budget(read: _Reader, postgres: PostgresSettings, minio: MinioSettings, mlflow: MlflowSettings,
-                     minio_in_cluster: bool, operations: Optional["OperationsSettings"] = None) -> None:
+def _check_pr_budget(
+    read: _Reader,
+    postgres: PostgresSettings,
+    minio: MinioSettings,
+    mlflow: MlflowSettings,
+    minio_in_cluster: bool,
+    operations: OperationsSettings | None = None,
+) -> None:
     cpu, memory = footprint(postgres, minio, mlflow, minio_in_cluster, operations)
     if memory > PR_MEMORY_BUDGET_BYTES:
-        read.fail("mlflowMemoryRequest", mlflow.resources.memory_request,
-                  f"a PR stack requests {memory / 2**20:.0f}Mi in total, over its 1024Mi budget",
-                  "lower the *MemoryRequest keys or the replica counts in profiles/pr.yaml")
+        read.fail(
+            "mlflowMemoryRequest",
+            mlflow.resources.memory_request,
+            f"a PR stack requests {memory / 2**20:.0f}Mi in total, over its 1024Mi budget",
+            "lower the *MemoryRequest keys or the replica counts in profiles/pr.yaml",
+        )
     if cpu * 1000 > PR_CPU_BUDGET_MILLICORES:
-        read.fail("mlflowCpuRequest", mlflow.resources.cpu_request,
-                  f"a PR stack requests {cpu * 1000:.0f}m CPU in total, over its 500m budget",
-                  "lower the *CpuRequest keys or the replica counts in profiles/pr.yaml")
+        read.fail(
+            "mlflowCpuRequest",
+            mlflow.resources.cpu_request,
+            f"a PR stack requests {cpu * 1000:.0f}m CPU in total, over its 500m budget",
+            "lower the *CpuRequest keys or the replica counts in profiles/pr.yaml",
+        )
 
 
 # --------------------------------------------------------------------------- stored data across updates
 # Config changes that Kubernetes cannot apply to existing data in place, and the manual path for each.
 _LAYOUT_MANUAL_PATHS = {
     "minioReplicas": "MinIO cannot turn its drives into another erasure layout in place: mirror the bucket "
-                     "into a store with the new layout (README: Changing storage, MinIO servers)",
+    "into a store with the new layout (README: Changing storage, MinIO servers)",
     "minioStorageSize": "MinIO's volumeClaimTemplates are immutable: expand the PVCs by hand where the "
-                        "StorageClass allows it (README: Changing storage, MinIO volumes)",
+    "StorageClass allows it (README: Changing storage, MinIO volumes)",
     "minioStorageClass": "existing MinIO volumes keep their StorageClass: mirror the bucket into new volumes "
-                         "(README: Changing storage, MinIO volumes)",
+    "(README: Changing storage, MinIO volumes)",
     "postgresStorageSize": "PostgreSQL volumes only grow (CloudNativePG expands them in place): restore into a "
-                           "smaller cluster instead (README: Changing storage, PostgreSQL)",
+    "smaller cluster instead (README: Changing storage, PostgreSQL)",
     "postgresStorageClass": "existing PostgreSQL volumes keep their StorageClass: CloudNativePG moves instances "
-                            "one by one if you replace them (README: Changing storage, PostgreSQL)",
+    "one by one if you replace them (README: Changing storage, PostgreSQL)",
     "postgresMode": "the database would move without its data: dump and restore it first "
-                    "(README: Changing storage, moving the database)",
+    "(README: Changing storage, moving the database)",
     "objectStoreMode": "artifacts would stay in the old store: mirror them first (README: Changing storage, "
-                       "moving artifacts)",
+    "moving artifacts)",
     "bucket": "recorded runs point at the old bucket: mirror it first (README: Changing storage, moving artifacts)",
 }
 
 
 def storage_layout(s: Settings) -> dict[str, Any]:
     """What the stored data was created with; exported as the stack output storageLayout."""
-    layout: dict[str, Any] = {"postgresMode": "external" if s.postgres.external else "inCluster",
-                              "objectStoreMode": s.object_store.mode, "bucket": s.object_store.bucket}
+    layout: dict[str, Any] = {
+        "postgresMode": "external" if s.postgres.external else "inCluster",
+        "objectStoreMode": s.object_store.mode,
+        "bucket": s.object_store.bucket,
+    }
     if s.postgres.in_cluster:
         layout.update(postgresStorageSize=s.postgres.storage_size, postgresStorageClass=s.postgres.storage_class)
     if s.object_store.in_cluster:
-        layout.update(minioReplicas=s.minio.replicas, minioStorageSize=s.minio.storage_size,
-                      minioStorageClass=s.minio.storage_class)
+        layout.update(
+            minioReplicas=s.minio.replicas,
+            minioStorageSize=s.minio.storage_size,
+            minioStorageClass=s.minio.storage_class,
+        )
     return layout
 
 
-def storage_layout_changes(previous: Optional[dict], current: dict) -> list[str]:
+def storage_layout_changes(previous: dict | None, current: dict) -> list[str]:
     """One line per unsafe change from the last deployed layout (none on a first deployment)."""
     problems = []
     for key, value in current.items():
@@ -805,21 +1043,25 @@ def storage_layout_changes(previous: Optional[dict], current: dict) -> list[str]
             continue
         if key == "postgresStorageSize" and parse_quantity(value) > parse_quantity(old):
             continue  # growing is applied in place by CloudNativePG
-        problems.append(f"  - {PROJECT_NAME}:{key} changed from {json.dumps(old)} to {json.dumps(value)}: "
-                        f"{_LAYOUT_MANUAL_PATHS[key]}. Fix: restore {json.dumps(old)}, or follow that path and "
-                        "run one `pulumi up` with allowStorageLayoutChange: true")
+        problems.append(
+            f"  - {PROJECT_NAME}:{key} changed from {json.dumps(old)} to {json.dumps(value)}: "
+            f"{_LAYOUT_MANUAL_PATHS[key]}. Fix: restore {json.dumps(old)}, or follow that path and "
+            "run one `pulumi up` with allowStorageLayoutChange: true"
+        )
     return problems
 
 
-def checked_storage_layout(s: Settings, previous: pulumi.Input[Optional[dict]]) -> pulumi.Output[dict]:
+def checked_storage_layout(s: Settings, previous: pulumi.Input[dict | None]) -> pulumi.Output[dict]:
     """The current layout, once it is safe to apply against the last deployed one; else a ConfigError."""
     current = storage_layout(s)
 
-    def check(last: Optional[dict]) -> dict:
+    def check(last: dict | None) -> dict:
         problems = [] if s.ephemeral or s.allow_storage_layout_change else storage_layout_changes(last, current)
         if problems:
-            raise ConfigError(f"stack {s.stack} would lose or strand stored data ({len(problems)} problem(s)); "
-                              "nothing was changed:\n" + "\n".join(problems))
+            raise ConfigError(
+                f"stack {s.stack} would lose or strand stored data ({len(problems)} problem(s)); "
+                "nothing was changed:\n" + "\n".join(problems)
+            )
         return current
 
     return pulumi.Output.from_input(previous).apply(check)
@@ -828,64 +1070,112 @@ def checked_storage_layout(s: Settings, previous: pulumi.Input[Optional[dict]]) 
 # --------------------------------------------------------------------------- configuration -> component Args
 # The one place that maps stack configuration onto the components' (flat, Input-typed) Args;
 # __main__.py only wires components together through their outputs.
-def operator_args(s: Settings) -> Optional[CnpgOperatorArgs]:
+def operator_args(s: Settings) -> CnpgOperatorArgs | None:
     """The CloudNativePG operator, when this stack owns it (and uses an in-cluster PostgreSQL)."""
     if not (s.postgres.install_operator and s.postgres.in_cluster):
         return None
-    return CnpgOperatorArgs(chart_version=s.postgres.operator_chart_version,
-                            namespace=s.postgres.operator_namespace, owner=f"{s.project}.{s.stack}")
+    return CnpgOperatorArgs(
+        chart_version=s.postgres.operator_chart_version,
+        namespace=s.postgres.operator_namespace,
+        owner=f"{s.project}.{s.stack}",
+    )
 
 
-def namespace_args(s: Settings, operator_namespace: pulumi.Input[str],
-                   storage_layout: pulumi.Input[dict]) -> PlatformNamespaceArgs:
-    return PlatformNamespaceArgs(name=s.namespace, protect=s.protect_data, operator_namespace=operator_namespace,
-                                 storage_layout=storage_layout)
+def namespace_args(
+    s: Settings, operator_namespace: pulumi.Input[str], storage_layout: pulumi.Input[dict]
+) -> PlatformNamespaceArgs:
+    return PlatformNamespaceArgs(
+        name=s.namespace, protect=s.protect_data, operator_namespace=operator_namespace, storage_layout=storage_layout
+    )
 
 
 def _tls_args(s: Settings) -> dict:
-    return {"tls_algorithm": s.tls.algorithm, "tls_validity_days": s.tls.validity_days,
-            "tls_early_renewal_days": s.tls.early_renewal_days, "tls_self_signed": s.tls.self_signed}
+    return {
+        "tls_algorithm": s.tls.algorithm,
+        "tls_validity_days": s.tls.validity_days,
+        "tls_early_renewal_days": s.tls.early_renewal_days,
+        "tls_self_signed": s.tls.self_signed,
+    }
 
 
-def database_args(s: Settings, namespace: pulumi.Input[str], operator_namespace: pulumi.Input[str],
-                  client_pod_labels: dict, client_ca_path: str,
-                  backup=None) -> PostgresClusterArgs | ExternalPostgresArgs:
+def database_args(
+    s: Settings,
+    namespace: pulumi.Input[str],
+    operator_namespace: pulumi.Input[str],
+    client_pod_labels: dict,
+    client_ca_path: str,
+    backup=None,
+) -> PostgresClusterArgs | ExternalPostgresArgs:
     """`backup`: the PostgresBackup component (its outputs go into the Cluster spec), or None."""
     pg = s.postgres
     if pg.external:
         return ExternalPostgresArgs(
-            namespace=namespace, host=pg.external.host, port=pg.external.port, admin_user=pg.external.admin_user,
-            admin_password=pulumi.Output.secret(pg.external.admin_password), ca_file=pg.external.ca_file,
-            ca_pem=pg.external.ca_pem, client_ca_path=client_ca_path, protect_data=s.protect_data,
+            namespace=namespace,
+            host=pg.external.host,
+            port=pg.external.port,
+            admin_user=pg.external.admin_user,
+            admin_password=pulumi.Output.secret(pg.external.admin_password),
+            ca_file=pg.external.ca_file,
+            ca_pem=pg.external.ca_pem,
+            client_ca_path=client_ca_path,
+            protect_data=s.protect_data,
         )
     return PostgresClusterArgs(
-        namespace=namespace, instances=pg.instances, image=pg.image, storage_size=pg.storage_size,
-        storage_class=pg.storage_class, resources=pg.resources.as_k8s(), client_pod_labels=client_pod_labels,
-        client_ca_path=client_ca_path, operator_namespace=operator_namespace, protect_data=s.protect_data,
-        ephemeral=s.ephemeral, **_tls_args(s), **_cluster_backup_args(s, backup),
+        namespace=namespace,
+        instances=pg.instances,
+        image=pg.image,
+        storage_size=pg.storage_size,
+        storage_class=pg.storage_class,
+        resources=pg.resources.as_k8s(),
+        client_pod_labels=client_pod_labels,
+        client_ca_path=client_ca_path,
+        operator_namespace=operator_namespace,
+        protect_data=s.protect_data,
+        ephemeral=s.ephemeral,
+        **_tls_args(s),
+        **_cluster_backup_args(s, backup),
     )
 
 
-def object_store_args(s: Settings, namespace: pulumi.Input[str],
-                      client_pod_labels: dict) -> MinioStoreArgs | ExternalObjectStoreArgs:
+def object_store_args(
+    s: Settings, namespace: pulumi.Input[str], client_pod_labels: dict
+) -> MinioStoreArgs | ExternalObjectStoreArgs:
     store = s.object_store
     if store.in_cluster:
         return MinioStoreArgs(
-            namespace=namespace, image=s.minio.image, replicas=s.minio.replicas, storage_size=s.minio.storage_size,
-            storage_class=s.minio.storage_class, resources=s.minio.resources.as_k8s(), bucket=store.bucket,
-            region=store.region, client_pod_labels=client_pod_labels, protect_data=s.protect_data,
-            ephemeral=s.ephemeral, **_tls_args(s),
-            public_domain=s.ingress.domain if s.minio.ingress else "", ingress_class_name=s.ingress.class_name,
-            ingress_tls_secret_name=s.ingress.tls_secret_name, ingress_cluster_issuer=s.ingress.cluster_issuer,
+            namespace=namespace,
+            image=s.minio.image,
+            replicas=s.minio.replicas,
+            storage_size=s.minio.storage_size,
+            storage_class=s.minio.storage_class,
+            resources=s.minio.resources.as_k8s(),
+            bucket=store.bucket,
+            region=store.region,
+            client_pod_labels=client_pod_labels,
+            protect_data=s.protect_data,
+            ephemeral=s.ephemeral,
+            **_tls_args(s),
+            public_domain=s.ingress.domain if s.minio.ingress else "",
+            ingress_class_name=s.ingress.class_name,
+            ingress_tls_secret_name=s.ingress.tls_secret_name,
+            ingress_cluster_issuer=s.ingress.cluster_issuer,
             ingress_timeout_seconds=s.mlflow.request_timeout_seconds,
             **_minio_operations_args(s),
         )
-    credentials = ({"admin_user": store.admin_user, "admin_password": pulumi.Output.secret(store.admin_password)}
-                   if store.mode == "externalMinio" else
-                   {"access_key": store.access_key, "secret_key": pulumi.Output.secret(store.secret_key)})
+    credentials = (
+        {"admin_user": store.admin_user, "admin_password": pulumi.Output.secret(store.admin_password)}
+        if store.mode == "externalMinio"
+        else {"access_key": store.access_key, "secret_key": pulumi.Output.secret(store.secret_key)}
+    )
     return ExternalObjectStoreArgs(
-        namespace=namespace, endpoint=store.endpoint, bucket=store.bucket, region=store.region,
-        ca_file=store.ca_file, ca_pem=store.ca_pem, protect_data=s.protect_data, ephemeral=s.ephemeral,
+        namespace=namespace,
+        endpoint=store.endpoint,
+        bucket=store.bucket,
+        region=store.region,
+        ca_file=store.ca_file,
+        ca_pem=store.ca_pem,
+        protect_data=s.protect_data,
+        ephemeral=s.ephemeral,
         **credentials,
     )
 
@@ -896,21 +1186,47 @@ def mlflow_args(s: Settings, namespace: pulumi.Input[str], database, store) -> M
     # Direct transfers from an in-cluster MinIO: MLflow signs URLs for the endpoint it uses, so it uses
     # the published one (through the ingress, whose certificate the image's public CAs verify).
     public = m.artifact_transfer == "direct" and s.object_store.in_cluster
-    endpoint = {"s3_endpoint_url": store.public_endpoint_url, "object_store_ca_secret_name": None,
-                "object_store_egress": store.public_client_egress} if public else {
-        "s3_endpoint_url": store.endpoint_url, "object_store_ca_secret_name": store.ca_secret_name,
-        "object_store_egress": store.client_egress}
+    endpoint = (
+        {
+            "s3_endpoint_url": store.public_endpoint_url,
+            "object_store_ca_secret_name": None,
+            "object_store_egress": store.public_client_egress,
+        }
+        if public
+        else {
+            "s3_endpoint_url": store.endpoint_url,
+            "object_store_ca_secret_name": store.ca_secret_name,
+            "object_store_egress": store.client_egress,
+        }
+    )
     return MlflowServerArgs(
-        namespace=namespace, version=m.version, image=m.image, replicas=m.replicas, workers=m.workers,
-        resources=m.resources.as_k8s(), auth=m.auth, admin_user=m.admin_user,
-        backend_store_uri=database.sqlalchemy_uri, auth_database_uri=database.auth_sqlalchemy_uri,
-        postgres_ca_secret_name=database.ca_secret_name, database_egress=database.client_egress,
-        bucket=store.bucket, access_key=store.access_key, secret_key=store.secret_key,
-        region=s.object_store.region, **endpoint,
-        ingress_domain=ingress.domain, ingress_class_name=ingress.class_name,
-        ingress_tls_secret_name=ingress.tls_secret_name, ingress_cluster_issuer=ingress.cluster_issuer,
-        artifact_transfer=m.artifact_transfer, job_execution=m.job_execution, scratch_size=m.scratch_size,
-        request_timeout_seconds=m.request_timeout_seconds, auth_cache_seconds=m.auth_cache_seconds, metrics=s.operations.metrics,
+        namespace=namespace,
+        version=m.version,
+        image=m.image,
+        replicas=m.replicas,
+        workers=m.workers,
+        resources=m.resources.as_k8s(),
+        auth=m.auth,
+        admin_user=m.admin_user,
+        backend_store_uri=database.sqlalchemy_uri,
+        auth_database_uri=database.auth_sqlalchemy_uri,
+        postgres_ca_secret_name=database.ca_secret_name,
+        database_egress=database.client_egress,
+        bucket=store.bucket,
+        access_key=store.access_key,
+        secret_key=store.secret_key,
+        region=s.object_store.region,
+        **endpoint,
+        ingress_domain=ingress.domain,
+        ingress_class_name=ingress.class_name,
+        ingress_tls_secret_name=ingress.tls_secret_name,
+        ingress_cluster_issuer=ingress.cluster_issuer,
+        artifact_transfer=m.artifact_transfer,
+        job_execution=m.job_execution,
+        scratch_size=m.scratch_size,
+        request_timeout_seconds=m.request_timeout_seconds,
+        auth_cache_seconds=m.auth_cache_seconds,
+        metrics=s.operations.metrics,
     )
 
 
@@ -920,8 +1236,10 @@ SWITCHES = ("auto", "on", "off")
 _RETENTION = re.compile(r"^[1-9][0-9]*[dwm]$")
 _GC_AGE = re.compile(r"^(?=\d)(\d+(\.\d+)?d)?(\d+(\.\d+)?h)?(\d+(\.\d+)?m)?(\d+(\.\d+)?s)?$")
 _CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
-_CRON_NAMES = {"month": ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"),
-               "dow": ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")}
+_CRON_NAMES = {
+    "month": ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"),
+    "dow": ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"),
+}
 # (name, low, high) of the five standard fields; CloudNativePG's ScheduledBackup puts seconds first.
 _CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("dow", 0, 7))
 
@@ -961,7 +1279,7 @@ class OperationsSettings:
     gc_older_than: str
 
 
-def cron_problem(value: str, seconds: bool = False) -> Optional[str]:
+def cron_problem(value: str, seconds: bool = False) -> str | None:
     """Why `value` is not a cron schedule (five fields, or six with seconds first), else None."""
     if value in _CRON_MACROS:
         return None
@@ -969,7 +1287,7 @@ def cron_problem(value: str, seconds: bool = False) -> Optional[str]:
     specs = ((("second", 0, 59),) if seconds else ()) + _CRON_FIELDS
     if len(fields) != len(specs):
         return f"has {len(fields)} fields, expected {len(specs)} ({' '.join(name for name, _, _ in specs)})"
-    for text, (name, low, high) in zip(fields, specs):
+    for text, (name, low, high) in zip(fields, specs, strict=True):
         names = _CRON_NAMES.get(name if name != "day of month" else "", ())
         for part in text.split(","):
             base, _, step = part.partition("/")
@@ -993,10 +1311,8 @@ def cron_problem(value: str, seconds: bool = False) -> Optional[str]:
     return None
 
 
-def parse_rfc3339(value: str) -> Optional["datetime"]:
+def parse_rfc3339(value: str) -> _dt.datetime | None:
     """An RFC 3339 timestamp with its offset (Z or +hh:mm), else None."""
-    import datetime as _dt
-
     if not re.fullmatch(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", value):
         return None
     try:
@@ -1009,59 +1325,111 @@ def _switch(read: _Reader, key: str, auto: bool) -> bool:
     return {"on": True, "off": False}.get(read.choice(key, SWITCHES), auto)
 
 
-def _operations(read: _Reader, profile: str, postgres: PostgresSettings, store: ObjectStoreSettings,
-                now: Optional["datetime"] = None) -> OperationsSettings:
-    import datetime as _dt
-
+def _operations(
+    read: _Reader, profile: str, postgres: PostgresSettings, store: ObjectStoreSettings, now: _dt.datetime | None = None
+) -> OperationsSettings:
     backup_switch = read.choice("backups", SWITCHES)
     if backup_switch == "on" and not postgres.in_cluster:
-        read.fail("backups", "on", "an external PostgreSQL server is backed up by whoever runs it",
-                  "remove backups (or set it to auto/off), or use postgresMode: inCluster")
+        read.fail(
+            "backups",
+            "on",
+            "an external PostgreSQL server is backed up by whoever runs it",
+            "remove backups (or set it to auto/off), or use postgresMode: inCluster",
+        )
     enabled = postgres.in_cluster and {"on": True, "off": False}.get(backup_switch, profile == "prod")
     endpoint, (ca_file, ca_pem) = read.raw("backupS3Endpoint"), read.ca_file("backupS3CaFile")
     access_key, secret_key = read.raw("backupS3AccessKey"), read.secret("backupS3SecretKey")
-    bucket = read.checked("backupBucket", is_bucket_name, "not a valid S3 bucket name",
-                          "use 3-63 lowercase letters, digits, '-' or '.', starting and ending with a letter or digit")
-    server_name = read.checked("backupServerName", lambda v: v == "" or bool(_DNS_LABEL.match(v)),
-                               "not a server name", "use a DNS-1123 label such as mlflow-pg-2, or leave it empty")
-    source = read.checked("postgresRestoreSource", lambda v: v == "" or bool(_DNS_LABEL.match(v)),
-                          "not a server name", "use the backupServerName of the stack whose backups you restore "
-                          "(mlflow-pg unless it set one), or leave it empty")
+    bucket = read.checked(
+        "backupBucket",
+        is_bucket_name,
+        "not a valid S3 bucket name",
+        "use 3-63 lowercase letters, digits, '-' or '.', starting and ending with a letter or digit",
+    )
+    server_name = read.checked(
+        "backupServerName",
+        lambda v: v == "" or bool(_DNS_LABEL.match(v)),
+        "not a server name",
+        "use a DNS-1123 label such as mlflow-pg-2, or leave it empty",
+    )
+    source = read.checked(
+        "postgresRestoreSource",
+        lambda v: v == "" or bool(_DNS_LABEL.match(v)),
+        "not a server name",
+        "use the backupServerName of the stack whose backups you restore "
+        "(mlflow-pg unless it set one), or leave it empty",
+    )
     target = read.raw("postgresRestoreTargetTime")
     backup = BackupSettings(
-        enabled=enabled, bucket=bucket,
-        schedule=read.checked("backupSchedule", lambda v: cron_problem(v, seconds=True) is None,
-                              f"not a six-field cron schedule ({cron_problem(read.raw('backupSchedule'), True)})",
-                              "use seconds first, e.g. '0 0 2 * * *' (02:00:00 daily) or @daily"),
-        retention=read.checked("backupRetention", lambda v: bool(_RETENTION.match(v)),
-                               "not a retention period", "use a whole number of days, weeks or months: 30d, 4w or 3m"),
-        server_name=server_name or "mlflow-pg", endpoint=endpoint, ca_file=ca_file, ca_pem=ca_pem,
-        access_key=access_key, secret_key=secret_key, restore_source=source, restore_target_time=target,
+        enabled=enabled,
+        bucket=bucket,
+        schedule=read.checked(
+            "backupSchedule",
+            lambda v: cron_problem(v, seconds=True) is None,
+            f"not a six-field cron schedule ({cron_problem(read.raw('backupSchedule'), True)})",
+            "use seconds first, e.g. '0 0 2 * * *' (02:00:00 daily) or @daily",
+        ),
+        retention=read.checked(
+            "backupRetention",
+            lambda v: bool(_RETENTION.match(v)),
+            "not a retention period",
+            "use a whole number of days, weeks or months: 30d, 4w or 3m",
+        ),
+        server_name=server_name or "mlflow-pg",
+        endpoint=endpoint,
+        ca_file=ca_file,
+        ca_pem=ca_pem,
+        access_key=access_key,
+        secret_key=secret_key,
+        restore_source=source,
+        restore_target_time=target,
     )
     if target:
         when = parse_rfc3339(target)
         if not source:
-            read.fail("postgresRestoreTargetTime", target, "a restore needs a source: the backups to restore from",
-                      "set postgresRestoreSource to the server name of those backups (mlflow-pg by default), "
-                      "or remove postgresRestoreTargetTime")
+            read.fail(
+                "postgresRestoreTargetTime",
+                target,
+                "a restore needs a source: the backups to restore from",
+                "set postgresRestoreSource to the server name of those backups (mlflow-pg by default), "
+                "or remove postgresRestoreTargetTime",
+            )
         if when is None:
-            read.fail("postgresRestoreTargetTime", target, "not an RFC 3339 time with an offset",
-                      "use e.g. 2026-05-04T10:42:00+02:00 or 2026-05-04T08:42:00Z")
-        elif when > (now or _dt.datetime.now(_dt.timezone.utc)):
-            read.fail("postgresRestoreTargetTime", target, "is in the future: nothing was archived there yet",
-                      "use a time in the past, or remove it to replay the whole archive")
+            read.fail(
+                "postgresRestoreTargetTime",
+                target,
+                "not an RFC 3339 time with an offset",
+                "use e.g. 2026-05-04T10:42:00+02:00 or 2026-05-04T08:42:00Z",
+            )
+        elif when > (now or _dt.datetime.now(_dt.UTC)):
+            read.fail(
+                "postgresRestoreTargetTime",
+                target,
+                "is in the future: nothing was archived there yet",
+                "use a time in the past, or remove it to replay the whole archive",
+            )
     if source and not postgres.in_cluster:
-        read.fail("postgresRestoreSource", source, "restores into an in-cluster PostgreSQL (CloudNativePG) only",
-                  "remove it, or use postgresMode: inCluster")
+        read.fail(
+            "postgresRestoreSource",
+            source,
+            "restores into an in-cluster PostgreSQL (CloudNativePG) only",
+            "remove it, or use postgresMode: inCluster",
+        )
     if source and enabled and source == backup.server_name:
-        read.fail("backupServerName", server_name, f"the restored cluster would archive its WAL onto the backups of "
-                  f"{source} that it restores from", "give the new timeline its own name, e.g. "
-                  f"`pulumi config set backupServerName {source}-2`")
+        read.fail(
+            "backupServerName",
+            server_name,
+            f"the restored cluster would archive its WAL onto the backups of {source} that it restores from",
+            f"give the new timeline its own name, e.g. `pulumi config set backupServerName {source}-2`",
+        )
     if backup.store_needed:
         _backup_target(read, backup, store)
     elif endpoint or ca_file or access_key or secret_key:
-        read.fail("backupS3Endpoint", endpoint or "(unset)", "backup target keys are set but backups are off",
-                  "set backups: on, or remove the backupS3* keys")
+        read.fail(
+            "backupS3Endpoint",
+            endpoint or "(unset)",
+            "backup target keys are set but backups are off",
+            "set backups: on, or remove the backupS3* keys",
+        )
 
     metrics = _switch(read, "metrics", profile != "pr")
     operator = read.raw("prometheusOperator")
@@ -1069,39 +1437,71 @@ def _operations(read: _Reader, profile: str, postgres: PostgresSettings, store: 
         read.fail("prometheusOperator", True, "there are no metrics to scrape with metrics: off", "set metrics: on")
     gc = _switch(read, "mlflowGc", profile != "pr")
     return OperationsSettings(
-        backup=backup, metrics=metrics, prometheus_operator=operator,
-        prometheus_namespace=read.checked("prometheusNamespace", lambda v: bool(_DNS_LABEL.match(v)),
-                                          "not a namespace name", "use the namespace Prometheus runs in, e.g. monitoring"),
+        backup=backup,
+        metrics=metrics,
+        prometheus_operator=operator,
+        prometheus_namespace=read.checked(
+            "prometheusNamespace",
+            lambda v: bool(_DNS_LABEL.match(v)),
+            "not a namespace name",
+            "use the namespace Prometheus runs in, e.g. monitoring",
+        ),
         gc=gc,
-        gc_schedule=read.checked("mlflowGcSchedule", lambda v: cron_problem(v) is None,
-                                 f"not a five-field cron schedule ({cron_problem(read.raw('mlflowGcSchedule'))})",
-                                 "use minute hour day-of-month month day-of-week, e.g. '30 3 * * *', or @daily"),
-        gc_older_than=read.checked("mlflowGcOlderThan", lambda v: bool(_GC_AGE.match(v)),
-                                   "not an age mlflow gc understands", "use #d#h#m#s, e.g. 30d or 12h"),
+        gc_schedule=read.checked(
+            "mlflowGcSchedule",
+            lambda v: cron_problem(v) is None,
+            f"not a five-field cron schedule ({cron_problem(read.raw('mlflowGcSchedule'))})",
+            "use minute hour day-of-month month day-of-week, e.g. '30 3 * * *', or @daily",
+        ),
+        gc_older_than=read.checked(
+            "mlflowGcOlderThan",
+            lambda v: bool(_GC_AGE.match(v)),
+            "not an age mlflow gc understands",
+            "use #d#h#m#s, e.g. 30d or 12h",
+        ),
     )
 
 
 def _backup_target(read: _Reader, backup: BackupSettings, store: ObjectStoreSettings) -> None:
     if backup.endpoint:
         if not is_https_endpoint(backup.endpoint):
-            read.fail("backupS3Endpoint", backup.endpoint, "not an https URL of a host (and optional port)",
-                      "use e.g. https://s3.eu-west-1.amazonaws.com; plain http is refused")
+            read.fail(
+                "backupS3Endpoint",
+                backup.endpoint,
+                "not an https URL of a host (and optional port)",
+                "use e.g. https://s3.eu-west-1.amazonaws.com; plain http is refused",
+            )
         for key, value in (("backupS3AccessKey", backup.access_key), ("backupS3SecretKey", backup.secret_key)):
             if not value:
                 secret = "--secret " if key == "backupS3SecretKey" else ""
-                read.fail(key, "", "backupS3Endpoint is set: the backup user's key pair is required",
-                          f"`pulumi config set {secret}{key} <value>`")
+                read.fail(
+                    key,
+                    "",
+                    "backupS3Endpoint is set: the backup user's key pair is required",
+                    f"`pulumi config set {secret}{key} <value>`",
+                )
         return
-    for key, value in (("backupS3CaFile", backup.ca_file), ("backupS3AccessKey", backup.access_key),
-                       ("backupS3SecretKey", "(set)" if backup.secret_key else "")):
+    for key, value in (
+        ("backupS3CaFile", backup.ca_file),
+        ("backupS3AccessKey", backup.access_key),
+        ("backupS3SecretKey", "(set)" if backup.secret_key else ""),
+    ):
         if value:
             read.fail(key, value, "only used with backupS3Endpoint", "remove it, or set backupS3Endpoint")
     if not store.in_cluster:
-        read.fail("backupS3Endpoint", "", f"objectStoreMode is {store.mode}: there is no in-cluster MinIO to back up to",
-                  "set backupS3Endpoint (with backupS3AccessKey/backupS3SecretKey) to an S3 endpoint for backups")
+        read.fail(
+            "backupS3Endpoint",
+            "",
+            f"objectStoreMode is {store.mode}: there is no in-cluster MinIO to back up to",
+            "set backupS3Endpoint (with backupS3AccessKey/backupS3SecretKey) to an S3 endpoint for backups",
+        )
     elif backup.bucket == store.bucket:
-        read.fail("backupBucket", backup.bucket, "is MLflow's artifact bucket; backups get a bucket and user of their own",
-                  "use another name, e.g. postgres-backups")
+        read.fail(
+            "backupBucket",
+            backup.bucket,
+            "is MLflow's artifact bucket; backups get a bucket and user of their own",
+            "use another name, e.g. postgres-backups",
+        )
 
 
 def operations_footprint(postgres: PostgresSettings, ops: OperationsSettings) -> tuple[float, float]:
@@ -1111,52 +1511,93 @@ def operations_footprint(postgres: PostgresSettings, ops: OperationsSettings) ->
         parts.append((postgres.instances, BACKUP_SIDECAR_CPU_REQUEST, BACKUP_SIDECAR_MEMORY_REQUEST))
     if ops.gc:
         parts.append((1, GC_CPU_REQUEST, GC_MEMORY_REQUEST))
-    return (sum(n * (parse_quantity(c) or 0) for n, c, _ in parts),
-            sum(n * (parse_quantity(m) or 0) for n, _, m in parts))
+    return (
+        sum(n * (parse_quantity(c) or 0) for n, c, _ in parts),
+        sum(n * (parse_quantity(m) or 0) for n, _, m in parts),
+    )
 
 
-def backup_args(s: Settings, namespace: pulumi.Input[str], operator_namespace: pulumi.Input[str],
-                store) -> Optional[PostgresBackupArgs]:
+def backup_args(
+    s: Settings, namespace: pulumi.Input[str], operator_namespace: pulumi.Input[str], store
+) -> PostgresBackupArgs | None:
     """The ObjectStore, when the stack archives or restores; `store` is the artifact store component."""
     backup = s.operations.backup
     if not (backup.store_needed and s.postgres.in_cluster):
         return None
-    sidecar = {"requests": {"cpu": BACKUP_SIDECAR_CPU_REQUEST, "memory": BACKUP_SIDECAR_MEMORY_REQUEST},
-               "limits": {"cpu": "1", "memory": "512Mi"}}
-    common = dict(namespace=namespace, server_name=backup.server_name, region=s.object_store.region,
-                  retention=backup.retention, wal_archiving=backup.enabled, restore_from=backup.restore_source,
-                  restore_target_time=backup.restore_target_time, sidecar_resources=sidecar,
-                  plugin_namespace=operator_namespace, check_plugin=not s.render_directory,
-                  protect_data=s.protect_data)
+    sidecar = {
+        "requests": {"cpu": BACKUP_SIDECAR_CPU_REQUEST, "memory": BACKUP_SIDECAR_MEMORY_REQUEST},
+        "limits": {"cpu": "1", "memory": "512Mi"},
+    }
+    common = dict(
+        namespace=namespace,
+        server_name=backup.server_name,
+        region=s.object_store.region,
+        retention=backup.retention,
+        wal_archiving=backup.enabled,
+        restore_from=backup.restore_source,
+        restore_target_time=backup.restore_target_time,
+        sidecar_resources=sidecar,
+        plugin_namespace=operator_namespace,
+        check_plugin=not s.render_directory,
+        protect_data=s.protect_data,
+    )
     if backup.endpoint:
-        return PostgresBackupArgs(destination_path=f"s3://{backup.bucket}/", endpoint_url=backup.endpoint.rstrip("/"),
-                                  access_key=backup.access_key, secret_key=pulumi.Output.secret(backup.secret_key),
-                                  ca_pem=backup.ca_pem, **common)
-    return PostgresBackupArgs(destination_path=pulumi.Output.concat("s3://", store.backup_bucket, "/"),
-                              endpoint_url=store.endpoint_url, ca_secret_name=store.ca_secret_name,
-                              credentials_secret_name=store.backup_credentials_secret_name, **common)
+        return PostgresBackupArgs(
+            destination_path=f"s3://{backup.bucket}/",
+            endpoint_url=backup.endpoint.rstrip("/"),
+            access_key=backup.access_key,
+            secret_key=pulumi.Output.secret(backup.secret_key),
+            ca_pem=backup.ca_pem,
+            **common,
+        )
+    return PostgresBackupArgs(
+        destination_path=pulumi.Output.concat("s3://", store.backup_bucket, "/"),
+        endpoint_url=store.endpoint_url,
+        ca_secret_name=store.ca_secret_name,
+        credentials_secret_name=store.backup_credentials_secret_name,
+        **common,
+    )
 
 
-def gc_args(s: Settings, namespace: pulumi.Input[str], mlflow, database, store) -> Optional[MlflowGarbageCollectorArgs]:
+def gc_args(s: Settings, namespace: pulumi.Input[str], mlflow, database, store) -> MlflowGarbageCollectorArgs | None:
     if not s.operations.gc:
         return None
     return MlflowGarbageCollectorArgs(
-        namespace=namespace, image=s.mlflow.image, env_secret_name=mlflow.env_secret_name,
-        postgres_ca_secret_name=database.ca_secret_name, tracking_url=mlflow.internal_url,
-        object_store_ca_secret_name=store.ca_secret_name, schedule=s.operations.gc_schedule,
-        older_than=s.operations.gc_older_than, auth=s.mlflow.auth, admin_user=s.mlflow.admin_user)
+        namespace=namespace,
+        image=s.mlflow.image,
+        env_secret_name=mlflow.env_secret_name,
+        postgres_ca_secret_name=database.ca_secret_name,
+        tracking_url=mlflow.internal_url,
+        object_store_ca_secret_name=store.ca_secret_name,
+        schedule=s.operations.gc_schedule,
+        older_than=s.operations.gc_older_than,
+        auth=s.mlflow.auth,
+        admin_user=s.mlflow.admin_user,
+    )
 
 
-def monitoring_args(s: Settings, namespace: pulumi.Input[str], mlflow, store) -> Optional[PlatformMonitoringArgs]:
+def monitoring_args(s: Settings, namespace: pulumi.Input[str], mlflow, store) -> PlatformMonitoringArgs | None:
     ops = s.operations
     if not (ops.metrics and ops.prometheus_operator):
         return None
-    minio = {"minio_selector": MINIO_POD_SELECTOR, "minio_ca_secret_name": store.ca_secret_name,
-             "minio_server_name": pulumi.Output.concat("minio.", namespace, ".svc")} if s.object_store.in_cluster else {}
+    minio = (
+        {
+            "minio_selector": MINIO_POD_SELECTOR,
+            "minio_ca_secret_name": store.ca_secret_name,
+            "minio_server_name": pulumi.Output.concat("minio.", namespace, ".svc"),
+        }
+        if s.object_store.in_cluster
+        else {}
+    )
     return PlatformMonitoringArgs(
-        namespace=namespace, prometheus_namespace=ops.prometheus_namespace, mlflow_selector=MLFLOW_SERVER_SELECTOR,
-        mlflow_password_secret_name=mlflow.env_secret_name if s.mlflow.auth else None, mlflow_user=s.mlflow.admin_user,
-        postgres_selector={"cnpg.io/cluster": "mlflow-pg"} if s.postgres.in_cluster else None, **minio)
+        namespace=namespace,
+        prometheus_namespace=ops.prometheus_namespace,
+        mlflow_selector=MLFLOW_SERVER_SELECTOR,
+        mlflow_password_secret_name=mlflow.env_secret_name if s.mlflow.auth else None,
+        mlflow_user=s.mlflow.admin_user,
+        postgres_selector={"cnpg.io/cluster": "mlflow-pg"} if s.postgres.in_cluster else None,
+        **minio,
+    )
 
 
 MINIO_POD_SELECTOR = _k8s_selector(_k8s_labels(MINIO_SERVICE, "object-store"))

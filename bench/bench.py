@@ -20,9 +20,10 @@ import json
 import re
 import sys
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = Path(__file__).resolve().parent
@@ -39,16 +40,36 @@ COMPONENT_TYPES = {
 CNPG_CLUSTER = "kubernetes:postgresql.cnpg.io/v1:Cluster"
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 WORKLOAD_TYPES = {
-    "kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet", "kubernetes:apps/v1:DaemonSet",
-    "kubernetes:apps/v1:ReplicaSet", "kubernetes:batch/v1:Job", "kubernetes:core/v1:Pod",
+    "kubernetes:apps/v1:Deployment",
+    "kubernetes:apps/v1:StatefulSet",
+    "kubernetes:apps/v1:DaemonSet",
+    "kubernetes:apps/v1:ReplicaSet",
+    "kubernetes:batch/v1:Job",
+    "kubernetes:core/v1:Pod",
 }
 
 
 # =========================================================================== quantities
-_QUANTITY = re.compile(r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(?:([eE][+-]?[0-9]+)|(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E))?$")
+_QUANTITY = re.compile(
+    r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(?:([eE][+-]?[0-9]+)|(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E))?$"
+)
 _SUFFIX = {
-    None: 1, "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+    None: 1,
+    "n": 1e-9,
+    "u": 1e-6,
+    "m": 1e-3,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "P": 1e15,
+    "E": 1e18,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+    "Ei": 2**60,
 }
 
 
@@ -65,14 +86,14 @@ def parse_quantity(value: Any) -> float:
     return float(number) * (10 ** int(exponent[1:]) if exponent else _SUFFIX[suffix])
 
 
-def format_cpu(cores: Optional[float]) -> str:
+def format_cpu(cores: float | None) -> str:
     if cores is None:
         return "unbounded"
     millis = cores * 1000
     return f"{millis:.0f}m" if abs(millis - round(millis)) < 1e-6 else f"{millis:.3f}m"
 
 
-def format_memory(size: Optional[float]) -> str:
+def format_memory(size: float | None) -> str:
     if size is None:
         return "unbounded"
     mib = size / 2**20
@@ -86,12 +107,12 @@ RESOURCES = ("cpu", "memory")
 SECTIONS = ("requests", "limits")
 
 
-def container_amounts(container: Mapping, section: str) -> dict[str, Optional[float]]:
+def container_amounts(container: Mapping, section: str) -> dict[str, float | None]:
     """What one container asks for. A missing request defaults to the limit (as the API server does),
     else 0; a missing limit is unbounded (None)."""
     res = container.get("resources") or {}
     requests, limits = res.get("requests") or {}, res.get("limits") or {}
-    out: dict[str, Optional[float]] = {}
+    out: dict[str, float | None] = {}
     for name in RESOURCES:
         if section == "requests":
             raw = requests.get(name, limits.get(name))
@@ -101,27 +122,27 @@ def container_amounts(container: Mapping, section: str) -> dict[str, Optional[fl
     return out
 
 
-def _add(a: Optional[float], b: Optional[float]) -> Optional[float]:
+def _add(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a + b
 
 
-def _max(a: Optional[float], b: Optional[float]) -> Optional[float]:
+def _max(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else max(a, b)
 
 
-def pod_amounts(pod_spec: Mapping, section: str = "requests") -> dict[str, Optional[float]]:
+def pod_amounts(pod_spec: Mapping, section: str = "requests") -> dict[str, float | None]:
     """Effective per-pod amount, as the scheduler computes it.
 
     max(sum(app containers) + sum(sidecars), max over plain init containers of (init + sidecars
     started before it)); a sidecar is an init container with restartPolicy: Always. Init containers
     run one at a time, so a Job whose steps are init containers needs its largest step, not the sum.
     """
-    out: dict[str, Optional[float]] = {}
+    out: dict[str, float | None] = {}
     containers = pod_spec.get("containers") or []
     inits = pod_spec.get("initContainers") or []
     for name in RESOURCES:
-        sidecars_so_far: Optional[float] = 0.0
-        init_peak: Optional[float] = 0.0
+        sidecars_so_far: float | None = 0.0
+        init_peak: float | None = 0.0
         for init in inits:
             amount = container_amounts(init, section)[name]
             if init.get("restartPolicy") == "Always":
@@ -129,7 +150,7 @@ def pod_amounts(pod_spec: Mapping, section: str = "requests") -> dict[str, Optio
                 init_peak = _max(init_peak, sidecars_so_far)
             else:
                 init_peak = _max(init_peak, _add(amount, sidecars_so_far))
-        app: Optional[float] = sidecars_so_far
+        app: float | None = sidecars_so_far
         for container in containers:
             app = _add(app, container_amounts(container, section)[name])
         out[name] = _max(app, init_peak)
@@ -144,12 +165,12 @@ class Workload:
     per_pod: dict  # section -> resource -> amount (None = unbounded)
     note: str = ""
 
-    def total(self, section: str, resource: str) -> Optional[float]:
+    def total(self, section: str, resource: str) -> float | None:
         amount = self.per_pod[section][resource]
         return None if amount is None else amount * self.pods
 
 
-def _pods_of_template(obj: Mapping) -> Optional[tuple[int, Mapping, str]]:
+def _pods_of_template(obj: Mapping) -> tuple[int, Mapping, str] | None:
     """(pod count, pod spec, note) for a Kubernetes object that runs pods; None for the rest."""
     kind, spec = obj.get("kind"), obj.get("spec") or {}
     if kind in ("Deployment", "StatefulSet", "ReplicaSet"):
@@ -166,7 +187,7 @@ def _pods_of_template(obj: Mapping) -> Optional[tuple[int, Mapping, str]]:
     return None
 
 
-def workloads(objects: Iterable[Mapping], labels: Optional[Iterable[str]] = None) -> list[Workload]:
+def workloads(objects: Iterable[Mapping], labels: Iterable[str] | None = None) -> list[Workload]:
     """Every pod-running object in a list of Kubernetes manifests, with its per-pod amounts.
 
     `labels` (same order as `objects`) names each workload; by default its metadata.name."""
@@ -175,13 +196,20 @@ def workloads(objects: Iterable[Mapping], labels: Optional[Iterable[str]] = None
     names = list(labels) if labels is not None else [(o.get("metadata") or {}).get("name", "?") for o in objects]
     if len(names) != len(objects):
         raise ValueError("one label per object")
-    for obj, name in zip(objects, names):
+    for obj, name in zip(objects, names, strict=True):
         kind = obj.get("kind")
         if kind == "Cluster" and str(obj.get("apiVersion", "")).startswith("postgresql.cnpg.io/"):
             spec = obj.get("spec") or {}
             pod = {"containers": [{"name": "postgres", "resources": spec.get("resources") or {}}]}
-            found.append(Workload(kind, name, int(spec.get("instances", 1)),
-                                  {s: pod_amounts(pod, s) for s in SECTIONS}, "CNPG instances x spec.resources"))
+            found.append(
+                Workload(
+                    kind,
+                    name,
+                    int(spec.get("instances", 1)),
+                    {s: pod_amounts(pod, s) for s in SECTIONS},
+                    "CNPG instances x spec.resources",
+                )
+            )
             continue
         pods = _pods_of_template(obj)
         if pods is None:
@@ -191,8 +219,8 @@ def workloads(objects: Iterable[Mapping], labels: Optional[Iterable[str]] = None
     return found
 
 
-def footprint_totals(items: Iterable[Workload]) -> dict[str, dict[str, Optional[float]]]:
-    totals: dict[str, dict[str, Optional[float]]] = {s: {r: 0.0 for r in RESOURCES} for s in SECTIONS}
+def footprint_totals(items: Iterable[Workload]) -> dict[str, dict[str, float | None]]:
+    totals: dict[str, dict[str, float | None]] = {s: {r: 0.0 for r in RESOURCES} for s in SECTIONS}
     for item in items:
         for section in SECTIONS:
             for resource in RESOURCES:
@@ -203,9 +231,12 @@ def footprint_totals(items: Iterable[Workload]) -> dict[str, dict[str, Optional[
 def pr_budget_check(totals: Mapping) -> dict[str, Any]:
     cpu, memory = totals["requests"]["cpu"], totals["requests"]["memory"]
     return {
-        "cpu_requested": cpu, "memory_requested": memory,
-        "cpu_budget": PR_CPU_BUDGET_CORES, "memory_budget": PR_MEMORY_BUDGET_BYTES,
-        "cpu_ok": cpu <= PR_CPU_BUDGET_CORES + 1e-9, "memory_ok": memory <= PR_MEMORY_BUDGET_BYTES,
+        "cpu_requested": cpu,
+        "memory_requested": memory,
+        "cpu_budget": PR_CPU_BUDGET_CORES,
+        "memory_budget": PR_MEMORY_BUDGET_BYTES,
+        "cpu_ok": cpu <= PR_CPU_BUDGET_CORES + 1e-9,
+        "memory_ok": memory <= PR_MEMORY_BUDGET_BYTES,
         "passed": cpu <= PR_CPU_BUDGET_CORES + 1e-9 and memory <= PR_MEMORY_BUDGET_BYTES,
     }
 
@@ -215,12 +246,12 @@ def pr_budget_check(totals: Mapping) -> dict[str, Any]:
 class Graph:
     """Custom resources (nodes, by URN) and what each waits for before the engine creates it."""
 
-    names: dict[str, str]                 # urn -> resource name
-    types: dict[str, str]                 # urn -> type token
-    weights: dict[str, int]               # urn -> 1 if the engine waits for readiness, else 0
-    deps: dict[str, set[str]]             # urn -> urns it waits for
-    component_refs: int = 0               # dependencies that named a component (expanded here)
-    provider_edges: int = 0               # edges added because a resource waits for its provider
+    names: dict[str, str]  # urn -> resource name
+    types: dict[str, str]  # urn -> type token
+    weights: dict[str, int]  # urn -> 1 if the engine waits for readiness, else 0
+    deps: dict[str, set[str]]  # urn -> urns it waits for
+    component_refs: int = 0  # dependencies that named a component (expanded here)
+    provider_edges: int = 0  # edges added because a resource waits for its provider
     descendants: dict[str, set[str]] = field(default_factory=dict)  # component urn -> custom descendants
 
     def ancestors(self, urns: Iterable[str]) -> set[str]:
@@ -321,7 +352,7 @@ def critical_path(weights: Mapping[str, int], deps: Mapping[str, Iterable[str]])
     pending = {n: len(ds) for n, ds in waits.items()}
     ready = sorted(n for n, count in pending.items() if count == 0)
     best: dict[str, tuple[int, int]] = {}
-    previous: dict[str, Optional[str]] = {}
+    previous: dict[str, str | None] = {}
     done = 0
     while ready:
         node = ready.pop()
@@ -394,11 +425,14 @@ def independent(graph: Graph, group_a: set[str], group_b: set[str]) -> dict[str,
     transitively, for anything in the other."""
     a_waits_for_b = sorted(graph.names.get(u, u) for u in graph.ancestors(group_a) & group_b)
     b_waits_for_a = sorted(graph.names.get(u, u) for u in graph.ancestors(group_b) & group_a)
-    return {"independent": not a_waits_for_b and not b_waits_for_a,
-            "a_waits_for_b": a_waits_for_b, "b_waits_for_a": b_waits_for_a}
+    return {
+        "independent": not a_waits_for_b and not b_waits_for_a,
+        "a_waits_for_b": a_waits_for_b,
+        "b_waits_for_a": b_waits_for_a,
+    }
 
 
-def data_services_parallel(ev_registrations: list, graph: Optional[Graph] = None) -> dict[str, Any]:
+def data_services_parallel(ev_registrations: list, graph: Graph | None = None) -> dict[str, Any]:
     """PostgreSQL (PostgresCluster component) vs MinIO (MinioStore component): all of each one's
     custom resources, and their readiness chains, must not wait for the other."""
     graph = graph or build_graph(ev_registrations)
@@ -414,12 +448,16 @@ def data_services_parallel(ev_registrations: list, graph: Optional[Graph] = None
     for key, group in groups.items():
         gates = [u for u in group if graph.weights[u] and graph.types[u] != "kubernetes:core/v1:Service"]
         ready[key] = {graph.names[u]: levels[u] for u in sorted(gates, key=lambda u: graph.names[u])}
-    return {"independent": result["independent"], "postgres_waits_for_minio": result["a_waits_for_b"],
-            "minio_waits_for_postgres": result["b_waits_for_a"], "readiness_levels": ready}
+    return {
+        "independent": result["independent"],
+        "postgres_waits_for_minio": result["a_waits_for_b"],
+        "minio_waits_for_postgres": result["b_waits_for_a"],
+        "readiness_levels": ready,
+    }
 
 
 # =========================================================================== running programs
-def run_program(stack: str, program: Optional[Path] = None, config: Optional[dict] = None):
+def run_program(stack: str, program: Path | None = None, config: dict | None = None):
     """evaluate_stack for `stack`, on the real program or another one (the floor, a probe).
 
     tests/harness.py is not modified: its evaluate_stack runs `harness.MAIN`, which this wrapper points
@@ -445,8 +483,12 @@ def run_program(stack: str, program: Optional[Path] = None, config: Optional[dic
 def count_resources(registrations: list) -> dict:
     custom = [r for r in registrations if r.custom]
     components = [r for r in registrations if not r.custom]
-    return {"custom": len(custom), "components": len(components), "total": len(registrations),
-            "by_type": dict(sorted(Counter(r.type for r in registrations).items()))}
+    return {
+        "custom": len(custom),
+        "components": len(components),
+        "total": len(registrations),
+        "by_type": dict(sorted(Counter(r.type for r in registrations).items())),
+    }
 
 
 def sdk_expands_component_dependencies() -> dict:
@@ -464,8 +506,7 @@ def analyse_stack(stack: str) -> dict:
     weight, chain = critical_path(graph.weights, graph.deps)
     critical = critical_nodes(graph.weights, graph.deps)
     # ev.k8s_objects lists the Kubernetes registrations in order; label each by its Pulumi name.
-    k8s_regs = [r for r in ev.registrations
-                if r.custom and r.type.startswith("kubernetes:") and r.type != HELM_RELEASE]
+    k8s_regs = [r for r in ev.registrations if r.custom and r.type.startswith("kubernetes:") and r.type != HELM_RELEASE]
     objects = ev.k8s_objects
     labels = [r.name for r in k8s_regs] if len(k8s_regs) == len(objects) else None
     kind_order = {"Cluster": 0, "StatefulSet": 1, "Deployment": 2, "Job": 3}
@@ -477,18 +518,29 @@ def analyse_stack(stack: str) -> dict:
         "critical_path": {
             "length": weight,
             "chain": [{"name": graph.names[u], "type": graph.types[u], "weight": graph.weights[u]} for u in chain],
-            "nodes": len(graph.names), "edges": sum(len(d) for d in graph.deps.values()),
-            "provider_edges": graph.provider_edges, "component_refs_expanded": graph.component_refs,
+            "nodes": len(graph.names),
+            "edges": sum(len(d) for d in graph.deps.values()),
+            "provider_edges": graph.provider_edges,
+            "component_refs_expanded": graph.component_refs,
             "critical_gates": sorted(graph.names[u] for u in critical if graph.weights[u]),
         },
         "parallel": data_services_parallel(ev.registrations, graph),
         "footprint": {
-            "workloads": [{"kind": w.kind, "name": w.name, "pods": w.pods, "per_pod": w.per_pod,
-                           "total": {s: {r: w.total(s, r) for r in RESOURCES} for s in SECTIONS}, "note": w.note}
-                          for w in items],
+            "workloads": [
+                {
+                    "kind": w.kind,
+                    "name": w.name,
+                    "pods": w.pods,
+                    "per_pod": w.per_pod,
+                    "total": {s: {r: w.total(s, r) for r in RESOURCES} for s in SECTIONS},
+                    "note": w.note,
+                }
+                for w in items
+            ],
             "totals": totals,
-            "not_counted": [f"helm Release {n}: the chart's pods (CNPG operator) run in its own namespace"
-                            for n in helm],
+            "not_counted": [
+                f"helm Release {n}: the chart's pods (CNPG operator) run in its own namespace" for n in helm
+            ],
             "pr_budget": pr_budget_check(totals),
         },
     }
@@ -520,25 +572,35 @@ def render(report: dict) -> str:
     probe = report.get("sdk_component_expansion")
     if probe:
         found = ", ".join(f"{s}: {d['critical_path']['component_refs_expanded']}" for s, d in stacks.items())
-        add(f"   The SDK already expands depends_on=[component] into the component's custom descendants: "
-            f"{'yes' if probe['expanded'] else 'NO'}")
-        add(f"   (probe program: consumer -> {probe['consumer_dependencies']}); component URNs left in the recorded "
-            f"graphs: {found}.")
+        add(
+            f"   The SDK already expands depends_on=[component] into the component's custom descendants: "
+            f"{'yes' if probe['expanded'] else 'NO'}"
+        )
+        add(
+            f"   (probe program: consumer -> {probe['consumer_dependencies']}); component URNs left in the recorded "
+            f"graphs: {found}."
+        )
     for name, data in stacks.items():
         cp = data["critical_path"]
         chain = cp["chain"]
         add(f"   {name}: LENGTH {cp['length']} readiness waits: {' -> '.join(c['name'] for c in chain if c['weight'])}")
-        add(f"     chain ({len(chain)} resources): {' -> '.join(c['name'] + ('*' if c['weight'] else '') for c in chain)}")
+        add(
+            f"     chain ({len(chain)} resources): {' -> '.join(c['name'] + ('*' if c['weight'] else '') for c in chain)}"
+        )
         add(f"     every readiness gate on some longest chain (ties): {', '.join(cp['critical_gates'])}")
         add(f"     graph: {cp['nodes']} nodes, {cp['edges']} edges ({cp['provider_edges']} only via the provider)")
         par = data["parallel"]
         verdict = "independent -> they come up in parallel" if par["independent"] else "NOT independent"
-        levels = "; ".join(f"{k}: " + ", ".join(f"{n} at wait {lvl}" for n, lvl in v.items())
-                           for k, v in par["readiness_levels"].items())
+        levels = "; ".join(
+            f"{k}: " + ", ".join(f"{n} at wait {lvl}" for n, lvl in v.items())
+            for k, v in par["readiness_levels"].items()
+        )
         add(f"     PostgreSQL vs MinIO: {verdict} ({levels})")
         if not par["independent"]:
-            add(f"       postgres waits for minio: {par['postgres_waits_for_minio']}; "
-                f"minio waits for postgres: {par['minio_waits_for_postgres']}")
+            add(
+                f"       postgres waits for minio: {par['postgres_waits_for_minio']}; "
+                f"minio waits for postgres: {par['minio_waits_for_postgres']}"
+            )
     add("")
     add("4. CPU/memory per stack: pods x per-pod amount; per pod = max(sum of containers, largest init")
     add("   container) as the scheduler counts it; CNPG Cluster = instances x spec.resources; a missing limit")
@@ -549,26 +611,35 @@ def render(report: dict) -> str:
         add(f"     {'workload':38}{'pods':>5}{'cpu req':>10}{'mem req':>10}{'cpu lim':>11}{'mem lim':>11}")
         for w in fp["workloads"]:
             t = w["total"]
-            add(f"     {w['kind'] + '/' + w['name']:38}{w['pods']:>5}{format_cpu(t['requests']['cpu']):>10}"
+            add(
+                f"     {w['kind'] + '/' + w['name']:38}{w['pods']:>5}{format_cpu(t['requests']['cpu']):>10}"
                 f"{format_memory(t['requests']['memory']):>10}{format_cpu(t['limits']['cpu']):>11}"
-                f"{format_memory(t['limits']['memory']):>11}")
+                f"{format_memory(t['limits']['memory']):>11}"
+            )
         t = fp["totals"]
-        add(f"     {'TOTAL':38}{'':>5}{format_cpu(t['requests']['cpu']):>10}{format_memory(t['requests']['memory']):>10}"
-            f"{format_cpu(t['limits']['cpu']):>11}{format_memory(t['limits']['memory']):>11}")
+        add(
+            f"     {'TOTAL':38}{'':>5}{format_cpu(t['requests']['cpu']):>10}{format_memory(t['requests']['memory']):>10}"
+            f"{format_cpu(t['limits']['cpu']):>11}{format_memory(t['limits']['memory']):>11}"
+        )
         for note in fp["not_counted"]:
             add(f"     not counted: {note}")
         if name.startswith("pr-"):
             b = fp["pr_budget"]
-            add(f"     PR targets: memory requested {format_memory(b['memory_requested'])} <= 1Gi "
+            add(
+                f"     PR targets: memory requested {format_memory(b['memory_requested'])} <= 1Gi "
                 f"{'PASS' if b['memory_ok'] else 'FAIL'}; cpu requested {format_cpu(b['cpu_requested'])} <= 500m "
-                f"{'PASS' if b['cpu_ok'] else 'FAIL'}  => {'PASS' if b['passed'] else 'FAIL'}")
+                f"{'PASS' if b['cpu_ok'] else 'FAIL'}  => {'PASS' if b['passed'] else 'FAIL'}"
+            )
     add("")
-    add(f"All checks: {'PASS' if report['checks_passed'] else 'FAIL'} ("
-        + ", ".join(f"{name} {'PASS' if ok else 'FAIL'}" for name, ok in report["checks"].items()) + ")")
+    add(
+        f"All checks: {'PASS' if report['checks_passed'] else 'FAIL'} ("
+        + ", ".join(f"{name} {'PASS' if ok else 'FAIL'}" for name, ok in report["checks"].items())
+        + ")"
+    )
     return "\n".join(out)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", action="store_true", help="print the static reports as JSON (no server benchmark)")
     parser.add_argument("--static-only", action="store_true", help="skip the server benchmark (section 1)")
@@ -580,11 +651,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         from bench import server_bench
 
         server_bench.main()
-    report: dict[str, Any] = {"stacks": {stack: analyse_stack(stack) for stack in STACKS},
-                              "sdk_component_expansion": sdk_expands_component_dependencies()}
+    report: dict[str, Any] = {
+        "stacks": {stack: analyse_stack(stack) for stack in STACKS},
+        "sdk_component_expansion": sdk_expands_component_dependencies(),
+    }
     checks = {
-        "pr_footprint": all(d["footprint"]["pr_budget"]["passed"] for s, d in report["stacks"].items()
-                            if s.startswith("pr-")),
+        "pr_footprint": all(
+            d["footprint"]["pr_budget"]["passed"] for s, d in report["stacks"].items() if s.startswith("pr-")
+        ),
         "data_services_parallel": all(d["parallel"]["independent"] for d in report["stacks"].values()),
     }
     report["checks"] = checks

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -36,7 +35,7 @@ class CnpgOperator(pulumi.ComponentResource):
     namespace: pulumi.Output[str]
     release_status: pulumi.Output[dict]
 
-    def __init__(self, name: str, args: CnpgOperatorArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: CnpgOperatorArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlflow-platform:index:CnpgOperator", name, None, opts)
         keep = pulumi.ResourceOptions(parent=self, retain_on_delete=True)
         namespace = k8s.core.v1.Namespace(

@@ -9,7 +9,6 @@ Two ways, one output shape (the same as MinioStore's):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 from urllib.parse import urlsplit
 
 import pulumi
@@ -28,11 +27,11 @@ class ExternalObjectStoreArgs:
     bucket: str
     region: str
     # MLflow's own key pair (mode "external").
-    access_key: Optional[pulumi.Input[str]] = None
-    secret_key: Optional[pulumi.Input[str]] = None
+    access_key: pulumi.Input[str] | None = None
+    secret_key: pulumi.Input[str] | None = None
     # MinIO admin login (mode "externalMinio"): a dedicated user is created for MLflow.
-    admin_user: Optional[str] = None
-    admin_password: Optional[pulumi.Input[str]] = None
+    admin_user: str | None = None
+    admin_password: pulumi.Input[str] | None = None
     # CA bundle of the endpoint: path relative to the project directory, and its content.
     ca_file: str = ""
     ca_pem: str = ""
@@ -54,10 +53,10 @@ class ExternalObjectStore(pulumi.ComponentResource):
     access_key: pulumi.Output[str]
     secret_key: pulumi.Output[str]
     # None when the endpoint's certificate is signed by a public CA the image already trusts.
-    ca_secret_name: Optional[pulumi.Output[str]]
+    ca_secret_name: pulumi.Output[str] | None
     client_egress: pulumi.Output[dict]
 
-    def __init__(self, name: str, args: ExternalObjectStoreArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: ExternalObjectStoreArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlflow-platform:index:ExternalObjectStore", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         host, port = endpoint_host_port(args.endpoint)
@@ -67,16 +66,27 @@ class ExternalObjectStore(pulumi.ComponentResource):
             self.bucket = pulumi.Output.from_input(args.bucket)
             self.access_key = pulumi.Output.secret(args.access_key)
             self.secret_key = pulumi.Output.secret(args.secret_key)
-        self.ca_secret_name = k8s.core.v1.Secret(
-            f"{name}-ca-secret",
-            metadata={"namespace": args.namespace, "labels": {**PART_OF, "mlflow-platform/certificate": name}},
-            type="Opaque", string_data={"ca.crt": args.ca_pem}, opts=child,
-        ).metadata.name if args.ca_pem else None
+        self.ca_secret_name = (
+            k8s.core.v1.Secret(
+                f"{name}-ca-secret",
+                metadata={"namespace": args.namespace, "labels": {**PART_OF, "mlflow-platform/certificate": name}},
+                type="Opaque",
+                string_data={"ca.crt": args.ca_pem},
+                opts=child,
+            ).metadata.name
+            if args.ca_pem
+            else None
+        )
         self.endpoint_url = pulumi.Output.from_input(args.endpoint.rstrip("/"))
         # The endpoint is outside the cluster: its port, whatever address the name resolves to.
         self.client_egress = pulumi.Output.from_input({"ports": [{"port": port, "protocol": "TCP"}]})
-        outputs = {"endpoint_url": self.endpoint_url, "bucket": self.bucket, "access_key": self.access_key,
-                   "secret_key": self.secret_key, "client_egress": self.client_egress}
+        outputs = {
+            "endpoint_url": self.endpoint_url,
+            "bucket": self.bucket,
+            "access_key": self.access_key,
+            "secret_key": self.secret_key,
+            "client_egress": self.client_egress,
+        }
         if self.ca_secret_name is not None:
             outputs["ca_secret_name"] = self.ca_secret_name
         self.register_outputs(outputs)
@@ -84,26 +94,42 @@ class ExternalObjectStore(pulumi.ComponentResource):
     def _minio_user(self, name: str, args: ExternalObjectStoreArgs, host: str, port: int):
         provider = minio.Provider(
             f"{name}-admin-provider",
-            minio_server=f"{host}:{port}", minio_user=args.admin_user,
+            minio_server=f"{host}:{port}",
+            minio_user=args.admin_user,
             minio_password=pulumi.Output.secret(args.admin_password),
-            minio_ssl=True, minio_cacert_file=args.ca_file or None, minio_region=args.region,
+            minio_ssl=True,
+            minio_cacert_file=args.ca_file or None,
+            minio_region=args.region,
             opts=pulumi.ResourceOptions(parent=self),
         )
         s3 = pulumi.ResourceOptions(parent=self, provider=provider)
         bucket = minio.S3Bucket(
-            f"{name}-bucket", bucket=args.bucket, acl="private", force_destroy=args.ephemeral,
-            opts=pulumi.ResourceOptions.merge(s3, pulumi.ResourceOptions(
-                protect=args.protect_data, retain_on_delete=args.protect_data)),
+            f"{name}-bucket",
+            bucket=args.bucket,
+            acl="private",
+            force_destroy=args.ephemeral,
+            opts=pulumi.ResourceOptions.merge(
+                s3, pulumi.ResourceOptions(protect=args.protect_data, retain_on_delete=args.protect_data)
+            ),
         )
-        user_secret = random.RandomPassword(f"{name}-{args.user_name}-secret-key", length=40, special=False,
-                                            opts=pulumi.ResourceOptions(parent=self))
-        user = minio.IamUser(f"{name}-{args.user_name}-user", name=args.user_name, secret=user_secret.result,
-                             force_destroy=True, opts=s3)
-        policy = minio.IamPolicy(f"{name}-{args.user_name}-policy", name=policy_name(args.user_name, args.bucket),
-                                 policy=bucket.bucket.apply(bucket_policy), opts=s3)
-        attachment = minio.IamUserPolicyAttachment(f"{name}-{args.user_name}-policy-attachment",
-                                                   user_name=user.name, policy_name=policy.name, opts=s3)
+        user_secret = random.RandomPassword(
+            f"{name}-{args.user_name}-secret-key", length=40, special=False, opts=pulumi.ResourceOptions(parent=self)
+        )
+        user = minio.IamUser(
+            f"{name}-{args.user_name}-user", name=args.user_name, secret=user_secret.result, force_destroy=True, opts=s3
+        )
+        policy = minio.IamPolicy(
+            f"{name}-{args.user_name}-policy",
+            name=policy_name(args.user_name, args.bucket),
+            policy=bucket.bucket.apply(bucket_policy),
+            opts=s3,
+        )
+        attachment = minio.IamUserPolicyAttachment(
+            f"{name}-{args.user_name}-policy-attachment", user_name=user.name, policy_name=policy.name, opts=s3
+        )
         # The key pair is usable only once the policy is attached.
-        return (pulumi.Output.all(bucket.bucket, attachment.id).apply(lambda v: v[0]),
-                pulumi.Output.all(user.name, attachment.id).apply(lambda v: v[0]),
-                pulumi.Output.secret(user_secret.result))
+        return (
+            pulumi.Output.all(bucket.bucket, attachment.id).apply(lambda v: v[0]),
+            pulumi.Output.all(user.name, attachment.id).apply(lambda v: v[0]),
+            pulumi.Output.secret(user_secret.result),
+        )

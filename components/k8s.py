@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -47,10 +47,13 @@ def container_security_context() -> dict:
 
 def service_dns_names(services: Sequence[str], namespace: pulumi.Input[str]) -> pulumi.Output[list[str]]:
     """Every name a client in the cluster may use for these Services (certificate SANs)."""
-    return pulumi.Output.from_input(namespace).apply(lambda ns: [
-        name for service in services
-        for name in (service, f"{service}.{ns}", f"{service}.{ns}.svc", f"{service}.{ns}.svc.cluster.local")
-    ])
+    return pulumi.Output.from_input(namespace).apply(
+        lambda ns: [
+            name
+            for service in services
+            for name in (service, f"{service}.{ns}", f"{service}.{ns}.svc", f"{service}.{ns}.svc.cluster.local")
+        ]
+    )
 
 
 def checkov_skips(reasons: Mapping[str, str]) -> dict[str, str]:
@@ -85,21 +88,36 @@ def service_account(namespace, pod_labels: Mapping[str, str]) -> dict:
 DNS_EGRESS = {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}
 
 
-def egress_policy(name: str, namespace: pulumi.Input[str], pod_selector: Mapping[str, str],
-                  destinations: Sequence[pulumi.Input[dict]], parent: pulumi.Resource) -> k8s.networking.v1.NetworkPolicy:
+def egress_policy(
+    name: str,
+    namespace: pulumi.Input[str],
+    pod_selector: Mapping[str, str],
+    destinations: Sequence[pulumi.Input[dict]],
+    parent: pulumi.Resource,
+) -> k8s.networking.v1.NetworkPolicy:
     """Pods that never call the Kubernetes API reach DNS and the listed destinations, nothing else."""
     return k8s.networking.v1.NetworkPolicy(
         name,
         metadata={"namespace": namespace, "labels": PART_OF},
-        spec={"podSelector": {"matchLabels": dict(pod_selector)}, "policyTypes": ["Egress"],
-              "egress": [DNS_EGRESS, *destinations]},
+        spec={
+            "podSelector": {"matchLabels": dict(pod_selector)},
+            "policyTypes": ["Egress"],
+            "egress": [DNS_EGRESS, *destinations],
+        },
         opts=pulumi.ResourceOptions(parent=parent),
     )
 
 
-def job_spec(pod_labels: Mapping[str, str], account, containers: Sequence[dict], volumes: Sequence[dict],
-             backoff_limit: int, deadline_seconds: int, init_containers: Sequence[dict] = (),
-             pod_annotations: Mapping[str, str] | None = None) -> dict:
+def job_spec(
+    pod_labels: Mapping[str, str],
+    account,
+    containers: Sequence[dict],
+    volumes: Sequence[dict],
+    backoff_limit: int,
+    deadline_seconds: int,
+    init_containers: Sequence[dict] = (),
+    pod_annotations: Mapping[str, str] | None = None,
+) -> dict:
     """A run-to-completion Job whose restricted pod never talks to the Kubernetes API."""
     pod = {
         "restartPolicy": "Never",
@@ -114,5 +132,8 @@ def job_spec(pod_labels: Mapping[str, str], account, containers: Sequence[dict],
     metadata: dict = {"labels": dict(pod_labels)}
     if pod_annotations:
         metadata["annotations"] = dict(pod_annotations)
-    return {"backoffLimit": backoff_limit, "activeDeadlineSeconds": deadline_seconds,
-            "template": {"metadata": metadata, "spec": pod}}
+    return {
+        "backoffLimit": backoff_limit,
+        "activeDeadlineSeconds": deadline_seconds,
+        "template": {"metadata": metadata, "spec": pod},
+    }

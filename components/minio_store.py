@@ -6,9 +6,9 @@ The bucket, user, policy and attachment are created by a Job inside the namespac
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -65,7 +65,7 @@ class MinioStoreArgs:
     # bootstrap Job; "" makes none. Pods with backup_client_pod_labels may reach MinIO.
     backup_bucket: str = ""
     backup_user_name: str = "barman"
-    backup_client_pod_labels: Optional[Mapping[str, str]] = None
+    backup_client_pod_labels: Mapping[str, str] | None = None
     # Serve /minio/v2/metrics/* without a token (MINIO_PROMETHEUS_AUTH_TYPE=public).
     metrics_public: bool = False
 
@@ -84,21 +84,31 @@ class MinioStore(pulumi.ComponentResource):
     public_endpoint_url: pulumi.Output[str]
     public_client_egress: pulumi.Output[dict]
 
-    def __init__(self, name: str, args: MinioStoreArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: MinioStoreArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlflow-platform:index:MinioStore", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         pod_labels = kube.labels(SERVICE, "object-store")
         namespace = pulumi.Output.from_input(args.namespace)
-        peer_wildcards = namespace.apply(lambda ns: [
-            f"*.{HEADLESS_SERVICE}.{ns}.svc", f"*.{HEADLESS_SERVICE}.{ns}.svc.cluster.local"])
+        peer_wildcards = namespace.apply(
+            lambda ns: [f"*.{HEADLESS_SERVICE}.{ns}.svc", f"*.{HEADLESS_SERVICE}.{ns}.svc.cluster.local"]
+        )
         dns_names = pulumi.Output.all(
-            kube.service_dns_names([SERVICE, HEADLESS_SERVICE], args.namespace), peer_wildcards,
+            kube.service_dns_names([SERVICE, HEADLESS_SERVICE], args.namespace),
+            peer_wildcards,
         ).apply(lambda parts: sorted(set(parts[0] + parts[1])))
-        certificate = TlsCertificate(f"{name}-tls", TlsCertificateArgs(
-            namespace=args.namespace, common_name=SERVICE, dns_names=dns_names,
-            algorithm=args.tls_algorithm, validity_days=args.tls_validity_days,
-            early_renewal_days=args.tls_early_renewal_days, self_signed=args.tls_self_signed,
-        ), opts=child)
+        certificate = TlsCertificate(
+            f"{name}-tls",
+            TlsCertificateArgs(
+                namespace=args.namespace,
+                common_name=SERVICE,
+                dns_names=dns_names,
+                algorithm=args.tls_algorithm,
+                validity_days=args.tls_validity_days,
+                early_renewal_days=args.tls_early_renewal_days,
+                self_signed=args.tls_self_signed,
+            ),
+            opts=child,
+        )
 
         root_user = random.RandomPassword(f"{name}-root-user", length=20, special=False, opts=child)
         root_password = random.RandomPassword(f"{name}-root-password", length=40, special=False, opts=child)
@@ -106,30 +116,60 @@ class MinioStore(pulumi.ComponentResource):
             f"{name}-root-credentials",
             metadata={"namespace": args.namespace, "labels": pod_labels},
             type="Opaque",
-            string_data={"config.env": pulumi.Output.format(
-                "MINIO_ROOT_USER={0}\nMINIO_ROOT_PASSWORD={1}\n", root_user.result, root_password.result)},
+            string_data={
+                "config.env": pulumi.Output.format(
+                    "MINIO_ROOT_USER={0}\nMINIO_ROOT_PASSWORD={1}\n", root_user.result, root_password.result
+                )
+            },
             opts=child,
         )
         services = [
-            k8s.core.v1.Service(f"{name}-{suffix}", metadata={
-                "name": svc_name, "namespace": args.namespace, "labels": pod_labels,
-            }, spec=spec, opts=child)
+            k8s.core.v1.Service(
+                f"{name}-{suffix}",
+                metadata={
+                    "name": svc_name,
+                    "namespace": args.namespace,
+                    "labels": pod_labels,
+                },
+                spec=spec,
+                opts=child,
+            )
             for suffix, svc_name, spec in (
-                ("service", SERVICE, {"selector": kube.selector(pod_labels),
-                                      "ports": [{"name": "https", "port": PORT, "targetPort": PORT}]}),
-                ("headless", HEADLESS_SERVICE, {"clusterIP": "None", "publishNotReadyAddresses": True,
-                                                "selector": kube.selector(pod_labels),
-                                                "ports": [{"name": "https", "port": PORT, "targetPort": PORT}]}),
+                (
+                    "service",
+                    SERVICE,
+                    {
+                        "selector": kube.selector(pod_labels),
+                        "ports": [{"name": "https", "port": PORT, "targetPort": PORT}],
+                    },
+                ),
+                (
+                    "headless",
+                    HEADLESS_SERVICE,
+                    {
+                        "clusterIP": "None",
+                        "publishNotReadyAddresses": True,
+                        "selector": kube.selector(pod_labels),
+                        "ports": [{"name": "https", "port": PORT, "targetPort": PORT}],
+                    },
+                ),
             )
         ]
-        account = k8s.core.v1.ServiceAccount(f"{name}-service-account", **kube.service_account(args.namespace, pod_labels), opts=child)
+        account = k8s.core.v1.ServiceAccount(
+            f"{name}-service-account", **kube.service_account(args.namespace, pod_labels), opts=child
+        )
         statefulset = k8s.apps.v1.StatefulSet(
             f"{name}-statefulset",
-            metadata={"name": SERVICE, "namespace": args.namespace, "labels": pod_labels,
-                      "annotations": kube.checkov_skips(kube.image_skips())},
+            metadata={
+                "name": SERVICE,
+                "namespace": args.namespace,
+                "labels": pod_labels,
+                "annotations": kube.checkov_skips(kube.image_skips()),
+            },
             spec=self._statefulset_spec(args, pod_labels, account, certificate, root_env, namespace),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=services,
-                                        protect=args.protect_data, retain_on_delete=args.protect_data),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=services, protect=args.protect_data, retain_on_delete=args.protect_data
+            ),
         )
         self._network_policy(name, args, pod_labels)
 
@@ -147,10 +187,16 @@ class MinioStore(pulumi.ComponentResource):
         user_secret, user_credentials = credentials(args.user_name)
         # PostgreSQL's backups: a user of their own, for their bucket only.
         backup_credentials = credentials(args.backup_user_name)[1] if args.backup_bucket else None
-        bootstrap = self._bootstrap_job(name, args, account, certificate, root_env, user_credentials, statefulset,
-                                        backup_credentials)
-        kube.egress_policy(f"{name}-bootstrap-egress", args.namespace, kube.selector(BOOTSTRAP_LABELS),
-                           [self._egress_rule(pod_labels)], parent=self)
+        bootstrap = self._bootstrap_job(
+            name, args, account, certificate, root_env, user_credentials, statefulset, backup_credentials
+        )
+        kube.egress_policy(
+            f"{name}-bootstrap-egress",
+            args.namespace,
+            kube.selector(BOOTSTRAP_LABELS),
+            [self._egress_rule(pod_labels)],
+            parent=self,
+        )
 
         self.endpoint_url = pulumi.Output.concat("https://", SERVICE, ".", args.namespace, ".svc:", str(PORT))
         # The bucket (and so the key pair) is usable once the bootstrap Job completed; the MLflow
@@ -161,8 +207,9 @@ class MinioStore(pulumi.ComponentResource):
         # waiting for the bootstrap Job: PostgreSQL comes up in parallel with MinIO, and WAL archiving
         # retries until the Job has made the bucket and user.
         self.backup_bucket = pulumi.Output.from_input(args.backup_bucket)
-        self.backup_credentials_secret_name = (backup_credentials.metadata.name if backup_credentials is not None
-                                               else pulumi.Output.from_input(""))
+        self.backup_credentials_secret_name = (
+            backup_credentials.metadata.name if backup_credentials is not None else pulumi.Output.from_input("")
+        )
         self.secret_key = pulumi.Output.secret(user_secret.result)
         self.ca_pem = certificate.ca_pem
         self.ca_secret_name = certificate.ca_secret_name
@@ -172,28 +219,56 @@ class MinioStore(pulumi.ComponentResource):
         if args.public_domain:
             host = namespace.apply(lambda ns: object_store_ingress.public_host(SERVICE, ns, args.public_domain))
             object_store_ingress.s3_ingress(
-                f"{name}-ingress", namespace=args.namespace, host=host, service_name=SERVICE, service_port=PORT,
-                labels=pod_labels, backend_ca_secret_name=certificate.ca_secret_name,
+                f"{name}-ingress",
+                namespace=args.namespace,
+                host=host,
+                service_name=SERVICE,
+                service_port=PORT,
+                labels=pod_labels,
+                backend_ca_secret_name=certificate.ca_secret_name,
                 backend_server_name=pulumi.Output.concat(SERVICE, ".", args.namespace, ".svc"),
-                class_name=args.ingress_class_name, tls_secret_name=args.ingress_tls_secret_name,
-                cluster_issuer=args.ingress_cluster_issuer, timeout_seconds=args.ingress_timeout_seconds, parent=self)
+                class_name=args.ingress_class_name,
+                tls_secret_name=args.ingress_tls_secret_name,
+                cluster_issuer=args.ingress_cluster_issuer,
+                timeout_seconds=args.ingress_timeout_seconds,
+                parent=self,
+            )
             self.public_endpoint_url = pulumi.Output.concat("https://", host)
             self.public_client_egress = pulumi.Output.from_input(object_store_ingress.client_egress())
-        self.register_outputs({
-            "endpoint_url": self.endpoint_url, "bucket": self.bucket, "access_key": self.access_key,
-            "secret_key": self.secret_key, "ca_pem": self.ca_pem, "ca_secret_name": self.ca_secret_name,
-            "client_egress": self.client_egress, "public_endpoint_url": self.public_endpoint_url,
-            "backup_bucket": self.backup_bucket, "backup_credentials_secret_name": self.backup_credentials_secret_name,
-            "public_client_egress": self.public_client_egress,
-        })
+        self.register_outputs(
+            {
+                "endpoint_url": self.endpoint_url,
+                "bucket": self.bucket,
+                "access_key": self.access_key,
+                "secret_key": self.secret_key,
+                "ca_pem": self.ca_pem,
+                "ca_secret_name": self.ca_secret_name,
+                "client_egress": self.client_egress,
+                "public_endpoint_url": self.public_endpoint_url,
+                "backup_bucket": self.backup_bucket,
+                "backup_credentials_secret_name": self.backup_credentials_secret_name,
+                "public_client_egress": self.public_client_egress,
+            }
+        )
 
     @staticmethod
     def _egress_rule(pod_labels: dict) -> dict:
-        return {"to": [{"podSelector": {"matchLabels": kube.selector(pod_labels)}}],
-                "ports": [{"port": PORT, "protocol": "TCP"}]}
+        return {
+            "to": [{"podSelector": {"matchLabels": kube.selector(pod_labels)}}],
+            "ports": [{"port": PORT, "protocol": "TCP"}],
+        }
 
-    def _bootstrap_job(self, name: str, args: MinioStoreArgs, account, certificate: TlsCertificate, root_env,
-                       user_credentials, statefulset, backup_credentials=None) -> k8s.batch.v1.Job:
+    def _bootstrap_job(
+        self,
+        name: str,
+        args: MinioStoreArgs,
+        account,
+        certificate: TlsCertificate,
+        root_env,
+        user_credentials,
+        statefulset,
+        backup_credentials=None,
+    ) -> k8s.batch.v1.Job:
         """Idempotent `mc` run: bucket, MLflow's user (password re-applied), policy (re-applied), attachment.
 
         The script and policy live in a ConfigMap and the keys in Secrets whose names change with
@@ -202,35 +277,48 @@ class MinioStore(pulumi.ComponentResource):
         files = k8s.core.v1.ConfigMap(
             f"{name}-bootstrap",
             metadata={"namespace": args.namespace, "labels": BOOTSTRAP_LABELS},
-            data={"bootstrap.sh": BOOTSTRAP_SCRIPT.read_text(encoding="utf-8"),
-                  "policy.json": bucket_policy(args.bucket),
-                  # The backup user gets the same bucket-scoped rights (list, get, put, delete) on its own bucket.
-                  **({"backup-policy.json": bucket_policy(args.backup_bucket)} if args.backup_bucket else {})},
+            data={
+                "bootstrap.sh": BOOTSTRAP_SCRIPT.read_text(encoding="utf-8"),
+                "policy.json": bucket_policy(args.bucket),
+                # The backup user gets the same bucket-scoped rights (list, get, put, delete) on its own bucket.
+                **({"backup-policy.json": bucket_policy(args.backup_bucket)} if args.backup_bucket else {}),
+            },
             opts=pulumi.ResourceOptions(parent=self),
         )
         plain = {
             "MINIO_ENDPOINT": pulumi.Output.concat(SERVICE, ".", args.namespace, ".svc:", str(PORT)),
-            "MINIO_ROOT_ENV_FILE": ENV_FILE, "MINIO_CA_FILE": f"{BOOTSTRAP_DIR}/ca/ca.crt",
-            "BUCKET": args.bucket, "REGION": args.region,
-            "POLICY_NAME": policy_name(args.user_name, args.bucket), "POLICY_FILE": f"{BOOTSTRAP_DIR}/files/policy.json",
+            "MINIO_ROOT_ENV_FILE": ENV_FILE,
+            "MINIO_CA_FILE": f"{BOOTSTRAP_DIR}/ca/ca.crt",
+            "BUCKET": args.bucket,
+            "REGION": args.region,
+            "POLICY_NAME": policy_name(args.user_name, args.bucket),
+            "POLICY_FILE": f"{BOOTSTRAP_DIR}/files/policy.json",
             "HOME": "/tmp",
         }
         env = [{"name": key, "value": value} for key, value in plain.items()] + [
             {"name": var, "valueFrom": {"secretKeyRef": {"name": user_credentials.metadata.name, "key": key}}}
-            for var, key in (("USER_ACCESS_KEY", "access-key"), ("USER_SECRET_KEY", "secret-key"))]
+            for var, key in (("USER_ACCESS_KEY", "access-key"), ("USER_SECRET_KEY", "secret-key"))
+        ]
         if backup_credentials is not None:
-            env += [{"name": "BACKUP_BUCKET", "value": args.backup_bucket},
-                    {"name": "BACKUP_POLICY_NAME", "value": policy_name(args.backup_user_name, args.backup_bucket)},
-                    {"name": "BACKUP_POLICY_FILE", "value": f"{BOOTSTRAP_DIR}/files/backup-policy.json"}] + [
+            env += [
+                {"name": "BACKUP_BUCKET", "value": args.backup_bucket},
+                {"name": "BACKUP_POLICY_NAME", "value": policy_name(args.backup_user_name, args.backup_bucket)},
+                {"name": "BACKUP_POLICY_FILE", "value": f"{BOOTSTRAP_DIR}/files/backup-policy.json"},
+            ] + [
                 {"name": var, "valueFrom": {"secretKeyRef": {"name": backup_credentials.metadata.name, "key": key}}}
-                for var, key in (("BACKUP_ACCESS_KEY", "access-key"), ("BACKUP_SECRET_KEY", "secret-key"))]
+                for var, key in (("BACKUP_ACCESS_KEY", "access-key"), ("BACKUP_SECRET_KEY", "secret-key"))
+            ]
         container = {
-            "name": "bootstrap", "image": args.image, "imagePullPolicy": "IfNotPresent",
+            "name": "bootstrap",
+            "image": args.image,
+            "imagePullPolicy": "IfNotPresent",
             "command": ["/bin/sh", f"{BOOTSTRAP_DIR}/files/bootstrap.sh"],
             "env": env,
             "securityContext": kube.container_security_context(),
-            "resources": {"requests": {"cpu": BOOTSTRAP_CPU_REQUEST, "memory": BOOTSTRAP_MEMORY_REQUEST},
-                          "limits": {"cpu": "200m", "memory": "128Mi"}},
+            "resources": {
+                "requests": {"cpu": BOOTSTRAP_CPU_REQUEST, "memory": BOOTSTRAP_MEMORY_REQUEST},
+                "limits": {"cpu": "200m", "memory": "128Mi"},
+            },
             "volumeMounts": [
                 {"name": "files", "mountPath": f"{BOOTSTRAP_DIR}/files", "readOnly": True},
                 {"name": "ca", "mountPath": f"{BOOTSTRAP_DIR}/ca", "readOnly": True},
@@ -246,14 +334,25 @@ class MinioStore(pulumi.ComponentResource):
         ]
         return k8s.batch.v1.Job(
             f"{name}-bootstrap",
-            metadata={"namespace": args.namespace, "labels": BOOTSTRAP_LABELS,
-                      "annotations": kube.checkov_skips({**kube.image_skips(), "CKV_K8S_35": SECRET_ENV_REASON})},
-            spec=kube.job_spec(BOOTSTRAP_LABELS, account, [container], volumes, backoff_limit=6, deadline_seconds=600,
-                               # New drives (another layout) get a new Job: the bucket and user are made again.
-                               pod_annotations={"mlflow-platform/minio-layout": self._layout(args)}),
+            metadata={
+                "namespace": args.namespace,
+                "labels": BOOTSTRAP_LABELS,
+                "annotations": kube.checkov_skips({**kube.image_skips(), "CKV_K8S_35": SECRET_ENV_REASON}),
+            },
+            spec=kube.job_spec(
+                BOOTSTRAP_LABELS,
+                account,
+                [container],
+                volumes,
+                backoff_limit=6,
+                deadline_seconds=600,
+                # New drives (another layout) get a new Job: the bucket and user are made again.
+                pod_annotations={"mlflow-platform/minio-layout": self._layout(args)},
+            ),
             # MinIO must serve before the bootstrap connects (the StatefulSet is awaited ready).
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[statefulset],
-                                        custom_timeouts=pulumi.CustomTimeouts(create="10m", update="10m")),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[statefulset], custom_timeouts=pulumi.CustomTimeouts(create="10m", update="10m")
+            ),
         )
 
     @staticmethod
@@ -261,13 +360,20 @@ class MinioStore(pulumi.ComponentResource):
         return f"{args.replicas}x{args.storage_size}/{args.storage_class or 'default'}"
 
     @staticmethod
-    def _statefulset_spec(args: MinioStoreArgs, pod_labels: dict, account, certificate: TlsCertificate,
-                          root_env, namespace: pulumi.Output[str]) -> dict:
+    def _statefulset_spec(
+        args: MinioStoreArgs,
+        pod_labels: dict,
+        account,
+        certificate: TlsCertificate,
+        root_env,
+        namespace: pulumi.Output[str],
+    ) -> dict:
         if args.replicas == 1:
             volumes_arg: pulumi.Input[str] = DATA_DIR
         else:
             volumes_arg = namespace.apply(
-                lambda ns: f"https://{SERVICE}-{{0...{args.replicas - 1}}}.{HEADLESS_SERVICE}.{ns}.svc:{PORT}{DATA_DIR}")
+                lambda ns: f"https://{SERVICE}-{{0...{args.replicas - 1}}}.{HEADLESS_SERVICE}.{ns}.svc:{PORT}{DATA_DIR}"
+            )
         storage = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": args.storage_size}}}
         if args.storage_class:
             storage["storageClassName"] = args.storage_class
@@ -287,38 +393,58 @@ class MinioStore(pulumi.ComponentResource):
                     "serviceAccountName": account.metadata.name,
                     "automountServiceAccountToken": False,
                     "securityContext": kube.pod_security_context(),
-                    "containers": [{
-                        "name": "minio",
-                        "image": args.image,
-                        "imagePullPolicy": "IfNotPresent",
-                        "args": ["server", "--address", f":{PORT}", "--certs-dir", CERTS_DIR, volumes_arg],
-                        "env": [
-                            {"name": "MINIO_CONFIG_ENV_FILE", "value": ENV_FILE},
-                            {"name": "MINIO_SITE_REGION", "value": args.region},
-                            {"name": "MINIO_BROWSER", "value": "off"},
-                            *([{"name": "MINIO_PROMETHEUS_AUTH_TYPE", "value": "public"}] if args.metrics_public else []),
-                            {"name": "HOME", "value": "/tmp"},
-                        ],
-                        "ports": [{"name": "https", "containerPort": PORT}],
-                        "resources": dict(args.resources),
-                        "securityContext": kube.container_security_context(),
-                        "readinessProbe": {"httpGet": {"path": "/minio/health/ready", **probe},
-                                           "periodSeconds": 10, "timeoutSeconds": 5},
-                        "livenessProbe": {"httpGet": {"path": "/minio/health/live", **probe},
-                                          "initialDelaySeconds": 10, "periodSeconds": 20, "timeoutSeconds": 5},
-                        "volumeMounts": [
-                            {"name": "data", "mountPath": DATA_DIR},
-                            {"name": "certs", "mountPath": CERTS_DIR, "readOnly": True},
-                            {"name": "config", "mountPath": ENV_FILE.rsplit("/", 1)[0], "readOnly": True},
-                            {"name": "tmp", "mountPath": "/tmp"},
-                        ],
-                    }],
+                    "containers": [
+                        {
+                            "name": "minio",
+                            "image": args.image,
+                            "imagePullPolicy": "IfNotPresent",
+                            "args": ["server", "--address", f":{PORT}", "--certs-dir", CERTS_DIR, volumes_arg],
+                            "env": [
+                                {"name": "MINIO_CONFIG_ENV_FILE", "value": ENV_FILE},
+                                {"name": "MINIO_SITE_REGION", "value": args.region},
+                                {"name": "MINIO_BROWSER", "value": "off"},
+                                *(
+                                    [{"name": "MINIO_PROMETHEUS_AUTH_TYPE", "value": "public"}]
+                                    if args.metrics_public
+                                    else []
+                                ),
+                                {"name": "HOME", "value": "/tmp"},
+                            ],
+                            "ports": [{"name": "https", "containerPort": PORT}],
+                            "resources": dict(args.resources),
+                            "securityContext": kube.container_security_context(),
+                            "readinessProbe": {
+                                "httpGet": {"path": "/minio/health/ready", **probe},
+                                "periodSeconds": 10,
+                                "timeoutSeconds": 5,
+                            },
+                            "livenessProbe": {
+                                "httpGet": {"path": "/minio/health/live", **probe},
+                                "initialDelaySeconds": 10,
+                                "periodSeconds": 20,
+                                "timeoutSeconds": 5,
+                            },
+                            "volumeMounts": [
+                                {"name": "data", "mountPath": DATA_DIR},
+                                {"name": "certs", "mountPath": CERTS_DIR, "readOnly": True},
+                                {"name": "config", "mountPath": ENV_FILE.rsplit("/", 1)[0], "readOnly": True},
+                                {"name": "tmp", "mountPath": "/tmp"},
+                            ],
+                        }
+                    ],
                     "volumes": [
-                        {"name": "certs", "secret": {"secretName": certificate.secret_name, "defaultMode": 0o440, "items": [
-                            {"key": "tls.crt", "path": "public.crt"},
-                            {"key": "tls.key", "path": "private.key"},
-                            {"key": "ca.crt", "path": "CAs/ca.crt"},
-                        ]}},
+                        {
+                            "name": "certs",
+                            "secret": {
+                                "secretName": certificate.secret_name,
+                                "defaultMode": 0o440,
+                                "items": [
+                                    {"key": "tls.crt", "path": "public.crt"},
+                                    {"key": "tls.key", "path": "private.key"},
+                                    {"key": "ca.crt", "path": "CAs/ca.crt"},
+                                ],
+                            },
+                        },
                         {"name": "config", "secret": {"secretName": root_env.metadata.name, "defaultMode": 0o440}},
                         {"name": "tmp", **kube.writable_scratch()},
                     ],
@@ -332,16 +458,28 @@ class MinioStore(pulumi.ComponentResource):
         k8s.networking.v1.NetworkPolicy(
             f"{name}-network-policy",
             metadata={"namespace": args.namespace, "labels": pod_labels},
-            spec={"podSelector": {"matchLabels": kube.selector(pod_labels)}, "policyTypes": ["Ingress"], "ingress": [{
-                "from": [{"podSelector": {"matchLabels": dict(args.client_pod_labels)}},
-                         {"podSelector": {"matchLabels": kube.selector(BOOTSTRAP_LABELS)}},
-                         {"podSelector": {"matchLabels": kube.selector(pod_labels)}},
-                         # PostgreSQL's instances (their backup sidecar) when they back up here.
-                         *([{"podSelector": {"matchLabels": dict(args.backup_client_pod_labels)}}]
-                           if args.backup_client_pod_labels else [])],
-                "ports": [{"port": PORT, "protocol": "TCP"}],
-            # Published: the ingress controller (its namespace is not known to the stack) reaches the
-            # S3 port; every request still needs a valid signature.
-            }, *([{"ports": [{"port": PORT, "protocol": "TCP"}]}] if args.public_domain else [])]},
+            spec={
+                "podSelector": {"matchLabels": kube.selector(pod_labels)},
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    {
+                        "from": [
+                            {"podSelector": {"matchLabels": dict(args.client_pod_labels)}},
+                            {"podSelector": {"matchLabels": kube.selector(BOOTSTRAP_LABELS)}},
+                            {"podSelector": {"matchLabels": kube.selector(pod_labels)}},
+                            # PostgreSQL's instances (their backup sidecar) when they back up here.
+                            *(
+                                [{"podSelector": {"matchLabels": dict(args.backup_client_pod_labels)}}]
+                                if args.backup_client_pod_labels
+                                else []
+                            ),
+                        ],
+                        "ports": [{"port": PORT, "protocol": "TCP"}],
+                        # Published: the ingress controller (its namespace is not known to the stack) reaches the
+                        # S3 port; every request still needs a valid signature.
+                    },
+                    *([{"ports": [{"port": PORT, "protocol": "TCP"}]}] if args.public_domain else []),
+                ],
+            },
             opts=pulumi.ResourceOptions(parent=self),
         )

@@ -12,14 +12,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components import k8s as kube
-from components.mlflow_server import (CA_DIR, ENV_KEYS, HOME, OBJECT_STORE_CA_PATH, PORT, POSTGRES_CA_PATH,
-                                      SECRET_ENV_REASON, SERVER_LABELS)
+from components.mlflow_server import (
+    CA_DIR,
+    ENV_KEYS,
+    HOME,
+    OBJECT_STORE_CA_PATH,
+    PORT,
+    POSTGRES_CA_PATH,
+    SECRET_ENV_REASON,
+    SERVER_LABELS,
+)
 
 GC_LABELS = kube.labels("mlflow", "gc")
 GC_CPU_REQUEST = "50m"
@@ -35,7 +42,7 @@ class MlflowGarbageCollectorArgs:
     postgres_ca_secret_name: pulumi.Input[str]
     # The server's in-cluster URL (http://mlflow.<namespace>.svc): artifacts are deleted through it.
     tracking_url: pulumi.Input[str]
-    object_store_ca_secret_name: Optional[pulumi.Input[str]] = None
+    object_store_ca_secret_name: pulumi.Input[str] | None = None
     # Standard five-field cron, and mlflow gc's --older-than (#d#h#m#s).
     schedule: str = "30 3 * * *"
     older_than: str = "30d"
@@ -48,45 +55,81 @@ class MlflowGarbageCollector(pulumi.ComponentResource):
 
     cron_job_name: pulumi.Output[str]
 
-    def __init__(self, name: str, args: MlflowGarbageCollectorArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: MlflowGarbageCollectorArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlflow-platform:index:MlflowGarbageCollector", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        account = k8s.core.v1.ServiceAccount(f"{name}-service-account",
-                                             **kube.service_account(args.namespace, GC_LABELS), opts=child)
+        account = k8s.core.v1.ServiceAccount(
+            f"{name}-service-account", **kube.service_account(args.namespace, GC_LABELS), opts=child
+        )
 
         def from_secret(var: str) -> dict:
             return {"name": var, "valueFrom": {"secretKeyRef": {"name": args.env_secret_name, "key": ENV_KEYS[var]}}}
 
-        env = [from_secret("MLFLOW_BACKEND_STORE_URI"),
-               {"name": "MLFLOW_TRACKING_URI", "value": args.tracking_url},
-               {"name": "HOME", "value": HOME}, {"name": "TMPDIR", "value": "/tmp"},
-               {"name": "MLFLOW_DISABLE_TELEMETRY", "value": "true"}, {"name": "DO_NOT_TRACK", "value": "true"}]
+        env = [
+            from_secret("MLFLOW_BACKEND_STORE_URI"),
+            {"name": "MLFLOW_TRACKING_URI", "value": args.tracking_url},
+            {"name": "HOME", "value": HOME},
+            {"name": "TMPDIR", "value": "/tmp"},
+            {"name": "MLFLOW_DISABLE_TELEMETRY", "value": "true"},
+            {"name": "DO_NOT_TRACK", "value": "true"},
+        ]
         if args.auth:
-            env += [{"name": "MLFLOW_TRACKING_USERNAME", "value": args.admin_user},
-                    {"name": "MLFLOW_TRACKING_PASSWORD",
-                     "valueFrom": {"secretKeyRef": {"name": args.env_secret_name, "key": ENV_KEYS["MLFLOW_AUTH_ADMIN_PASSWORD"]}}}]
-        ca_sources = [{"secret": {"name": args.postgres_ca_secret_name,
-                                  "items": [{"key": "ca.crt", "path": Path(POSTGRES_CA_PATH).name}]}}]
+            env += [
+                {"name": "MLFLOW_TRACKING_USERNAME", "value": args.admin_user},
+                {
+                    "name": "MLFLOW_TRACKING_PASSWORD",
+                    "valueFrom": {
+                        "secretKeyRef": {"name": args.env_secret_name, "key": ENV_KEYS["MLFLOW_AUTH_ADMIN_PASSWORD"]}
+                    },
+                },
+            ]
+        ca_sources = [
+            {
+                "secret": {
+                    "name": args.postgres_ca_secret_name,
+                    "items": [{"key": "ca.crt", "path": Path(POSTGRES_CA_PATH).name}],
+                }
+            }
+        ]
         if args.object_store_ca_secret_name is not None:
-            ca_sources.append({"secret": {"name": args.object_store_ca_secret_name,
-                                          "items": [{"key": "ca.crt", "path": Path(OBJECT_STORE_CA_PATH).name}]}})
+            ca_sources.append(
+                {
+                    "secret": {
+                        "name": args.object_store_ca_secret_name,
+                        "items": [{"key": "ca.crt", "path": Path(OBJECT_STORE_CA_PATH).name}],
+                    }
+                }
+            )
         container = {
-            "name": "gc", "image": args.image, "imagePullPolicy": "IfNotPresent",
+            "name": "gc",
+            "image": args.image,
+            "imagePullPolicy": "IfNotPresent",
             "command": ["mlflow"],
             "args": ["gc", "--backend-store-uri", "$(MLFLOW_BACKEND_STORE_URI)", "--older-than", args.older_than],
             "env": env,
             "securityContext": kube.container_security_context(),
-            "resources": {"requests": {"cpu": GC_CPU_REQUEST, "memory": GC_MEMORY_REQUEST},
-                          "limits": {"cpu": "1", "memory": "512Mi"}},
-            "volumeMounts": [{"name": "ca", "mountPath": CA_DIR, "readOnly": True},
-                             {"name": "tmp", "mountPath": "/tmp"}, {"name": "home", "mountPath": HOME}],
+            "resources": {
+                "requests": {"cpu": GC_CPU_REQUEST, "memory": GC_MEMORY_REQUEST},
+                "limits": {"cpu": "1", "memory": "512Mi"},
+            },
+            "volumeMounts": [
+                {"name": "ca", "mountPath": CA_DIR, "readOnly": True},
+                {"name": "tmp", "mountPath": "/tmp"},
+                {"name": "home", "mountPath": HOME},
+            ],
         }
-        volumes = [{"name": "ca", "projected": {"defaultMode": 0o444, "sources": ca_sources}},
-                   {"name": "tmp", **kube.writable_scratch()}, {"name": "home", **kube.writable_scratch()}]
+        volumes = [
+            {"name": "ca", "projected": {"defaultMode": 0o444, "sources": ca_sources}},
+            {"name": "tmp", **kube.writable_scratch()},
+            {"name": "home", **kube.writable_scratch()},
+        ]
         cron = k8s.batch.v1.CronJob(
             f"{name}-cron-job",
-            metadata={"namespace": args.namespace, "labels": GC_LABELS,
-                      "annotations": kube.checkov_skips({**kube.image_skips(), "CKV_K8S_35": SECRET_ENV_REASON})},
+            metadata={
+                "namespace": args.namespace,
+                "labels": GC_LABELS,
+                "annotations": kube.checkov_skips({**kube.image_skips(), "CKV_K8S_35": SECRET_ENV_REASON}),
+            },
             spec={
                 "schedule": args.schedule,
                 # One sweep at a time; a missed slot is made up within the hour or skipped.
@@ -94,15 +137,27 @@ class MlflowGarbageCollector(pulumi.ComponentResource):
                 "startingDeadlineSeconds": 3600,
                 "successfulJobsHistoryLimit": 1,
                 "failedJobsHistoryLimit": 3,
-                "jobTemplate": {"metadata": {"labels": GC_LABELS},
-                                "spec": kube.job_spec(GC_LABELS, account, [container], volumes, backoff_limit=2,
-                                                      deadline_seconds=3600)},
+                "jobTemplate": {
+                    "metadata": {"labels": GC_LABELS},
+                    "spec": kube.job_spec(
+                        GC_LABELS, account, [container], volumes, backoff_limit=2, deadline_seconds=3600
+                    ),
+                },
             },
             opts=child,
         )
         # MLflow's egress policy admits DNS and the data services; gc also calls the server.
-        kube.egress_policy(f"{name}-egress", args.namespace, kube.selector(GC_LABELS), [{
-            "to": [{"podSelector": {"matchLabels": kube.selector(SERVER_LABELS)}}],
-            "ports": [{"port": PORT, "protocol": "TCP"}]}], parent=self)
+        kube.egress_policy(
+            f"{name}-egress",
+            args.namespace,
+            kube.selector(GC_LABELS),
+            [
+                {
+                    "to": [{"podSelector": {"matchLabels": kube.selector(SERVER_LABELS)}}],
+                    "ports": [{"port": PORT, "protocol": "TCP"}],
+                }
+            ],
+            parent=self,
+        )
         self.cron_job_name = cron.metadata.name
         self.register_outputs({"cron_job_name": self.cron_job_name})

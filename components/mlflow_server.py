@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -45,8 +45,10 @@ ENV_KEYS = {
 }
 # MLflow reads its store URI, Flask key and admin password only from env (or argv); the AWS keys
 # follow the same secretKeyRef path so all credentials rotate with one Secret.
-SECRET_ENV_REASON = ("MLflow reads its store URI, Flask key and admin password only from env; "
-                     "all values are secretKeyRef, never plain text in the spec")
+SECRET_ENV_REASON = (
+    "MLflow reads its store URI, Flask key and admin password only from env; "
+    "all values are secretKeyRef, never plain text in the spec"
+)
 
 
 @dataclass
@@ -67,10 +69,10 @@ class MlflowServerArgs:
     object_store_egress: pulumi.Input[Mapping]
     ingress_domain: str
     # None: the object store's certificate is signed by a public CA the image trusts.
-    object_store_ca_secret_name: Optional[pulumi.Input[str]] = None
+    object_store_ca_secret_name: pulumi.Input[str] | None = None
     replicas: int = 1
     workers: int = 1
-    resources: Optional[Mapping[str, Mapping[str, str]]] = None
+    resources: Mapping[str, Mapping[str, str]] | None = None
     auth: bool = True
     admin_user: str = "admin"
     ingress_class_name: str = ""
@@ -101,8 +103,15 @@ class MlflowServerArgs:
 
 def allowed_hosts(namespace: str, fqdn: str) -> list[str]:
     """Host headers MLflow answers (3.x returns 403 to others): Service names, ingress, port-forward."""
-    names = [SERVICE, f"{SERVICE}.{namespace}", f"{SERVICE}.{namespace}.svc",
-             f"{SERVICE}.{namespace}.svc.cluster.local", fqdn, "localhost", "127.0.0.1"]
+    names = [
+        SERVICE,
+        f"{SERVICE}.{namespace}",
+        f"{SERVICE}.{namespace}.svc",
+        f"{SERVICE}.{namespace}.svc.cluster.local",
+        fqdn,
+        "localhost",
+        "127.0.0.1",
+    ]
     return [pattern for name in names for pattern in (name, f"{name}:*")]
 
 
@@ -121,7 +130,7 @@ class MlflowServer(pulumi.ComponentResource):
     admin_password: pulumi.Output[str]
     package_values: pulumi.Output[str]
 
-    def __init__(self, name: str, args: MlflowServerArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: MlflowServerArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlflow-platform:index:MlflowServer", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         cfg = args
@@ -135,23 +144,32 @@ class MlflowServer(pulumi.ComponentResource):
             "aws-secret-access-key": args.secret_key,
         }
         if cfg.auth:
-            env_values.update({
-                "auth-database-uri": args.auth_database_uri,
-                "flask-server-secret-key": flask_key.result,
-                "admin-password": admin_password.result,
-            })
+            env_values.update(
+                {
+                    "auth-database-uri": args.auth_database_uri,
+                    "flask-server-secret-key": flask_key.result,
+                    "admin-password": admin_password.result,
+                }
+            )
         env_secret = k8s.core.v1.Secret(
-            f"{name}-env", metadata={"namespace": args.namespace, "labels": SERVER_LABELS},
-            type="Opaque", string_data=env_values, opts=child,
+            f"{name}-env",
+            metadata={"namespace": args.namespace, "labels": SERVER_LABELS},
+            type="Opaque",
+            string_data=env_values,
+            opts=child,
         )
         config_volumes, config_mounts = self._config_volumes(name, args, env_values, child)
-        account = k8s.core.v1.ServiceAccount(f"{name}-service-account",
-                                             **kube.service_account(args.namespace, SERVER_LABELS), opts=child)
+        account = k8s.core.v1.ServiceAccount(
+            f"{name}-service-account", **kube.service_account(args.namespace, SERVER_LABELS), opts=child
+        )
         migration = self._migration_job(name, args, env_secret, account, config_volumes, config_mounts)
         deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
-            metadata={"namespace": args.namespace, "labels": SERVER_LABELS,
-                      "annotations": kube.checkov_skips({**kube.image_skips(), "CKV_K8S_35": SECRET_ENV_REASON})},
+            metadata={
+                "namespace": args.namespace,
+                "labels": SERVER_LABELS,
+                "annotations": kube.checkov_skips({**kube.image_skips(), "CKV_K8S_35": SECRET_ENV_REASON}),
+            },
             spec=self._deployment_spec(name, args, fqdn, env_secret, account, config_volumes, config_mounts),
             # A new version rolls out only after its schema migration completed.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[migration]),
@@ -159,8 +177,10 @@ class MlflowServer(pulumi.ComponentResource):
         service = k8s.core.v1.Service(
             f"{name}-service",
             metadata={"name": SERVICE, "namespace": args.namespace, "labels": SERVER_LABELS},
-            spec={"selector": kube.selector(SERVER_LABELS),
-                  "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]},
+            spec={
+                "selector": kube.selector(SERVER_LABELS),
+                "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+            },
             opts=child,
         )
         self._ingress(name, args, fqdn, service)
@@ -175,13 +195,21 @@ class MlflowServer(pulumi.ComponentResource):
             f"{name}-network-policy",
             metadata={"namespace": args.namespace, "labels": SERVER_LABELS},
             # The tracking server is the platform's public face: anyone may reach its port.
-            spec={"podSelector": {"matchLabels": kube.selector(SERVER_LABELS)}, "policyTypes": ["Ingress"],
-                  "ingress": [{"ports": [{"port": PORT, "protocol": "TCP"}]}]},
+            spec={
+                "podSelector": {"matchLabels": kube.selector(SERVER_LABELS)},
+                "policyTypes": ["Ingress"],
+                "ingress": [{"ports": [{"port": PORT, "protocol": "TCP"}]}],
+            },
             opts=child,
         )
         # Server and Jobs talk to the database, the object store and DNS; never to the Kubernetes API.
-        kube.egress_policy(f"{name}-egress", args.namespace, CLIENT_POD_LABELS,
-                           [args.database_egress, args.object_store_egress], parent=self)
+        kube.egress_policy(
+            f"{name}-egress",
+            args.namespace,
+            CLIENT_POD_LABELS,
+            [args.database_egress, args.object_store_egress],
+            parent=self,
+        )
 
         self.fqdn = fqdn
         # The server's credentials (store URIs, key pair): a Job acting as the server (gc) uses the same.
@@ -190,32 +218,69 @@ class MlflowServer(pulumi.ComponentResource):
         self.internal_url = pulumi.Output.concat("http://", SERVICE, ".", args.namespace, ".svc")
         self.admin_user = pulumi.Output.from_input(cfg.admin_user if cfg.auth else "")
         self.admin_password = pulumi.Output.secret(admin_password.result if cfg.auth else "")
-        self.package_values = pulumi.Output.secret(pulumi.Output.all(
-            args.bucket, args.access_key, args.secret_key, args.backend_store_uri, args.s3_endpoint_url, fqdn,
-            deployment.id,
-        ).apply(lambda v: package_values({
-            "region": args.region, "artifact_store": v[4], "access_key": v[1], "secret_key": v[2],
-            "version": cfg.version, "backing_store": v[3], "ingress_fqdn": v[5], "bucket": v[0],
-            "ignore_tls": "false", "ingress_domain": args.ingress_domain,
-        })))
-        self.register_outputs({
-            "tracking_url": self.tracking_url, "internal_url": self.internal_url, "fqdn": self.fqdn,
-            "admin_user": self.admin_user, "admin_password": self.admin_password,
-            "package_values": self.package_values, "env_secret_name": self.env_secret_name,
-        })
+        self.package_values = pulumi.Output.secret(
+            pulumi.Output.all(
+                args.bucket,
+                args.access_key,
+                args.secret_key,
+                args.backend_store_uri,
+                args.s3_endpoint_url,
+                fqdn,
+                deployment.id,
+            ).apply(
+                lambda v: package_values(
+                    {
+                        "region": args.region,
+                        "artifact_store": v[4],
+                        "access_key": v[1],
+                        "secret_key": v[2],
+                        "version": cfg.version,
+                        "backing_store": v[3],
+                        "ingress_fqdn": v[5],
+                        "bucket": v[0],
+                        "ignore_tls": "false",
+                        "ingress_domain": args.ingress_domain,
+                    }
+                )
+            )
+        )
+        self.register_outputs(
+            {
+                "tracking_url": self.tracking_url,
+                "internal_url": self.internal_url,
+                "fqdn": self.fqdn,
+                "admin_user": self.admin_user,
+                "admin_password": self.admin_password,
+                "package_values": self.package_values,
+                "env_secret_name": self.env_secret_name,
+            }
+        )
 
     @staticmethod
     def _scheme(args: MlflowServerArgs) -> str:
         return "https" if args.ingress_tls else "http"
 
-    def _config_volumes(self, name: str, args: MlflowServerArgs, env_values: dict,
-                        child: pulumi.ResourceOptions) -> tuple[list[dict], list[dict]]:
+    def _config_volumes(
+        self, name: str, args: MlflowServerArgs, env_values: dict, child: pulumi.ResourceOptions
+    ) -> tuple[list[dict], list[dict]]:
         """CA bundle, auth config and start-up module: files shared by the server and the migration Job."""
-        ca_sources = [{"secret": {"name": args.postgres_ca_secret_name,
-                                  "items": [{"key": "ca.crt", "path": Path(POSTGRES_CA_PATH).name}]}}]
+        ca_sources = [
+            {
+                "secret": {
+                    "name": args.postgres_ca_secret_name,
+                    "items": [{"key": "ca.crt", "path": Path(POSTGRES_CA_PATH).name}],
+                }
+            }
+        ]
         if args.object_store_ca_secret_name is not None:
-            ca_sources.append({"secret": {"name": args.object_store_ca_secret_name,
-                                          "items": [{"key": "ca.crt", "path": Path(OBJECT_STORE_CA_PATH).name}]}})
+            ca_sources.append(
+                {
+                    "secret": {
+                        "name": args.object_store_ca_secret_name,
+                        "items": [{"key": "ca.crt", "path": Path(OBJECT_STORE_CA_PATH).name}],
+                    }
+                }
+            )
         volumes = [
             {"name": "ca", "projected": {"defaultMode": 0o444, "sources": ca_sources}},
             {"name": "tmp", **kube.writable_scratch(args.scratch_size)},
@@ -228,10 +293,14 @@ class MlflowServer(pulumi.ComponentResource):
         ]
         if args.auth:
             auth_config = k8s.core.v1.Secret(
-                f"{name}-auth-config", metadata={"namespace": args.namespace, "labels": SERVER_LABELS},
+                f"{name}-auth-config",
+                metadata={"namespace": args.namespace, "labels": SERVER_LABELS},
                 type="Opaque",
-                string_data={"basic_auth.ini": pulumi.Output.from_input(env_values["auth-database-uri"]).apply(
-                    lambda uri: self._auth_ini(uri, args.admin_user, args.auth_cache_seconds))},
+                string_data={
+                    "basic_auth.ini": pulumi.Output.from_input(env_values["auth-database-uri"]).apply(
+                        lambda uri: self._auth_ini(uri, args.admin_user, args.auth_cache_seconds)
+                    )
+                },
                 opts=child,
             )
             volumes.append({"name": "auth", "secret": {"secretName": auth_config.metadata.name, "defaultMode": 0o440}})
@@ -253,7 +322,10 @@ class MlflowServer(pulumi.ComponentResource):
     @staticmethod
     def _env(args: MlflowServerArgs, env_secret, names: list[str]) -> list[dict]:
         def from_secret(var: str) -> dict:
-            return {"name": var, "valueFrom": {"secretKeyRef": {"name": env_secret.metadata.name, "key": ENV_KEYS[var]}}}
+            return {
+                "name": var,
+                "valueFrom": {"secretKeyRef": {"name": env_secret.metadata.name, "key": ENV_KEYS[var]}},
+            }
 
         plain = {
             "HOME": HOME,
@@ -270,9 +342,18 @@ class MlflowServer(pulumi.ComponentResource):
         return [from_secret(var) if var in ENV_KEYS else {"name": var, "value": plain[var]} for var in names]
 
     def _server_env_names(self, args: MlflowServerArgs) -> list[str]:
-        names = ["MLFLOW_BACKEND_STORE_URI", "MLFLOW_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                 "AWS_DEFAULT_REGION", "HOME", "TMPDIR", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION",
-                 "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"]
+        names = [
+            "MLFLOW_BACKEND_STORE_URI",
+            "MLFLOW_S3_ENDPOINT_URL",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_DEFAULT_REGION",
+            "HOME",
+            "TMPDIR",
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION",
+            "MLFLOW_DISABLE_TELEMETRY",
+            "DO_NOT_TRACK",
+        ]
         if args.artifact_transfer == "direct":
             names += list(DIRECT_TRANSFER_ENV)
         if args.object_store_ca_secret_name is not None:
@@ -285,11 +366,22 @@ class MlflowServer(pulumi.ComponentResource):
     def _deployment_spec(self, name: str, args: MlflowServerArgs, fqdn, env_secret, account, volumes, mounts) -> dict:
         cfg = args
         server_args = [
-            "server", "--host", "0.0.0.0", "--port", str(PORT), "--workers", str(cfg.workers),
-            "--uvicorn-opts", f"--timeout-keep-alive {KEEP_ALIVE_SECONDS}",
-            "--serve-artifacts", "--artifacts-destination", pulumi.Output.concat("s3://", args.bucket, "/artifacts"),
-            "--allowed-hosts", pulumi.Output.all(args.namespace, fqdn).apply(
-                lambda v: ",".join(allowed_hosts(*v) + (["$(POD_IP)", "$(POD_IP):*"] if cfg.metrics else []))),
+            "server",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(PORT),
+            "--workers",
+            str(cfg.workers),
+            "--uvicorn-opts",
+            f"--timeout-keep-alive {KEEP_ALIVE_SECONDS}",
+            "--serve-artifacts",
+            "--artifacts-destination",
+            pulumi.Output.concat("s3://", args.bucket, "/artifacts"),
+            "--allowed-hosts",
+            pulumi.Output.all(args.namespace, fqdn).apply(
+                lambda v: ",".join(allowed_hosts(*v) + (["$(POD_IP)", "$(POD_IP):*"] if cfg.metrics else []))
+            ),
         ]
         # Browsers send Origin even on same-origin POSTs: MLflow answers 403 to unlisted origins.
         server_args += ["--cors-allowed-origins", pulumi.Output.concat(self._scheme(args), "://", fqdn)]
@@ -302,32 +394,48 @@ class MlflowServer(pulumi.ComponentResource):
             "serviceAccountName": account.metadata.name,
             "automountServiceAccountToken": False,
             "securityContext": kube.pod_security_context(),
-            "containers": [{
-                "name": "mlflow",
-                "image": cfg.image,
-                "imagePullPolicy": "IfNotPresent",
-                "command": ["mlflow"],
-                "args": server_args,
-                "env": self._env(args, env_secret, self._server_env_names(args)) + (
-                    [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}] if cfg.metrics else []),
-                "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
-                "resources": dict(cfg.resources or {}),
-                "securityContext": kube.container_security_context(),
-                "startupProbe": {**probe, "periodSeconds": 5, "failureThreshold": 60},
-                "readinessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 3},
-                "livenessProbe": {**probe, "periodSeconds": 20, "failureThreshold": 3},
-                "volumeMounts": [*mounts, {"name": "dshm", "mountPath": "/dev/shm"},
-                                 *([{"name": "metrics", "mountPath": METRICS_DIR}] if cfg.metrics else [])],
-            }],
-            "volumes": [*volumes, {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
-                        # prometheus_client's multiprocess files: one set per worker, fresh per pod.
-                        *([{"name": "metrics", **kube.writable_scratch("64Mi")}] if cfg.metrics else [])],
+            "containers": [
+                {
+                    "name": "mlflow",
+                    "image": cfg.image,
+                    "imagePullPolicy": "IfNotPresent",
+                    "command": ["mlflow"],
+                    "args": server_args,
+                    "env": self._env(args, env_secret, self._server_env_names(args))
+                    + (
+                        [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]
+                        if cfg.metrics
+                        else []
+                    ),
+                    "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+                    "resources": dict(cfg.resources or {}),
+                    "securityContext": kube.container_security_context(),
+                    "startupProbe": {**probe, "periodSeconds": 5, "failureThreshold": 60},
+                    "readinessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 3},
+                    "livenessProbe": {**probe, "periodSeconds": 20, "failureThreshold": 3},
+                    "volumeMounts": [
+                        *mounts,
+                        {"name": "dshm", "mountPath": "/dev/shm"},
+                        *([{"name": "metrics", "mountPath": METRICS_DIR}] if cfg.metrics else []),
+                    ],
+                }
+            ],
+            "volumes": [
+                *volumes,
+                {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
+                # prometheus_client's multiprocess files: one set per worker, fresh per pod.
+                *([{"name": "metrics", **kube.writable_scratch("64Mi")}] if cfg.metrics else []),
+            ],
         }
         if cfg.replicas > 1:
-            pod_spec["topologySpreadConstraints"] = [{
-                "maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway",
-                "labelSelector": {"matchLabels": kube.selector(SERVER_LABELS)},
-            }]
+            pod_spec["topologySpreadConstraints"] = [
+                {
+                    "maxSkew": 1,
+                    "topologyKey": "kubernetes.io/hostname",
+                    "whenUnsatisfiable": "ScheduleAnyway",
+                    "labelSelector": {"matchLabels": kube.selector(SERVER_LABELS)},
+                }
+            ]
         return {
             "replicas": cfg.replicas,
             "revisionHistoryLimit": 3,
@@ -336,29 +444,68 @@ class MlflowServer(pulumi.ComponentResource):
             "template": {"metadata": {"labels": SERVER_LABELS}, "spec": pod_spec},
         }
 
-    def _migration_job(self, name: str, args: MlflowServerArgs, env_secret, account, volumes, mounts) -> k8s.batch.v1.Job:
+    def _migration_job(
+        self, name: str, args: MlflowServerArgs, env_secret, account, volumes, mounts
+    ) -> k8s.batch.v1.Job:
         """`mlflow db upgrade` for the tracking schema, then the auth schema; replaced on every change."""
         cfg = args
-        env = self._env(args, env_secret, ["MLFLOW_BACKEND_STORE_URI", "MLFLOW_AUTH_DATABASE_URI", "HOME", "TMPDIR",
-                                           "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"]
-                        if cfg.auth else ["MLFLOW_BACKEND_STORE_URI", "HOME", "TMPDIR", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"])
+        env = self._env(
+            args,
+            env_secret,
+            [
+                "MLFLOW_BACKEND_STORE_URI",
+                "MLFLOW_AUTH_DATABASE_URI",
+                "HOME",
+                "TMPDIR",
+                "MLFLOW_DISABLE_TELEMETRY",
+                "DO_NOT_TRACK",
+            ]
+            if cfg.auth
+            else ["MLFLOW_BACKEND_STORE_URI", "HOME", "TMPDIR", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"],
+        )
         steps = [("upgrade-tracking-db", ["mlflow"], ["db", "upgrade", "$(MLFLOW_BACKEND_STORE_URI)"])]
         if cfg.auth:
-            steps.append(("upgrade-auth-db", ["python"],
-                          ["-m", "mlflow.server.auth", "db", "upgrade", "--url", "$(MLFLOW_AUTH_DATABASE_URI)"]))
-        containers = [{
-            "name": step, "image": cfg.image, "imagePullPolicy": "IfNotPresent", "command": command, "args": step_args,
-            "env": env, "volumeMounts": mounts, "securityContext": kube.container_security_context(),
-            "resources": {"requests": {"cpu": MIGRATION_JOB_CPU_REQUEST, "memory": MIGRATION_JOB_MEMORY_REQUEST},
-                          "limits": {"cpu": "1", "memory": "512Mi"}},
-        } for step, command, step_args in steps]
+            steps.append(
+                (
+                    "upgrade-auth-db",
+                    ["python"],
+                    ["-m", "mlflow.server.auth", "db", "upgrade", "--url", "$(MLFLOW_AUTH_DATABASE_URI)"],
+                )
+            )
+        containers = [
+            {
+                "name": step,
+                "image": cfg.image,
+                "imagePullPolicy": "IfNotPresent",
+                "command": command,
+                "args": step_args,
+                "env": env,
+                "volumeMounts": mounts,
+                "securityContext": kube.container_security_context(),
+                "resources": {
+                    "requests": {"cpu": MIGRATION_JOB_CPU_REQUEST, "memory": MIGRATION_JOB_MEMORY_REQUEST},
+                    "limits": {"cpu": "1", "memory": "512Mi"},
+                },
+            }
+            for step, command, step_args in steps
+        ]
         return k8s.batch.v1.Job(
             f"{name}-migrate",
-            metadata={"namespace": args.namespace, "labels": MIGRATION_LABELS,
-                      "annotations": kube.checkov_skips({**kube.image_skips(), "CKV_K8S_35": SECRET_ENV_REASON})},
+            metadata={
+                "namespace": args.namespace,
+                "labels": MIGRATION_LABELS,
+                "annotations": kube.checkov_skips({**kube.image_skips(), "CKV_K8S_35": SECRET_ENV_REASON}),
+            },
             # Init containers run in order: tracking schema first, then auth schema.
-            spec=kube.job_spec(MIGRATION_LABELS, account, containers[-1:], volumes, backoff_limit=4,
-                               deadline_seconds=900, init_containers=containers[:-1]),
+            spec=kube.job_spec(
+                MIGRATION_LABELS,
+                account,
+                containers[-1:],
+                volumes,
+                backoff_limit=4,
+                deadline_seconds=900,
+                init_containers=containers[:-1],
+            ),
             opts=pulumi.ResourceOptions(parent=self, custom_timeouts=pulumi.CustomTimeouts(create="15m", update="15m")),
         )
 
@@ -369,8 +516,22 @@ class MlflowServer(pulumi.ComponentResource):
             "nginx.ingress.kubernetes.io/proxy-read-timeout": str(args.request_timeout_seconds),
             "nginx.ingress.kubernetes.io/proxy-send-timeout": str(args.request_timeout_seconds),
         }
-        spec: dict = {"rules": [{"host": fqdn, "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {
-            "service": {"name": service.metadata.name, "port": {"name": "http"}}}}]}}]}
+        spec: dict = {
+            "rules": [
+                {
+                    "host": fqdn,
+                    "http": {
+                        "paths": [
+                            {
+                                "path": "/",
+                                "pathType": "Prefix",
+                                "backend": {"service": {"name": service.metadata.name, "port": {"name": "http"}}},
+                            }
+                        ]
+                    },
+                }
+            ]
+        }
         if args.ingress_class_name:
             spec["ingressClassName"] = args.ingress_class_name
         if args.ingress_cluster_issuer:

@@ -9,7 +9,7 @@ port 443 and trust in the ingress certificate (a public CA the image trusts).
 
 from __future__ import annotations
 
-from typing import Mapping, Optional
+from collections.abc import Mapping
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -28,11 +28,22 @@ def client_egress() -> dict:
     return {"ports": [{"port": HTTPS_PORT, "protocol": "TCP"}]}
 
 
-def s3_ingress(name: str, *, namespace: pulumi.Input[str], host: pulumi.Input[str], service_name: str,
-               service_port: int, labels: Mapping[str, str], backend_ca_secret_name: pulumi.Input[str],
-               backend_server_name: pulumi.Input[str], class_name: str = "", tls_secret_name: str = "",
-               cluster_issuer: str = "", timeout_seconds: int = 600,
-               parent: Optional[pulumi.Resource] = None) -> k8s.networking.v1.Ingress:
+def s3_ingress(
+    name: str,
+    *,
+    namespace: pulumi.Input[str],
+    host: pulumi.Input[str],
+    service_name: str,
+    service_port: int,
+    labels: Mapping[str, str],
+    backend_ca_secret_name: pulumi.Input[str],
+    backend_server_name: pulumi.Input[str],
+    class_name: str = "",
+    tls_secret_name: str = "",
+    cluster_issuer: str = "",
+    timeout_seconds: int = 600,
+    parent: pulumi.Resource | None = None,
+) -> k8s.networking.v1.Ingress:
     """An Ingress for the S3 API: TLS at the ingress, re-encrypted to MinIO and verified against its CA
     (ingress-nginx annotations; other controllers need their equivalent), no body-size limit, and the
     same timeouts as MLflow's ingress."""
@@ -48,8 +59,22 @@ def s3_ingress(name: str, *, namespace: pulumi.Input[str], host: pulumi.Input[st
         "nginx.ingress.kubernetes.io/proxy-read-timeout": str(timeout_seconds),
         "nginx.ingress.kubernetes.io/proxy-send-timeout": str(timeout_seconds),
     }
-    spec: dict = {"rules": [{"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {
-        "service": {"name": service_name, "port": {"number": service_port}}}}]}}]}
+    spec: dict = {
+        "rules": [
+            {
+                "host": host,
+                "http": {
+                    "paths": [
+                        {
+                            "path": "/",
+                            "pathType": "Prefix",
+                            "backend": {"service": {"name": service_name, "port": {"number": service_port}}},
+                        }
+                    ]
+                },
+            }
+        ]
+    }
     if class_name:
         spec["ingressClassName"] = class_name
     if cluster_issuer:
@@ -60,6 +85,8 @@ def s3_ingress(name: str, *, namespace: pulumi.Input[str], host: pulumi.Input[st
     else:
         raise ValueError("an S3 endpoint is published over TLS only: give tls_secret_name or cluster_issuer")
     return k8s.networking.v1.Ingress(
-        name, metadata={"namespace": namespace, "labels": dict(labels), "annotations": annotations}, spec=spec,
+        name,
+        metadata={"namespace": namespace, "labels": dict(labels), "annotations": annotations},
+        spec=spec,
         opts=pulumi.ResourceOptions(parent=parent),
     )

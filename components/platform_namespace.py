@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -31,16 +32,25 @@ class PlatformNamespace(pulumi.ComponentResource):
 
     name: pulumi.Output[str]
 
-    def __init__(self, name: str, args: PlatformNamespaceArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: PlatformNamespaceArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlflow-platform:index:PlatformNamespace", name, None, opts)
         pod_security = {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "audit", "warn")}
         namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
-            metadata={"name": args.name,
-                      "labels": {**PART_OF, **pod_security, "pod-security.kubernetes.io/enforce-version": "latest",
-                                 "mlflow-platform/cnpg-operator-namespace": args.operator_namespace},
-                      "annotations": {"mlflow-platform/storage-layout": pulumi.Output.from_input(
-                          args.storage_layout).apply(lambda layout: json.dumps(layout, sort_keys=True))}},
+            metadata={
+                "name": args.name,
+                "labels": {
+                    **PART_OF,
+                    **pod_security,
+                    "pod-security.kubernetes.io/enforce-version": "latest",
+                    "mlflow-platform/cnpg-operator-namespace": args.operator_namespace,
+                },
+                "annotations": {
+                    "mlflow-platform/storage-layout": pulumi.Output.from_input(args.storage_layout).apply(
+                        lambda layout: json.dumps(layout, sort_keys=True)
+                    )
+                },
+            },
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect, retain_on_delete=args.protect),
         )
         k8s.networking.v1.NetworkPolicy(

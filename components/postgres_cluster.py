@@ -7,8 +7,8 @@ running Pulumi needs only the Kubernetes API, and the Cluster has no superuser a
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -57,9 +57,9 @@ class PostgresClusterArgs:
     tls_self_signed: bool = False
     # Backups (PostgresBackup's outputs): spec.plugins (WAL archiver), and recovery by
     # configuration (spec.bootstrap + spec.externalClusters); None/empty leaves them out.
-    plugins: Optional[pulumi.Input[Sequence[Mapping]]] = None
-    bootstrap: Optional[pulumi.Input[Mapping]] = None
-    external_clusters: Optional[pulumi.Input[Sequence[Mapping]]] = None
+    plugins: pulumi.Input[Sequence[Mapping]] | None = None
+    bootstrap: pulumi.Input[Mapping] | None = None
+    external_clusters: pulumi.Input[Sequence[Mapping]] | None = None
     # Six-field cron (seconds first) of a ScheduledBackup through the plugin; "" takes none.
     backup_schedule: str = ""
     backup_plugin: str = "barman-cloud.cloudnative-pg.io"
@@ -68,28 +68,40 @@ class PostgresClusterArgs:
 class PostgresCluster(PostgresDatabase):
     """CloudNativePG Cluster with TLS only, MLflow's managed role and its two databases."""
 
-    def __init__(self, name: str, args: PostgresClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: PostgresClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlflow-platform:index:PostgresCluster", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         cluster = args.cluster_name
         pod_labels = {"cnpg.io/cluster": cluster}
-        certificate = TlsCertificate(f"{name}-tls", TlsCertificateArgs(
-            namespace=args.namespace, common_name=f"{cluster}-rw",
-            dns_names=kube.service_dns_names([f"{cluster}-{kind}" for kind in ("rw", "ro", "r")], args.namespace),
-            algorithm=args.tls_algorithm, validity_days=args.tls_validity_days,
-            early_renewal_days=args.tls_early_renewal_days, self_signed=args.tls_self_signed,
-        ), opts=child)
+        certificate = TlsCertificate(
+            f"{name}-tls",
+            TlsCertificateArgs(
+                namespace=args.namespace,
+                common_name=f"{cluster}-rw",
+                dns_names=kube.service_dns_names([f"{cluster}-{kind}" for kind in ("rw", "ro", "r")], args.namespace),
+                algorithm=args.tls_algorithm,
+                validity_days=args.tls_validity_days,
+                early_renewal_days=args.tls_early_renewal_days,
+                self_signed=args.tls_self_signed,
+            ),
+            opts=child,
+        )
 
         password = random.RandomPassword(
-            f"{name}-{args.role_name}-password", length=32, special=True,
+            f"{name}-{args.role_name}-password",
+            length=32,
+            special=True,
             # Characters that must be URL-encoded in a URI, so the encoding is always exercised.
-            override_special=ROLE_PASSWORD_SPECIAL, opts=child,
+            override_special=ROLE_PASSWORD_SPECIAL,
+            opts=child,
         )
         role_secret = k8s.core.v1.Secret(
             f"{name}-{args.role_name}-credentials",
-            metadata={"namespace": args.namespace,
-                      # The operator re-reads a labelled password Secret when it changes.
-                      "labels": {**kube.labels(cluster, "database"), "cnpg.io/reload": "true"}},
+            metadata={
+                "namespace": args.namespace,
+                # The operator re-reads a labelled password Secret when it changes.
+                "labels": {**kube.labels(cluster, "database"), "cnpg.io/reload": "true"},
+            },
             type="kubernetes.io/basic-auth",
             string_data={"username": args.role_name, "password": password.result},
             opts=child,
@@ -106,12 +118,17 @@ class PostgresCluster(PostgresDatabase):
                 "annotations": {"pulumi.com/waitFor": "condition=Ready"},
             },
             spec=self._cluster_spec(args, certificate, role_secret),
-            opts=pulumi.ResourceOptions.merge(data_opts, pulumi.ResourceOptions(
-                custom_timeouts=pulumi.CustomTimeouts(create="20m", update="20m"),
-            )),
+            opts=pulumi.ResourceOptions.merge(
+                data_opts,
+                pulumi.ResourceOptions(
+                    custom_timeouts=pulumi.CustomTimeouts(create="20m", update="20m"),
+                ),
+            ),
         )
-        databases = [self._database(name, args, db, cnpg_cluster, data_opts)
-                     for db in (args.database_name, args.auth_database_name)]
+        databases = [
+            self._database(name, args, db, cnpg_cluster, data_opts)
+            for db in (args.database_name, args.auth_database_name)
+        ]
         self._network_policy(name, args, pod_labels)
         if args.backup_schedule:
             self._scheduled_backup(name, args, cnpg_cluster)
@@ -121,19 +138,24 @@ class PostgresCluster(PostgresDatabase):
         # The names resolve once the operator reports the databases applied (their waitFor).
         self.database, self.auth_database = (
             db.id.apply(lambda _, n=db_name: n)
-            for db, db_name in zip(databases, (args.database_name, args.auth_database_name)))
+            for db, db_name in zip(databases, (args.database_name, args.auth_database_name), strict=True)
+        )
         self.username = cnpg_cluster.id.apply(lambda _: args.role_name)
         self.password = pulumi.Output.secret(password.result)
         self.ca_pem = certificate.ca_pem
         self.ca_secret_name = certificate.ca_secret_name
-        self.sqlalchemy_uri = postgres_uri(self.username, password.result, self.host, PORT, self.database,
-                                           args.client_ca_path)
-        self.auth_sqlalchemy_uri = postgres_uri(self.username, password.result, self.host, PORT,
-                                                self.auth_database, args.client_ca_path)
-        self.client_egress = pulumi.Output.from_input({
-            "to": [{"podSelector": {"matchLabels": pod_labels}}],
-            "ports": [{"port": PORT, "protocol": "TCP"}],
-        })
+        self.sqlalchemy_uri = postgres_uri(
+            self.username, password.result, self.host, PORT, self.database, args.client_ca_path
+        )
+        self.auth_sqlalchemy_uri = postgres_uri(
+            self.username, password.result, self.host, PORT, self.auth_database, args.client_ca_path
+        )
+        self.client_egress = pulumi.Output.from_input(
+            {
+                "to": [{"podSelector": {"matchLabels": pod_labels}}],
+                "ports": [{"port": PORT, "protocol": "TCP"}],
+            }
+        )
         self._register_database_outputs()
 
     @staticmethod
@@ -153,19 +175,29 @@ class PostgresCluster(PostgresDatabase):
                 "serverCASecret": certificate.ca_secret_name,
             },
             "postgresql": {"pg_hba": PG_HBA},
-            "managed": {"roles": [{
-                "name": args.role_name,
-                "ensure": "present",
-                "login": True,
-                "inherit": True,
-                "passwordSecret": {"name": role_secret.metadata.name},
-                "comment": "MLflow tracking server (mlflow-platform)",
-            }]},
+            "managed": {
+                "roles": [
+                    {
+                        "name": args.role_name,
+                        "ensure": "present",
+                        "login": True,
+                        "inherit": True,
+                        "passwordSecret": {"name": role_secret.metadata.name},
+                        "comment": "MLflow tracking server (mlflow-platform)",
+                    }
+                ]
+            },
             # Spread instances over nodes when the cluster has several.
             "affinity": {"enablePodAntiAffinity": True, "topologyKey": "kubernetes.io/hostname"},
-            **{key: value for key, value in (("plugins", args.plugins), ("bootstrap", args.bootstrap),
-                                              ("externalClusters", args.external_clusters))
-               if value is not None},
+            **{
+                key: value
+                for key, value in (
+                    ("plugins", args.plugins),
+                    ("bootstrap", args.bootstrap),
+                    ("externalClusters", args.external_clusters),
+                )
+                if value is not None
+            },
         }
 
     def _scheduled_backup(self, name: str, args: PostgresClusterArgs, cnpg_cluster) -> None:
@@ -174,8 +206,11 @@ class PostgresCluster(PostgresDatabase):
             f"{name}-scheduled-backup",
             api_version="postgresql.cnpg.io/v1",
             kind="ScheduledBackup",
-            metadata={"name": f"{args.cluster_name}-daily", "namespace": args.namespace,
-                      "labels": kube.labels(args.cluster_name, "database")},
+            metadata={
+                "name": f"{args.cluster_name}-daily",
+                "namespace": args.namespace,
+                "labels": kube.labels(args.cluster_name, "database"),
+            },
             spec={
                 "schedule": args.backup_schedule,
                 "cluster": {"name": cnpg_cluster.metadata["name"]},
@@ -188,8 +223,9 @@ class PostgresCluster(PostgresDatabase):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[cnpg_cluster]),
         )
 
-    def _database(self, name: str, args: PostgresClusterArgs, database: str, cnpg_cluster,
-                  data_opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:
+    def _database(
+        self, name: str, args: PostgresClusterArgs, database: str, cnpg_cluster, data_opts: pulumi.ResourceOptions
+    ) -> k8s.apiextensions.CustomResource:
         return k8s.apiextensions.CustomResource(
             f"{name}-{database}-database",
             api_version="postgresql.cnpg.io/v1",
@@ -209,9 +245,12 @@ class PostgresCluster(PostgresDatabase):
                 # Only ephemeral stacks drop the database with its object; elsewhere it survives.
                 "databaseReclaimPolicy": "delete" if args.ephemeral else "retain",
             },
-            opts=pulumi.ResourceOptions.merge(data_opts, pulumi.ResourceOptions(
-                custom_timeouts=pulumi.CustomTimeouts(create="10m", update="10m"),
-            )),
+            opts=pulumi.ResourceOptions.merge(
+                data_opts,
+                pulumi.ResourceOptions(
+                    custom_timeouts=pulumi.CustomTimeouts(create="10m", update="10m"),
+                ),
+            ),
         )
 
     def _network_policy(self, name: str, args: PostgresClusterArgs, pod_labels: dict) -> None:
@@ -223,13 +262,21 @@ class PostgresCluster(PostgresDatabase):
                 "podSelector": {"matchLabels": pod_labels},
                 "policyTypes": ["Ingress"],
                 "ingress": [
-                    {"from": [{"podSelector": {"matchLabels": dict(args.client_pod_labels)}}],
-                     "ports": [{"port": PORT, "protocol": "TCP"}]},
-                    {"from": [{"podSelector": {"matchLabels": pod_labels}},
-                              {"namespaceSelector": {"matchLabels": {
-                                  "kubernetes.io/metadata.name": args.operator_namespace}}}],
-                     "ports": [{"port": PORT, "protocol": "TCP"},
-                               {"port": INSTANCE_STATUS_PORT, "protocol": "TCP"}]},
+                    {
+                        "from": [{"podSelector": {"matchLabels": dict(args.client_pod_labels)}}],
+                        "ports": [{"port": PORT, "protocol": "TCP"}],
+                    },
+                    {
+                        "from": [
+                            {"podSelector": {"matchLabels": pod_labels}},
+                            {
+                                "namespaceSelector": {
+                                    "matchLabels": {"kubernetes.io/metadata.name": args.operator_namespace}
+                                }
+                            },
+                        ],
+                        "ports": [{"port": PORT, "protocol": "TCP"}, {"port": INSTANCE_STATUS_PORT, "protocol": "TCP"}],
+                    },
                 ],
             },
             opts=pulumi.ResourceOptions(parent=self),

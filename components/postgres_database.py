@@ -10,15 +10,23 @@ import pulumi
 ROLE_PASSWORD_SPECIAL = "!#%&*()-_=+[]{}<>:?@/"
 
 
-def postgres_uri(user: pulumi.Input[str], password: pulumi.Input[str], host: pulumi.Input[str], port: int,
-                 database: pulumi.Input[str], ca_path: str) -> pulumi.Output[str]:
+def postgres_uri(
+    user: pulumi.Input[str],
+    password: pulumi.Input[str],
+    host: pulumi.Input[str],
+    port: int,
+    database: pulumi.Input[str],
+    ca_path: str,
+) -> pulumi.Output[str]:
     """MLflow's SQLAlchemy URI: TLS verify-full against the mounted CA, always secret."""
-    return pulumi.Output.secret(pulumi.Output.all(user, password, host, database).apply(
-        lambda v: (
-            f"postgresql+psycopg2://{quote(v[0], safe='')}:{quote(v[1], safe='')}@{v[2]}:{port}/{v[3]}"
-            f"?sslmode=verify-full&sslrootcert={quote(ca_path)}"
+    return pulumi.Output.secret(
+        pulumi.Output.all(user, password, host, database).apply(
+            lambda v: (
+                f"postgresql+psycopg2://{quote(v[0], safe='')}:{quote(v[1], safe='')}@{v[2]}:{port}/{v[3]}"
+                f"?sslmode=verify-full&sslrootcert={quote(ca_path)}"
+            )
         )
-    ))
+    )
 
 
 class PostgresDatabase(pulumi.ComponentResource):
@@ -37,8 +45,19 @@ class PostgresDatabase(pulumi.ComponentResource):
     # NetworkPolicy egress rule that lets a client pod reach the server.
     client_egress: pulumi.Output[dict]
 
-    OUTPUTS = ("host", "port", "database", "auth_database", "username", "password", "ca_pem", "ca_secret_name",
-               "sqlalchemy_uri", "auth_sqlalchemy_uri", "client_egress")
+    OUTPUTS = (
+        "host",
+        "port",
+        "database",
+        "auth_database",
+        "username",
+        "password",
+        "ca_pem",
+        "ca_secret_name",
+        "sqlalchemy_uri",
+        "auth_sqlalchemy_uri",
+        "client_egress",
+    )
 
     def _register_database_outputs(self) -> None:
         self.register_outputs({name: getattr(self, name) for name in self.OUTPUTS})

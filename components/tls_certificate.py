@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -43,20 +44,27 @@ class TlsCertificate(pulumi.ComponentResource):
     ca_pem: pulumi.Output[str]
     cert_pem: pulumi.Output[str]
 
-    def __init__(self, name: str, args: TlsCertificateArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: TlsCertificateArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlflow-platform:index:TlsCertificate", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         validity_hours = args.validity_days * 24
         renewal_hours = args.early_renewal_days * 24
         server_key = self._private_key(f"{name}-server-key", args.algorithm, child)
-        identity = {"subject": self._subject(args.common_name, args.organization),
-                    "dns_names": args.dns_names, "ip_addresses": args.ip_addresses}
+        identity: dict[str, Any] = {
+            "subject": self._subject(args.common_name, args.organization),
+            "dns_names": args.dns_names,
+            "ip_addresses": args.ip_addresses,
+        }
         lifetime = {"validity_period_hours": validity_hours, "early_renewal_hours": renewal_hours}
 
         if args.self_signed:
             server_cert = tls.SelfSignedCert(
-                f"{name}-server-cert", private_key_pem=server_key.private_key_pem,
-                allowed_uses=SERVER_USES, **identity, **lifetime, opts=child,
+                f"{name}-server-cert",
+                private_key_pem=server_key.private_key_pem,
+                allowed_uses=SERVER_USES,
+                **identity,
+                **lifetime,
+                opts=child,
             )
             ca_pem = server_cert.cert_pem
         else:
@@ -71,8 +79,12 @@ class TlsCertificate(pulumi.ComponentResource):
                 allowed_uses=CA_USES,
                 opts=child,
             )
-            request = tls.CertRequest(f"{name}-server-csr", private_key_pem=server_key.private_key_pem,
-                                      **identity, opts=child)
+            request = tls.CertRequest(
+                f"{name}-server-csr",
+                private_key_pem=server_key.private_key_pem,
+                **identity,
+                opts=child,
+            )
             server_cert = tls.LocallySignedCert(
                 f"{name}-server-cert",
                 cert_request_pem=request.cert_request_pem,
@@ -103,12 +115,14 @@ class TlsCertificate(pulumi.ComponentResource):
         self.ca_secret_name = ca_secret.metadata.name
         self.ca_pem = ca_pem
         self.cert_pem = server_cert.cert_pem
-        self.register_outputs({
-            "secret_name": self.secret_name,
-            "ca_secret_name": self.ca_secret_name,
-            "ca_pem": self.ca_pem,
-            "cert_pem": self.cert_pem,
-        })
+        self.register_outputs(
+            {
+                "secret_name": self.secret_name,
+                "ca_secret_name": self.ca_secret_name,
+                "ca_pem": self.ca_pem,
+                "cert_pem": self.cert_pem,
+            }
+        )
 
     @staticmethod
     def _private_key(name: str, algorithm: str, opts: pulumi.ResourceOptions) -> tls.PrivateKey:

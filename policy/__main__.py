@@ -35,7 +35,7 @@ def main() -> None:
     PolicyPack(
         name=PACK_NAME,
         description="Security baseline for the mlflow-platform stacks (Pod Security 'restricted', "
-                    "resource limits, no plaintext secrets, pinned images, TLS everywhere).",
+        "resource limits, no plaintext secrets, pinned images, TLS everywhere).",
         enforcement_level=ENFORCEMENT_LEVEL,
         policies=POLICIES,
     )

@@ -23,8 +23,8 @@ runs on real values before the resource is created or updated.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from typing import Any, Callable, Iterator, List, NamedTuple, Optional, Tuple
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
 
 ReportViolation = Callable[..., None]
 
@@ -34,23 +34,25 @@ ReportViolation = Callable[..., None]
 
 # Sentinels used by the Pulumi engine for values that are unknown during preview
 # (pulumi_policy.proxy.UNKNOWN_*_VALUE; part of the engine's wire protocol).
-_UNKNOWN_SENTINELS = frozenset({
-    "1c4a061d-8072-4f0a-a4cb-0ff528b18fe7",  # boolean
-    "3eeb2bf0-c639-47a8-9e75-3b44932eb421",  # number
-    "04da6b54-80e4-46f7-96ec-b56ff0331ba9",  # string
-    "6a19a0b0-7e62-4c92-b797-7f8e31da9cc2",  # array
-    "030794c1-ac77-496b-92df-f27374a8bd58",  # asset
-    "e48ece36-62e2-4504-bad9-02848725956a",  # archive
-    "dd056dcd-154b-4c76-9bd3-c8f88648b5ff",  # object
-})
+_UNKNOWN_SENTINELS = frozenset(
+    {
+        "1c4a061d-8072-4f0a-a4cb-0ff528b18fe7",  # boolean
+        "3eeb2bf0-c639-47a8-9e75-3b44932eb421",  # number
+        "04da6b54-80e4-46f7-96ec-b56ff0331ba9",  # string
+        "6a19a0b0-7e62-4c92-b797-7f8e31da9cc2",  # array
+        "030794c1-ac77-496b-92df-f27374a8bd58",  # asset
+        "e48ece36-62e2-4504-bad9-02848725956a",  # archive
+        "dd056dcd-154b-4c76-9bd3-c8f88648b5ff",  # object
+    }
+)
 
 
 class _Unknown:
     """Marker for a value that is unknown during preview."""
 
-    _instance: Optional["_Unknown"] = None
+    _instance: _Unknown | None = None
 
-    def __new__(cls) -> "_Unknown":
+    def __new__(cls) -> _Unknown:
         if cls._instance is None:
             cls._instance = super().__new__(cls)
         return cls._instance
@@ -123,7 +125,7 @@ def dig(obj: Any, *path: Any, default: Any = None) -> Any:
     return cur
 
 
-def _as_list(value: Any) -> List[Any]:
+def _as_list(value: Any) -> list[Any]:
     if isinstance(value, list):
         return value
     return []
@@ -193,13 +195,17 @@ class Container(NamedTuple):
 
     @property
     def label(self) -> str:
-        kind = {"containers": "container", "initContainers": "initContainer",
-                "ephemeralContainers": "ephemeralContainer"}[self.field]
+        kind = {
+            "containers": "container",
+            "initContainers": "initContainer",
+            "ephemeralContainers": "ephemeralContainer",
+        }[self.field]
         return f"{kind} '{self.name}'"
 
 
-def iter_containers(pod_spec: Any, fields: Tuple[str, ...] = (
-        "containers", "initContainers", "ephemeralContainers")) -> Iterator[Container]:
+def iter_containers(
+    pod_spec: Any, fields: tuple[str, ...] = ("containers", "initContainers", "ephemeralContainers")
+) -> Iterator[Container]:
     if not isinstance(pod_spec, dict):
         return
     for field in fields:
@@ -212,7 +218,7 @@ def iter_containers(pod_spec: Any, fields: Tuple[str, ...] = (
             yield Container(field, name, c)
 
 
-def _pod_spec_or_skip(args: Any) -> Optional[dict]:
+def _pod_spec_or_skip(args: Any) -> dict | None:
     if getattr(args, "resource_type", None) not in POD_BEARING_TYPES:
         return None
     spec = pod_spec_of(args.resource_type, _props(args))
@@ -223,10 +229,18 @@ def _pod_spec_or_skip(args: Any) -> Optional[dict]:
 # 1. restricted-pod-security
 # ---------------------------------------------------------------------------
 
-RESTRICTED_VOLUME_TYPES = frozenset({
-    "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
-    "persistentVolumeClaim", "projected", "secret",
-})
+RESTRICTED_VOLUME_TYPES = frozenset(
+    {
+        "configMap",
+        "csi",
+        "downwardAPI",
+        "emptyDir",
+        "ephemeral",
+        "persistentVolumeClaim",
+        "projected",
+        "secret",
+    }
+)
 ALLOWED_ADDED_CAPABILITIES = frozenset({"NET_BIND_SERVICE"})
 ALLOWED_SECCOMP_TYPES = frozenset({"RuntimeDefault", "Localhost"})
 
@@ -254,7 +268,8 @@ def validate_restricted_pod_security(args: Any, report_violation: ReportViolatio
         if not is_unknown(val) and _truthy(val):
             report_violation(
                 f"{where}: pod sets {field}=true, which shares the node's namespace. "
-                f"Remove {field} (or set it to false).")
+                f"Remove {field} (or set it to false)."
+            )
 
     # Volumes.
     for idx, vol in enumerate(_as_list(pod.get("volumes"))):
@@ -267,23 +282,25 @@ def validate_restricted_pod_security(args: Any, report_violation: ReportViolatio
             if key == "hostPath":
                 report_violation(
                     f"{where}: volume '{vname}' is a hostPath volume, which exposes the node's "
-                    f"filesystem. Use a persistentVolumeClaim, emptyDir, configMap or secret volume instead.")
+                    f"filesystem. Use a persistentVolumeClaim, emptyDir, configMap or secret volume instead."
+                )
             elif key not in RESTRICTED_VOLUME_TYPES:
                 report_violation(
                     f"{where}: volume '{vname}' uses volume type '{key}', which the restricted "
-                    f"Pod Security Standard forbids. Allowed types: {', '.join(sorted(RESTRICTED_VOLUME_TYPES))}.")
+                    f"Pod Security Standard forbids. Allowed types: {', '.join(sorted(RESTRICTED_VOLUME_TYPES))}."
+                )
 
     # Pod level security context.
     pod_run_as_user = pod_sc.get("runAsUser")
     if not is_unknown(pod_run_as_user) and pod_run_as_user is not None and _is_zero(pod_run_as_user):
-        report_violation(
-            f"{where}: pod securityContext.runAsUser is 0 (root). Set a non-zero UID, e.g. 1000.")
+        report_violation(f"{where}: pod securityContext.runAsUser is 0 (root). Set a non-zero UID, e.g. 1000.")
     pod_non_root = UNKNOWN if pod_sc_unknown else pod_sc.get("runAsNonRoot")
     pod_seccomp = UNKNOWN if pod_sc_unknown else dig(pod_sc, "seccompProfile", "type")
     if isinstance(pod_seccomp, str) and pod_seccomp not in ALLOWED_SECCOMP_TYPES:
         report_violation(
             f"{where}: pod securityContext.seccompProfile.type is '{pod_seccomp}'. "
-            f"Set it to 'RuntimeDefault' (or 'Localhost').")
+            f"Set it to 'RuntimeDefault' (or 'Localhost')."
+        )
 
     for c in iter_containers(pod):
         sc = c.spec.get("securityContext")
@@ -296,7 +313,8 @@ def validate_restricted_pod_security(args: Any, report_violation: ReportViolatio
         if not is_unknown(ape) and not (ape is False or (isinstance(ape, str) and ape.lower() == "false")):
             report_violation(
                 f"{cw}: securityContext.allowPrivilegeEscalation must be false "
-                f"(currently {'unset' if ape is None else ape!r}). Set allowPrivilegeEscalation: false.")
+                f"(currently {'unset' if ape is None else ape!r}). Set allowPrivilegeEscalation: false."
+            )
 
         priv = sc.get("privileged")
         if not is_unknown(priv) and _truthy(priv):
@@ -311,25 +329,26 @@ def validate_restricted_pod_security(args: Any, report_violation: ReportViolatio
                 if "ALL" not in dropped:
                     report_violation(
                         f"{cw}: securityContext.capabilities.drop does not contain 'ALL'. "
-                        f"Add capabilities: {{drop: ['ALL']}}.")
+                        f"Add capabilities: {{drop: ['ALL']}}."
+                    )
             add = caps.get("add")
             if not is_unknown(add):
-                extra = sorted(a for a in _as_list(add)
-                               if isinstance(a, str) and a not in ALLOWED_ADDED_CAPABILITIES)
+                extra = sorted(a for a in _as_list(add) if isinstance(a, str) and a not in ALLOWED_ADDED_CAPABILITIES)
                 if extra:
                     report_violation(
                         f"{cw}: adds capabilities {extra}; only NET_BIND_SERVICE may be added. "
-                        f"Remove them from securityContext.capabilities.add.")
+                        f"Remove them from securityContext.capabilities.add."
+                    )
 
         non_root = sc.get("runAsNonRoot")
         if not is_unknown(non_root):
             if non_root is not None and not _truthy(non_root):
-                report_violation(
-                    f"{cw}: securityContext.runAsNonRoot is false. Set runAsNonRoot: true.")
+                report_violation(f"{cw}: securityContext.runAsNonRoot is false. Set runAsNonRoot: true.")
             elif non_root is None and not is_unknown(pod_non_root) and not _truthy(pod_non_root):
                 report_violation(
                     f"{cw}: runAsNonRoot is not true at pod or container level. Set "
-                    f"securityContext.runAsNonRoot: true on the pod (or on every container).")
+                    f"securityContext.runAsNonRoot: true on the pod (or on every container)."
+                )
 
         run_as_user = sc.get("runAsUser")
         if not is_unknown(run_as_user) and run_as_user is not None and _is_zero(run_as_user):
@@ -341,11 +360,13 @@ def validate_restricted_pod_security(args: Any, report_violation: ReportViolatio
                 if seccomp not in ALLOWED_SECCOMP_TYPES:
                     report_violation(
                         f"{cw}: securityContext.seccompProfile.type is '{seccomp}'. "
-                        f"Set it to 'RuntimeDefault' (or 'Localhost').")
+                        f"Set it to 'RuntimeDefault' (or 'Localhost')."
+                    )
             elif not is_unknown(pod_seccomp) and pod_seccomp not in ALLOWED_SECCOMP_TYPES:
                 report_violation(
                     f"{cw}: no seccomp profile at pod or container level. Set "
-                    f"securityContext.seccompProfile.type: RuntimeDefault on the pod (or every container).")
+                    f"securityContext.seccompProfile.type: RuntimeDefault on the pod (or every container)."
+                )
 
         proc_mount = sc.get("procMount")
         if isinstance(proc_mount, str) and proc_mount != "Default":
@@ -354,8 +375,7 @@ def validate_restricted_pod_security(args: Any, report_violation: ReportViolatio
         for port in _as_list(c.spec.get("ports")):
             hp = port.get("hostPort") if isinstance(port, dict) else None
             if hp is not None and not is_unknown(hp) and not _is_zero(hp):
-                report_violation(
-                    f"{cw}: binds hostPort {hp}. Remove hostPort and expose the port through a Service.")
+                report_violation(f"{cw}: binds hostPort {hp}. Remove hostPort and expose the port through a Service.")
 
 
 def _is_zero(value: Any) -> bool:
@@ -397,12 +417,12 @@ def validate_resource_limits(args: Any, report_violation: ReportViolation) -> No
         resources = c.spec.get("resources")
         if is_unknown(resources):
             continue
-        missing = [f"{kind}.{res}" for kind, res in _REQUIRED_RESOURCES
-                   if not _quantity_set(dig(resources, kind, res))]
+        missing = [f"{kind}.{res}" for kind, res in _REQUIRED_RESOURCES if not _quantity_set(dig(resources, kind, res))]
         if missing:
             report_violation(
                 f"{where} {c.label}: missing resources {', '.join(missing)}. Set "
-                f"resources.requests.{{cpu,memory}} and resources.limits.{{cpu,memory}}.")
+                f"resources.requests.{{cpu,memory}} and resources.limits.{{cpu,memory}}."
+            )
 
 
 # ---------------------------------------------------------------------------
@@ -418,14 +438,13 @@ NO_PLAINTEXT_SECRETS_DESCRIPTION = (
 
 SECRET_ENV_NAME_RE = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|ACCESS_KEY|PRIVATE_KEY|CREDENTIAL", re.IGNORECASE)
 # scheme://user:password@  (password non-empty; stops at whitespace, '/', '?', '#', '@')
-USERINFO_URI_RE = re.compile(
-    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://(?P<user>[^\s/?#@:]*):(?P<password>[^\s/?#@]+)@")
+USERINFO_URI_RE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://(?P<user>[^\s/?#@:]*):(?P<password>[^\s/?#@]+)@")
 # Passwords that are only a reference to another variable are not plaintext:
 # $(VAR) is expanded by the kubelet from (secret-sourced) env, ${VAR}/$VAR by a shell.
 _VAR_REFERENCE_RE = re.compile(r"\$\([A-Za-z_][A-Za-z0-9_]*\)|\$\{[A-Za-z_][A-Za-z0-9_]*\}|\$[A-Za-z_][A-Za-z0-9_]*")
 
 
-def find_password_uris(text: Any) -> List[str]:
+def find_password_uris(text: Any) -> list[str]:
     """Masked ``scheme://user:***@`` strings for every URI in ``text`` whose
     userinfo carries a literal password."""
     if not isinstance(text, str):
@@ -461,18 +480,21 @@ def validate_no_plaintext_secrets_in_env(args: Any, report_violation: ReportViol
             if SECRET_ENV_NAME_RE.search(name) and not has_value_from:
                 report_violation(
                     f"{cw}: env var '{name}' looks like a secret but is set as a plain value. "
-                    f"Store it in a Kubernetes Secret and use valueFrom.secretKeyRef.")
+                    f"Store it in a Kubernetes Secret and use valueFrom.secretKeyRef."
+                )
             for uri in find_password_uris(value):
                 report_violation(
                     f"{cw}: env var '{name}' embeds a password in a URI ({uri}). Remove the "
                     f"password from the URI and pass it via valueFrom.secretKeyRef (e.g. "
-                    f"reference it as $(VAR) or use PGPASSWORD/AWS_SECRET_ACCESS_KEY from a Secret).")
+                    f"reference it as $(VAR) or use PGPASSWORD/AWS_SECRET_ACCESS_KEY from a Secret)."
+                )
         for field in ("command", "args"):
             for idx, item in enumerate(_as_list(c.spec.get(field))):
                 for uri in find_password_uris(item):
                     report_violation(
                         f"{cw}: {field}[{idx}] embeds a password in a URI ({uri}). Reference a "
-                        f"secret-sourced env var instead, e.g. postgresql://user:$(DB_PASSWORD)@host/db.")
+                        f"secret-sourced env var instead, e.g. postgresql://user:$(DB_PASSWORD)@host/db."
+                    )
 
 
 # ---------------------------------------------------------------------------
@@ -488,7 +510,7 @@ _DIGEST_RE = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[+._-][A-Za-z][A-Za-z0-9]*)*:[0
 _EXACT_CHART_VERSION_RE = re.compile(r"v?\d+(\.\d+){0,2}(-[0-9A-Za-z.\-]+)?(\+[0-9A-Za-z.\-]+)?")
 
 
-def image_pin_problem(image: Any) -> Optional[str]:
+def image_pin_problem(image: Any) -> str | None:
     """None when ``image`` is pinned, otherwise a short description of the problem."""
     if is_unknown(image):
         return None
@@ -521,7 +543,8 @@ def validate_pinned_images(args: Any, report_violation: ReportViolation) -> None
             if problem:
                 report_violation(
                     f"{where} {c.label}: image {problem}. Pin an explicit version tag "
-                    f"(e.g. 'repo/name:1.2.3') or a digest ('repo/name@sha256:...').")
+                    f"(e.g. 'repo/name:1.2.3') or a digest ('repo/name@sha256:...')."
+                )
     elif rtype == CNPG_CLUSTER_TYPE:
         image = dig(_props(args), "spec", "imageName")
         if image is not None:
@@ -529,7 +552,8 @@ def validate_pinned_images(args: Any, report_violation: ReportViolation) -> None
             if problem:
                 report_violation(
                     f"{where}: spec.imageName {problem}. Pin an explicit PostgreSQL image tag "
-                    f"(e.g. 'ghcr.io/cloudnative-pg/postgresql:16.4') or a digest.")
+                    f"(e.g. 'ghcr.io/cloudnative-pg/postgresql:16.4') or a digest."
+                )
     elif rtype in HELM_RELEASE_TYPES:
         version = _props(args).get("version")
         if is_unknown(version):
@@ -537,11 +561,13 @@ def validate_pinned_images(args: Any, report_violation: ReportViolation) -> None
         if not isinstance(version, str) or not version.strip():
             report_violation(
                 f"{where}: chart version is not set, so the newest chart would be installed. "
-                f"Set `version` to an exact chart version (e.g. '0.22.1').")
+                f"Set `version` to an exact chart version (e.g. '0.22.1')."
+            )
         elif not _EXACT_CHART_VERSION_RE.fullmatch(version.strip()):
             report_violation(
                 f"{where}: chart version '{version}' is not an exact version. "
-                f"Set `version` to an exact chart version (e.g. '0.22.1'), not a range or 'latest'.")
+                f"Set `version` to an exact chart version (e.g. '0.22.1'), not a range or 'latest'."
+            )
 
 
 # ---------------------------------------------------------------------------
@@ -556,16 +582,31 @@ TLS_REQUIRED_DESCRIPTION = (
     "MLFLOW_S3_IGNORE_TLS=true, a plain http:// S3 endpoint, or a PGSSLMODE/sslmode weaker than verify-full."
 )
 
-_HBA_METHODS = frozenset({
-    "trust", "reject", "scram-sha-256", "md5", "password", "gss", "sspi", "ident", "peer",
-    "pam", "ldap", "radius", "cert", "bsd", "oauth",
-})
+_HBA_METHODS = frozenset(
+    {
+        "trust",
+        "reject",
+        "scram-sha-256",
+        "md5",
+        "password",
+        "gss",
+        "sspi",
+        "ident",
+        "peer",
+        "pam",
+        "ldap",
+        "radius",
+        "cert",
+        "bsd",
+        "oauth",
+    }
+)
 _HBA_ALL_ADDRESSES = frozenset({"all", "0.0.0.0/0", "::/0"})
 _SSLMODE_PARAM_RE = re.compile(r"(?:^|[?&\s;])sslmode=([A-Za-z-]+)", re.IGNORECASE)
 _S3_ENDPOINT_ENV = frozenset({"MLFLOW_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"})
 
 
-def _hba_rule(line: str) -> Optional[Tuple[str, str, str, Optional[str], Optional[str]]]:
+def _hba_rule(line: str) -> tuple[str, str, str, str | None, str | None] | None:
     """(type, database, user, address, method) of one pg_hba line, None for blanks/comments."""
     tokens = line.split("#", 1)[0].split()
     if not tokens:
@@ -580,11 +621,11 @@ def _hba_rule(line: str) -> Optional[Tuple[str, str, str, Optional[str], Optiona
     return kind, tokens[1], tokens[2], tokens[3], method
 
 
-def _check_pg_hba(pg_hba: Any) -> Optional[str]:
+def _check_pg_hba(pg_hba: Any) -> str | None:
     """None when pg_hba rejects every non-TLS TCP connection before any rule admits it."""
     if is_unknown(pg_hba):
         return None
-    admitting_before: Optional[str] = None
+    admitting_before: str | None = None
     for entry in _as_list(pg_hba):
         if is_unknown(entry):
             return None
@@ -594,17 +635,26 @@ def _check_pg_hba(pg_hba: Any) -> Optional[str]:
         if rule is None:
             continue
         kind, database, user, address, method = rule
-        if (kind == "hostnossl" and method == "reject" and database == "all" and user == "all"
-                and address in _HBA_ALL_ADDRESSES):
+        if (
+            kind == "hostnossl"
+            and method == "reject"
+            and database == "all"
+            and user == "all"
+            and address in _HBA_ALL_ADDRESSES
+        ):
             if admitting_before:
-                return (f"the rule '{admitting_before}' comes before the hostnossl reject rule and "
-                        f"admits non-TLS connections (pg_hba is first-match). Move "
-                        f"'hostnossl all all all reject' to the top of spec.postgresql.pg_hba")
+                return (
+                    f"the rule '{admitting_before}' comes before the hostnossl reject rule and "
+                    f"admits non-TLS connections (pg_hba is first-match). Move "
+                    f"'hostnossl all all all reject' to the top of spec.postgresql.pg_hba"
+                )
             return None
         if kind in ("host", "hostnossl") and method not in (None, "reject") and admitting_before is None:
             admitting_before = entry.strip()
-    return ("spec.postgresql.pg_hba has no rule rejecting non-TLS connections. Add "
-            "'hostnossl all all all reject' (or 0.0.0.0/0) as the first pg_hba entry")
+    return (
+        "spec.postgresql.pg_hba has no rule rejecting non-TLS connections. Add "
+        "'hostnossl all all all reject' (or 0.0.0.0/0) as the first pg_hba entry"
+    )
 
 
 def _validate_cnpg_tls(args: Any, report_violation: ReportViolation) -> None:
@@ -622,7 +672,8 @@ def _validate_cnpg_tls(args: Any, report_violation: ReportViolation) -> None:
                 report_violation(
                     f"{where}: spec.certificates.{field} is not set. Create a kubernetes.io/tls "
                     f"Secret from the platform CA and reference it in spec.certificates.{field} so "
-                    f"clients can verify the server (sslmode=verify-full).")
+                    f"clients can verify the server (sslmode=verify-full)."
+                )
     problem = _check_pg_hba(dig(spec, "postgresql", "pg_hba"))
     if problem:
         report_violation(f"{where}: {problem}.")
@@ -639,7 +690,8 @@ def _validate_postgresql_provider(args: Any, report_violation: ReportViolation) 
         current = "unset (defaults to 'prefer')" if mode is None else f"'{mode}'"
         report_violation(
             f"{_label(args)}: sslmode is {current}. Set sslmode='verify-full' (and sslrootcert "
-            f"to the CA that signed the PostgreSQL server certificate).")
+            f"to the CA that signed the PostgreSQL server certificate)."
+        )
 
 
 def _validate_minio_provider(args: Any, report_violation: ReportViolation) -> None:
@@ -649,17 +701,19 @@ def _validate_minio_provider(args: Any, report_violation: ReportViolation) -> No
     if not is_unknown(ssl) and not _truthy(ssl):
         report_violation(
             f"{where}: minioSsl is {'unset' if ssl is None else repr(ssl)}, so the provider talks to "
-            f"MinIO over plain HTTP. Set minio_ssl=True and serve MinIO with a TLS certificate.")
+            f"MinIO over plain HTTP. Set minio_ssl=True and serve MinIO with a TLS certificate."
+        )
     insecure = props.get("minioInsecure")
     if not is_unknown(insecure) and _truthy(insecure):
         report_violation(
             f"{where}: minioInsecure is true, which disables certificate verification. Remove "
-            f"minio_insecure and trust the CA via minio_cacert_file instead.")
+            f"minio_insecure and trust the CA via minio_cacert_file instead."
+        )
 
 
 def _validate_container_tls(args: Any, report_violation: ReportViolation) -> None:
     for c, cw in _labelled_containers(args):
-        texts: List[Tuple[str, Any]] = []
+        texts: list[tuple[str, Any]] = []
         for env in _as_list(c.spec.get("env")):
             if not isinstance(env, dict) or not isinstance(env.get("name"), str):
                 continue
@@ -671,19 +725,21 @@ def _validate_container_tls(args: Any, report_violation: ReportViolation) -> Non
             if upper == "MLFLOW_S3_IGNORE_TLS" and _truthy(value):
                 report_violation(
                     f"{cw}: env MLFLOW_S3_IGNORE_TLS={value!r} disables TLS verification towards "
-                    f"S3/MinIO. Remove it and trust the MinIO CA (e.g. AWS_CA_BUNDLE).")
+                    f"S3/MinIO. Remove it and trust the MinIO CA (e.g. AWS_CA_BUNDLE)."
+                )
             elif upper == "PGSSLMODE":
                 if env.get("valueFrom") is not None:
                     report_violation(
                         f"{cw}: env PGSSLMODE comes from valueFrom and cannot be verified. Set it "
-                        f"as a literal value 'verify-full'.")
+                        f"as a literal value 'verify-full'."
+                    )
                 elif not isinstance(value, str) or value.strip().lower() != "verify-full":
                     report_violation(
                         f"{cw}: env PGSSLMODE={value!r} is weaker than verify-full. Set "
-                        f"PGSSLMODE=verify-full (and PGSSLROOTCERT to the PostgreSQL CA).")
+                        f"PGSSLMODE=verify-full (and PGSSLROOTCERT to the PostgreSQL CA)."
+                    )
             elif upper in _S3_ENDPOINT_ENV and isinstance(value, str) and value.strip().lower().startswith("http://"):
-                report_violation(
-                    f"{cw}: env {name}={value!r} uses plain http. Use an https:// endpoint for MinIO/S3.")
+                report_violation(f"{cw}: env {name}={value!r} uses plain http. Use an https:// endpoint for MinIO/S3.")
         for field in ("command", "args"):
             for idx, item in enumerate(_as_list(c.spec.get(field))):
                 texts.append((f"{field}[{idx}]", item))
@@ -693,8 +749,8 @@ def _validate_container_tls(args: Any, report_violation: ReportViolation) -> Non
             for m in _SSLMODE_PARAM_RE.finditer(text):
                 if m.group(1).lower() != "verify-full":
                     report_violation(
-                        f"{cw}: {what} sets sslmode={m.group(1)}, weaker than verify-full. "
-                        f"Use sslmode=verify-full.")
+                        f"{cw}: {what} sets sslmode={m.group(1)}, weaker than verify-full. Use sslmode=verify-full."
+                    )
 
 
 def validate_tls_required(args: Any, report_violation: ReportViolation) -> None:
@@ -713,13 +769,14 @@ def validate_tls_required(args: Any, report_violation: ReportViolation) -> None:
 # Registry used by __main__.py and the tests
 # ---------------------------------------------------------------------------
 
+
 class PolicySpec(NamedTuple):
     name: str
     description: str
     validate: Callable[[Any, ReportViolation], None]
 
 
-POLICY_SPECS: Tuple[PolicySpec, ...] = (
+POLICY_SPECS: tuple[PolicySpec, ...] = (
     PolicySpec("restricted-pod-security", RESTRICTED_POD_SECURITY_DESCRIPTION, validate_restricted_pod_security),
     PolicySpec("resource-limits", RESOURCE_LIMITS_DESCRIPTION, validate_resource_limits),
     PolicySpec("no-plaintext-secrets-in-env", NO_PLAINTEXT_SECRETS_DESCRIPTION, validate_no_plaintext_secrets_in_env),

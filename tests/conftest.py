@@ -11,7 +11,6 @@ sys.path.insert(0, str(ROOT))
 from tests.harness import evaluate_stack  # noqa: E402
 
 
-
 @pytest.fixture(scope="module")
 def dev():
     return evaluate_stack("dev")

@@ -22,9 +22,10 @@ import runpy
 import secrets
 import string
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
 import yaml
 from cryptography import x509
@@ -54,7 +55,7 @@ def is_secret(value: Any) -> bool:
     return rpc.is_rpc_secret(value)
 
 
-def unwrap(value: Any, path: str = "", found: Optional[set] = None) -> Any:
+def unwrap(value: Any, path: str = "", found: set | None = None) -> Any:
     """Plain value of a deserialized property; collects the paths that were secret."""
     if is_secret(value):
         if found is not None:
@@ -86,15 +87,16 @@ def _private_key(inputs: dict):
 
 
 def _pem_key(key) -> str:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption()).decode()
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
 
 
 def _load_key(pem: str):
     return serialization.load_pem_private_key(pem.encode(), password=None)
 
 
-def _name(subject: Optional[dict]) -> x509.Name:
+def _name(subject: dict | None) -> x509.Name:
     subject = subject or {}
     attributes = []
     if subject.get("organization"):
@@ -106,29 +108,58 @@ def _name(subject: Optional[dict]) -> x509.Name:
 
 def _sans(inputs: dict) -> list[x509.GeneralName]:
     return [x509.DNSName(n) for n in inputs.get("dnsNames") or []] + [
-        x509.IPAddress(ipaddress.ip_address(a)) for a in inputs.get("ipAddresses") or []]
+        x509.IPAddress(ipaddress.ip_address(a)) for a in inputs.get("ipAddresses") or []
+    ]
 
 
-_USAGES = {"digital_signature": "digital_signature", "key_encipherment": "key_encipherment",
-           "cert_signing": "key_cert_sign", "crl_signing": "crl_sign"}
+_USAGES = {
+    "digital_signature": "digital_signature",
+    "key_encipherment": "key_encipherment",
+    "cert_signing": "key_cert_sign",
+    "crl_signing": "crl_sign",
+}
 
 
-def _certificate(subject: x509.Name, public_key, issuer: x509.Name, signing_key, inputs: dict,
-                 sans: list[x509.GeneralName], is_ca: bool) -> str:
-    now = datetime.datetime.now(datetime.timezone.utc)
+def _certificate(
+    subject: x509.Name,
+    public_key,
+    issuer: x509.Name,
+    signing_key,
+    inputs: dict,
+    sans: list[x509.GeneralName],
+    is_ca: bool,
+) -> str:
+    now = datetime.datetime.now(datetime.UTC)
     uses = inputs.get("allowedUses") or []
-    flags = {v: False for v in ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
-                                "key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only")}
+    flags = {
+        v: False
+        for v in (
+            "digital_signature",
+            "content_commitment",
+            "key_encipherment",
+            "data_encipherment",
+            "key_agreement",
+            "key_cert_sign",
+            "crl_sign",
+            "encipher_only",
+            "decipher_only",
+        )
+    }
     for use in uses:
         if use in _USAGES:
             flags[_USAGES[use]] = True
-    builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(public_key)
-               .serial_number(x509.random_serial_number())
-               .not_valid_before(now - datetime.timedelta(hours=1))
-               .not_valid_after(now + datetime.timedelta(hours=int(inputs["validityPeriodHours"])))
-               .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
-               .add_extension(x509.KeyUsage(**flags), critical=True)
-               .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(hours=int(inputs["validityPeriodHours"])))
+        .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(**flags), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+    )
     if "server_auth" in uses:
         builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
     if sans:
@@ -175,8 +206,11 @@ class PlatformMocks(pulumi.runtime.Mocks):
             return f"{args.name}-provider-id", inputs
         if typ == "pulumi:pulumi:StackReference":
             # The engine reads the referenced stack's last checkpoint: here, what `evaluate` kept.
-            return inputs["name"], {"name": inputs["name"], "outputs": self.state.get("stack_outputs", {}),
-                                    "secretOutputNames": []}
+            return inputs["name"], {
+                "name": inputs["name"],
+                "outputs": self.state.get("stack_outputs", {}),
+                "secretOutputNames": [],
+            }
         if args.resource_id:  # Resource.get: the provider reads a live object (recorded in state["reads"])
             return args.resource_id, self._read(args)
         handler = getattr(self, "_" + typ.split(":")[0].replace(".", "_"), None)
@@ -189,7 +223,8 @@ class PlatformMocks(pulumi.runtime.Mocks):
     LIVE_OBJECTS = {
         ("kubernetes:apps/v1:Deployment", "cnpg-system/barman-cloud"): {
             "metadata": {"name": "barman-cloud", "namespace": "cnpg-system"},
-            "status": {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1}},
+            "status": {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1},
+        },
     }
 
     def _read(self, args) -> dict:
@@ -203,28 +238,45 @@ class PlatformMocks(pulumi.runtime.Mocks):
     def _tls(self, args, inputs: dict) -> dict:
         kind = args.typ.rsplit(":", 1)[1]
         if kind == "PrivateKey":
+
             def make():
                 key = _private_key(inputs)
-                public = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                       serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+                public = (
+                    key.public_key()
+                    .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+                    .decode()
+                )
                 return {"privateKeyPem": _pem_key(key), "privateKeyPemPkcs8": _pem_key(key), "publicKeyPem": public}
+
             return {**inputs, **self._remember(args, make)}
         if kind == "SelfSignedCert":
+
             def make():
                 key = _load_key(inputs["privateKeyPem"])
                 name = _name(inputs.get("subject"))
-                return {"certPem": _certificate(name, key.public_key(), name, key, inputs, _sans(inputs),
-                                                bool(inputs.get("isCaCertificate")))}
+                return {
+                    "certPem": _certificate(
+                        name, key.public_key(), name, key, inputs, _sans(inputs), bool(inputs.get("isCaCertificate"))
+                    )
+                }
+
             return {**inputs, **self._remember(args, make)}
         if kind == "CertRequest":
+
             def make():
                 key = _load_key(inputs["privateKeyPem"])
                 builder = x509.CertificateSigningRequestBuilder().subject_name(_name(inputs.get("subject")))
                 if _sans(inputs):
                     builder = builder.add_extension(x509.SubjectAlternativeName(_sans(inputs)), critical=False)
-                return {"certRequestPem": builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()}
+                return {
+                    "certRequestPem": builder.sign(key, hashes.SHA256())
+                    .public_bytes(serialization.Encoding.PEM)
+                    .decode()
+                }
+
             return {**inputs, **self._remember(args, make)}
         if kind == "LocallySignedCert":
+
             def make():
                 csr = x509.load_pem_x509_csr(inputs["certRequestPem"].encode())
                 ca = x509.load_pem_x509_certificate(inputs["caCertPem"].encode())
@@ -232,9 +284,18 @@ class PlatformMocks(pulumi.runtime.Mocks):
                     sans = list(csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
                 except x509.ExtensionNotFound:
                     sans = []
-                return {"certPem": _certificate(csr.subject, csr.public_key(), ca.subject,
-                                                _load_key(inputs["caPrivateKeyPem"]), inputs, sans,
-                                                bool(inputs.get("isCaCertificate")))}
+                return {
+                    "certPem": _certificate(
+                        csr.subject,
+                        csr.public_key(),
+                        ca.subject,
+                        _load_key(inputs["caPrivateKeyPem"]),
+                        inputs,
+                        sans,
+                        bool(inputs.get("isCaCertificate")),
+                    )
+                }
+
             return {**inputs, **self._remember(args, make)}
         raise AssertionError(f"unmocked tls resource {args.typ}")
 
@@ -242,12 +303,24 @@ class PlatformMocks(pulumi.runtime.Mocks):
         if args.typ != "random:index/randomPassword:RandomPassword":
             raise AssertionError(f"unmocked random resource {args.typ}")
         generated = self._remember(args, lambda: {"result": _password(inputs)})
-        return {**inputs, **generated, "bcryptHash": "$2a$10$" + hashlib.sha256(generated["result"].encode()).hexdigest()[:53]}
+        return {
+            **inputs,
+            **generated,
+            "bcryptHash": "$2a$10$" + hashlib.sha256(generated["result"].encode()).hexdigest()[:53],
+        }
 
     def _kubernetes(self, args, inputs: dict) -> dict:
         if args.typ == "kubernetes:helm.sh/v3:Release":
-            return {**inputs, "status": {"status": "deployed", "name": inputs.get("name"), "namespace": inputs.get("namespace"),
-                                         "chart": inputs.get("chart"), "version": inputs.get("version")}}
+            return {
+                **inputs,
+                "status": {
+                    "status": "deployed",
+                    "name": inputs.get("name"),
+                    "namespace": inputs.get("namespace"),
+                    "chart": inputs.get("chart"),
+                    "version": inputs.get("version"),
+                },
+            }
         outputs = json.loads(json.dumps(inputs))
         metadata = outputs.setdefault("metadata", {})
         if not metadata.get("name"):
@@ -269,7 +342,9 @@ class PlatformMocks(pulumi.runtime.Mocks):
     def _minio(self, args, inputs: dict) -> dict:
         outputs = dict(inputs)
         if args.typ.endswith(":S3Bucket"):
-            outputs.update(arn=f"arn:aws:s3:::{inputs['bucket']}", bucketDomainName=inputs["bucket"], __id=inputs["bucket"])
+            outputs.update(
+                arn=f"arn:aws:s3:::{inputs['bucket']}", bucketDomainName=inputs["bucket"], __id=inputs["bucket"]
+            )
         elif args.typ.endswith(":IamUser") or args.typ.endswith(":IamPolicy"):
             outputs["__id"] = inputs["name"]
         return outputs
@@ -323,24 +398,40 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         secret_paths: set = set()
         inputs = unwrap(raw, found=secret_paths)
         secret_top = {path.split(".")[0].split("[")[0] for path in secret_paths}
-        args = pulumi.runtime.MockResourceArgs(typ=request.type, name=request.name, inputs=inputs,
-                                               provider=request.provider, resource_id=request.importId,
-                                               custom=request.custom)
+        args = pulumi.runtime.MockResourceArgs(
+            typ=request.type,
+            name=request.name,
+            inputs=inputs,
+            provider=request.provider,
+            resource_id=request.importId,
+            custom=request.custom,
+        )
         resource_id, outputs = self.mocks.new_resource(args) if request.custom else ("", inputs)
         outputs = json.loads(json.dumps(outputs))  # the wire turns ints into floats
         outputs = {k: (float(v) if isinstance(v, int) and not isinstance(v, bool) else v) for k, v in outputs.items()}
         secret_outputs = {k for k in outputs if k in set(request.additionalSecretOutputs) or k in secret_top}
         wire = {k: (rpc.wrap_rpc_secret(v) if k in secret_outputs else v) for k, v in outputs.items()}
-        self.registrations.append(Registration(
-            urn=urn, type=request.type, name=request.name, custom=request.custom, parent=request.parent,
-            inputs=whole_numbers(inputs), outputs=whole_numbers(outputs), secret_inputs=secret_paths,
-            secret_outputs=secret_outputs, dependencies=list(request.dependencies),
-            property_dependencies={k: list(v.urns) for k, v in request.propertyDependencies.items()},
-            provider=request.provider, protect=bool(request.protect), retain_on_delete=bool(request.retainOnDelete),
-            delete_before_replace=bool(request.deleteBeforeReplace),
-            additional_secret_outputs=list(request.additionalSecretOutputs),
-            aliases=[str(a) for a in request.aliases],
-        ))
+        self.registrations.append(
+            Registration(
+                urn=urn,
+                type=request.type,
+                name=request.name,
+                custom=request.custom,
+                parent=request.parent,
+                inputs=whole_numbers(inputs),
+                outputs=whole_numbers(outputs),
+                secret_inputs=secret_paths,
+                secret_outputs=secret_outputs,
+                dependencies=list(request.dependencies),
+                property_dependencies={k: list(v.urns) for k, v in request.propertyDependencies.items()},
+                provider=request.provider,
+                protect=bool(request.protect),
+                retain_on_delete=bool(request.retainOnDelete),
+                delete_before_replace=bool(request.deleteBeforeReplace),
+                additional_secret_outputs=list(request.additionalSecretOutputs),
+                aliases=[str(a) for a in request.aliases],
+            )
+        )
         self.resources[urn] = pulumi_mocks.MockMonitor.ResourceRegistration(urn, resource_id, outputs)
         obj = _sync_await(rpc.serialize_properties(wire, {}))
         return pulumi_mocks.resource_pb2.RegisterResourceResponse(urn=urn, id=resource_id, object=obj)
@@ -360,17 +451,17 @@ class Secret:
     value: Any
 
 
-def secret_config_keys(overrides: Optional[dict] = None) -> list[str]:
+def secret_config_keys(overrides: dict | None = None) -> list[str]:
     """Full keys of the overrides given as Secret, as the CLI lists them to the program."""
     return sorted(f"{PROJECT}:{k}" for k, v in (overrides or {}).items() if isinstance(v, Secret))
 
 
-def set_stack_config(stack: str, overrides: Optional[dict] = None) -> None:
+def set_stack_config(stack: str, overrides: dict | None = None) -> None:
     """Hand the program its config and which keys are secret, as `pulumi up` does (resets both)."""
     pulumi.runtime.set_all_config(stack_config(stack, overrides), secret_config_keys(overrides))
 
 
-def stack_config(stack: str, overrides: Optional[dict] = None) -> dict[str, str]:
+def stack_config(stack: str, overrides: dict | None = None) -> dict[str, str]:
     """Config as the CLI hands it to the program: Pulumi.yaml's declared defaults (the real engine
     passes every declared key), then Pulumi.<stack>.yaml (or the PR profile), then overrides."""
     path = ROOT / f"Pulumi.{stack}.yaml"
@@ -380,8 +471,9 @@ def stack_config(stack: str, overrides: Optional[dict] = None) -> dict[str, str]
     values: dict = {key: spec["default"] for key, spec in project["config"].items()}
     if path.exists():
         document = yaml.safe_load(path.read_text()) or {}
-        values.update({k.split(":", 1)[1]: v for k, v in (document.get("config") or {}).items()
-                       if k.startswith(PROJECT + ":")})
+        values.update(
+            {k.split(":", 1)[1]: v for k, v in (document.get("config") or {}).items() if k.startswith(PROJECT + ":")}
+        )
     values.update(overrides or {})
     return {f"{PROJECT}:{k}": _config_text(v) for k, v in values.items()}
 
@@ -420,8 +512,11 @@ class Evaluation:
         for reg in self.registrations:
             if not reg.custom or not reg.type.startswith("kubernetes:") or reg.type == "kubernetes:helm.sh/v3:Release":
                 continue
-            obj = {k: v for k, v in reg.outputs.items() if k not in ("status", "data") or
-                   (k == "data" and "stringData" not in reg.outputs)}
+            obj = {
+                k: v
+                for k, v in reg.outputs.items()
+                if k not in ("status", "data") or (k == "data" and "stringData" not in reg.outputs)
+            }
             obj["metadata"] = {k: v for k, v in obj["metadata"].items() if k != "uid"}
             objects.append(obj)
         return objects
@@ -479,8 +574,9 @@ def _plain_strings(value: Any, path: str, secret: set) -> Iterator[tuple[str, st
             yield from _plain_strings(v, f"{path}[{i}]", secret)
 
 
-def evaluate_stack(stack: str = "dev", config: Optional[dict] = None, state: Optional[dict] = None,
-                   preview: bool = False) -> Evaluation:
+def evaluate_stack(
+    stack: str = "dev", config: dict | None = None, state: dict | None = None, preview: bool = False
+) -> Evaluation:
     """Evaluate __main__.py fresh for `stack`, as `pulumi up` would, and return what it registered.
 
     Raises what the program raises (e.g. settings.ConfigError) after the runtime has settled.
@@ -505,8 +601,13 @@ def _cancel_leftovers() -> None:
         outputs.clear()
 
 
-def evaluate(program: Callable[[], Any], stack: str = "dev", config: Optional[dict] = None,
-             state: Optional[dict] = None, preview: bool = False) -> Evaluation:
+def evaluate(
+    program: Callable[[], Any],
+    stack: str = "dev",
+    config: dict | None = None,
+    state: dict | None = None,
+    preview: bool = False,
+) -> Evaluation:
     """Run any program (e.g. one component alone) under the same mocks and monitor."""
     state = {} if state is None else state
     mocks = PlatformMocks(state)
@@ -529,5 +630,11 @@ def evaluate(program: Callable[[], Any], stack: str = "dev", config: Optional[di
             secret_outputs.add(name)
     # Like a checkpoint: the next evaluation with this state sees these as the last deployment's outputs.
     state["stack_outputs"] = outputs
-    return Evaluation(stack=stack, registrations=monitor.registrations, outputs=whole_numbers(outputs),
-                      secret_outputs=secret_outputs, component_outputs=monitor.component_outputs, state=state)
+    return Evaluation(
+        stack=stack,
+        registrations=monitor.registrations,
+        outputs=whole_numbers(outputs),
+        secret_outputs=secret_outputs,
+        component_outputs=monitor.component_outputs,
+        state=state,
+    )

@@ -25,7 +25,6 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import yaml
 
@@ -71,7 +70,7 @@ def file_name(index: int, obj: dict) -> str:
     return f"{index:02d}-{kind}-{name}.yaml"
 
 
-def render_stack(stack: str, config: Optional[dict] = None, out_dir: Optional[Path] = None) -> Rendered:
+def render_stack(stack: str, config: dict | None = None, out_dir: Path | None = None) -> Rendered:
     """Evaluate `stack` once (with `config` overrides) and write its objects; returns the files with the objects."""
     evaluation = evaluate_stack(stack, config=config)
     directory = Path(out_dir) if out_dir else BUILD_DIR / stack

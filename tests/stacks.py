@@ -13,17 +13,26 @@ EXTERNAL_CA_FILE = "tests/fixtures/external-ca.pem"  # relative to the project d
 
 # The replaced service's modes; the rest of the stack keeps its defaults.
 EXTERNAL_POSTGRES = {
-    "postgresMode": "external", "postgresHost": "db.example.com", "postgresPort": 6432,
-    "postgresAdminUser": "rdsadmin", "postgresAdminPassword": Secret("admin-password-1234"),
+    "postgresMode": "external",
+    "postgresHost": "db.example.com",
+    "postgresPort": 6432,
+    "postgresAdminUser": "rdsadmin",
+    "postgresAdminPassword": Secret("admin-password-1234"),
     "postgresCaFile": EXTERNAL_CA_FILE,
 }
 EXTERNAL_S3 = {
-    "objectStoreMode": "external", "s3Endpoint": "https://s3.eu-west-1.amazonaws.com", "s3Region": "eu-west-1",
-    "s3AccessKey": "AKIAMLFLOWEXAMPLE", "s3SecretKey": Secret("s3-secret-key-for-mlflow-0123456789"),
+    "objectStoreMode": "external",
+    "s3Endpoint": "https://s3.eu-west-1.amazonaws.com",
+    "s3Region": "eu-west-1",
+    "s3AccessKey": "AKIAMLFLOWEXAMPLE",
+    "s3SecretKey": Secret("s3-secret-key-for-mlflow-0123456789"),
 }
 EXTERNAL_MINIO = {
-    "objectStoreMode": "externalMinio", "s3Endpoint": "https://minio.example.com:9443",
-    "s3CaFile": EXTERNAL_CA_FILE, "s3AdminUser": "minioadmin", "s3AdminPassword": Secret("minio-admin-password-123"),
+    "objectStoreMode": "externalMinio",
+    "s3Endpoint": "https://minio.example.com:9443",
+    "s3CaFile": EXTERNAL_CA_FILE,
+    "s3AdminUser": "minioadmin",
+    "s3AdminPassword": Secret("minio-admin-password-123"),
 }
 # name -> (stack, config): every mode alone, and mixed both ways.
 MODE_STACKS = {
@@ -67,10 +76,11 @@ def mounted_file(ev, pod: dict, c: dict, path: str) -> str:
         prefix = mount["mountPath"].rstrip("/") + "/"
         if not path.startswith(prefix):
             continue
-        relative = path[len(prefix):]
+        relative = path[len(prefix) :]
         volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
         sources = [s["secret"] for s in volume.get("projected", {}).get("sources", [])] or [
-            {"name": volume["secret"]["secretName"], **volume["secret"]}]
+            {"name": volume["secret"]["secretName"], **volume["secret"]}
+        ]
         for source in sources:
             data = ev.secret_by_name(source["name"])
             items = source.get("items") or [{"key": k, "path": k} for k in data]
@@ -86,16 +96,23 @@ def pod_secret_values(ev, pod: dict) -> list[str]:
     for c in pod.get("initContainers", []) + pod["containers"]:
         seen += [env_value(ev, c, e["name"]) for e in c.get("env", [])]
     for volume in pod["volumes"]:
-        names = [volume["secret"]["secretName"]] if "secret" in volume else [
-            s["secret"]["name"] for s in volume.get("projected", {}).get("sources", []) if "secret" in s]
+        names = (
+            [volume["secret"]["secretName"]]
+            if "secret" in volume
+            else [s["secret"]["name"] for s in volume.get("projected", {}).get("sources", []) if "secret" in s]
+        )
         seen += [v for n in names for v in ev.secret_by_name(n).values()]
     return seen
 
 
 def mlflow_uri(ev, key: str = "backend-store-uri"):
     """A URI from MLflow's env Secret, parsed: (parts, query)."""
-    [env] = [o for o in ev.k8s("Secret") if o["metadata"]["labels"].get("app.kubernetes.io/component") == "tracking-server"
-             and "backend-store-uri" in o["stringData"]]
+    [env] = [
+        o
+        for o in ev.k8s("Secret")
+        if o["metadata"]["labels"].get("app.kubernetes.io/component") == "tracking-server"
+        and "backend-store-uri" in o["stringData"]
+    ]
     uri = urlsplit(env["stringData"][key])
     return uri, parse_qs(uri.query)
 
@@ -112,8 +129,11 @@ def sans(cert_pem: str) -> tuple[set, set]:
 
 
 def tls_secret(ev, certificate: str) -> dict:
-    [secret] = [o for o in ev.k8s("Secret") if o["type"] == "kubernetes.io/tls"
-                and o["metadata"]["labels"]["mlflow-platform/certificate"] == certificate]
+    [secret] = [
+        o
+        for o in ev.k8s("Secret")
+        if o["type"] == "kubernetes.io/tls" and o["metadata"]["labels"]["mlflow-platform/certificate"] == certificate
+    ]
     return secret["stringData"]
 
 

@@ -35,10 +35,13 @@ def test_proxied_default_renders_no_multipart_opt_in_and_no_published_minio():
     assert ev.outputs["clientEnvironment"] == {"MLFLOW_HTTP_REQUEST_TIMEOUT": "600"}
 
 
-@pytest.mark.parametrize("extra, fix", [
-    ({}, "minioIngress: true"),
-    ({"minioIngress": True}, "ingressTlsSecretName or ingressClusterIssuer"),
-])
+@pytest.mark.parametrize(
+    "extra, fix",
+    [
+        ({}, "minioIngress: true"),
+        ({"minioIngress": True}, "ingressTlsSecretName or ingressClusterIssuer"),
+    ],
+)
 def test_direct_with_an_unreachable_in_cluster_minio_is_refused(extra, fix):
     with pytest.raises(settings.ConfigError) as error:
         load("dev", artifactTransferMode="direct", **extra)
@@ -46,10 +49,13 @@ def test_direct_with_an_unreachable_in_cluster_minio_is_refused(extra, fix):
     assert '"direct"' in line and "neither reachable nor trusted outside the cluster" in line and fix in line
 
 
-@pytest.mark.parametrize("config, problem", [
-    ({"minioIngress": True}, "plain HTTP"),
-    ({"minioIngress": True, **EXTERNAL_S3}, "no in-cluster MinIO to publish"),
-])
+@pytest.mark.parametrize(
+    "config, problem",
+    [
+        ({"minioIngress": True}, "plain HTTP"),
+        ({"minioIngress": True, **EXTERNAL_S3}, "no in-cluster MinIO to publish"),
+    ],
+)
 def test_minio_ingress_needs_tls_and_an_in_cluster_minio(config, problem):
     with pytest.raises(settings.ConfigError) as error:
         load("dev", **config)
@@ -57,8 +63,15 @@ def test_minio_ingress_needs_tls_and_an_in_cluster_minio(config, problem):
 
 
 def test_direct_through_published_minio_signs_for_the_public_host():
-    ev = evaluate_stack("dev", {"artifactTransferMode": "direct", "artifactMultipartThreshold": "64Mi",
-                                "artifactMultipartChunkSize": "16Mi", **PUBLISHED})
+    ev = evaluate_stack(
+        "dev",
+        {
+            "artifactTransferMode": "direct",
+            "artifactMultipartThreshold": "64Mi",
+            "artifactMultipartChunkSize": "16Mi",
+            **PUBLISHED,
+        },
+    )
     c = server(ev)
     assert {name: env_value(ev, c, name) for name in MULTIPART_ENV} == dict.fromkeys(MULTIPART_ENV, "true")
     # One endpoint for the server's own access and for signing: the published one, verified with the
@@ -93,8 +106,9 @@ def test_direct_with_an_external_endpoint_signs_for_it(mode):
     assert env_names(ev) >= MULTIPART_ENV
 
 
-@pytest.mark.parametrize("value, problem", [
-    ("1Mi", "not a size of at least 5Mi"), ("big", "not a size of at least 5Mi")])
+@pytest.mark.parametrize(
+    "value, problem", [("1Mi", "not a size of at least 5Mi"), ("big", "not a size of at least 5Mi")]
+)
 def test_multipart_threshold_is_validated(value, problem):
     with pytest.raises(settings.ConfigError) as error:
         load("dev", artifactMultipartThreshold=value)
@@ -109,8 +123,9 @@ def test_mlflow_before_3_18_is_refused(version):
     assert "advertises presigned multipart transfers" in line and "3.18.0 or newer" in line
 
 
-@pytest.mark.parametrize("cpu_limit, memory_limit, workers", [("1", "1Gi", 1), ("2", "1Gi", 2), ("500m", "1Gi", 1),
-                                                              ("4", "2Gi", 4)])
+@pytest.mark.parametrize(
+    "cpu_limit, memory_limit, workers", [("1", "1Gi", 1), ("2", "1Gi", 2), ("500m", "1Gi", 1), ("4", "2Gi", 4)]
+)
 def test_workers_default_to_the_cpu_limit(cpu_limit, memory_limit, workers):
     s = load("dev", mlflowCpuLimit=cpu_limit, mlflowMemoryLimit=memory_limit)
     assert s.mlflow.workers == workers
@@ -122,9 +137,15 @@ def test_workers_that_do_not_fit_the_memory_limit_are_refused():
     assert "over mlflowMemoryLimit (1Gi)" in problem_line(str(error.value), "mlflowWorkers")
 
 
-@pytest.mark.parametrize("stack, config, expected", [
-    ("dev", {}, "true"), ("prod", {}, "false"), ("prod", {"mlflowJobRunner": "on"}, "true"),
-    ("dev", {"mlflowJobRunner": "off"}, "false")])
+@pytest.mark.parametrize(
+    "stack, config, expected",
+    [
+        ("dev", {}, "true"),
+        ("prod", {}, "false"),
+        ("prod", {"mlflowJobRunner": "on"}, "true"),
+        ("dev", {"mlflowJobRunner": "off"}, "false"),
+    ],
+)
 def test_job_runner_is_off_on_replicated_servers_unless_enabled(stack, config, expected):
     ev = evaluate_stack(stack, config)
     assert env_value(ev, server(ev), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION") == expected
@@ -151,3 +172,16 @@ def test_auth_credential_cache_follows_config(config, expected):
     parser = configparser.ConfigParser(interpolation=None)
     parser.read_string(ini)
     assert parser["mlflow"]["auth_cache_ttl_seconds"] == expected
+
+
+def test_direct_published_stack_validates_strictly_and_passes_the_policy_baseline():
+    """The objects only this mode renders (MinIO's Ingress, the widened NetworkPolicies) meet the same
+    bars as the default stacks: strict Kubernetes schemas and the policy pack's baseline."""
+    from tests.test_manifests import K8S_VERSIONS, k8s_errors
+    from tests.test_policy_on_stack import violations
+
+    ev = evaluate_stack("dev", {"artifactTransferMode": "direct", **PUBLISHED})
+    objects = [o for o in ev.k8s_objects if o["kind"] in ("Ingress", "NetworkPolicy", "Deployment", "Secret")]
+    assert len([o for o in objects if o["kind"] == "Ingress"]) == 2
+    assert [e for version in K8S_VERSIONS for obj in objects for e in k8s_errors(obj, version)] == []
+    assert violations(ev) == []

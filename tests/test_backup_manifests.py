@@ -23,15 +23,22 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.test_manifests import (SHARED, STACKS, describe, k8s_errors, OLDEST_K8S, rendered,  # noqa: E402
-                                  strict_structural)
+from tests.test_manifests import OLDEST_K8S, SHARED, STACKS, describe, k8s_errors, rendered, strict_structural  # noqa: E402
 
 PLUGIN_CRD = SHARED / "crds" / "plugin-barman-cloud" / "objectstores.barmancloud.cnpg.io.yaml"
-BACKUP_STACKS = {"prod-backups": ("prod", None),
-                 "dev-external-backups": ("dev", {"backups": "on", "backupS3Endpoint": "https://s3.eu-west-1.amazonaws.com",
-                                                  "backupS3AccessKey": "AKIABACKUPEXAMPLE",
-                                                  "backupS3CaFile": "tests/fixtures/external-ca.pem"}),
-                 "dev-monitoring": ("dev", {"prometheusOperator": True})}
+BACKUP_STACKS = {
+    "prod-backups": ("prod", None),
+    "dev-external-backups": (
+        "dev",
+        {
+            "backups": "on",
+            "backupS3Endpoint": "https://s3.eu-west-1.amazonaws.com",
+            "backupS3AccessKey": "AKIABACKUPEXAMPLE",
+            "backupS3CaFile": "tests/fixtures/external-ca.pem",
+        },
+    ),
+    "dev-monitoring": ("dev", {"prometheusOperator": True}),
+}
 
 
 def render_variant(name: str):
@@ -55,45 +62,86 @@ def objectstore_validator() -> jsonschema.Draft7Validator:
 
 
 def objectstore_errors(obj: dict) -> list[str]:
-    errors = [f"{describe(obj)} @ {'.'.join(map(str, e.absolute_path))}: {e.message}"
-              for e in objectstore_validator().iter_errors(obj)]
+    errors = [
+        f"{describe(obj)} @ {'.'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in objectstore_validator().iter_errors(obj)
+    ]
     errors += k8s_errors({"apiVersion": "v1", "kind": "ConfigMap", "metadata": obj["metadata"]}, OLDEST_K8S)
     return errors
 
 
-_SELECTOR = {"type": "object", "additionalProperties": False, "required": ["matchLabels"],
-             "properties": {"matchLabels": {"type": "object", "additionalProperties": {"type": "string"}}}}
-_KEY_REF = {"type": "object", "additionalProperties": False, "required": ["name", "key"],
-            "properties": {"name": {"type": "string", "minLength": 1}, "key": {"type": "string", "minLength": 1}}}
-_ENDPOINT = {"type": "object", "additionalProperties": False, "required": ["port"], "properties": {
-    "port": {"type": "string", "minLength": 1}, "path": {"type": "string", "pattern": "^/"},
-    "scheme": {"enum": ["http", "https"]}, "interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
-    "basicAuth": {"type": "object", "additionalProperties": False, "required": ["username", "password"],
-                  "properties": {"username": _KEY_REF, "password": _KEY_REF}},
-    "tlsConfig": {"type": "object", "additionalProperties": False, "properties": {
-        "ca": {"type": "object", "additionalProperties": False, "required": ["secret"],
-               "properties": {"secret": _KEY_REF}},
-        "serverName": {"type": "string", "minLength": 1}}},
-}}
+_SELECTOR = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["matchLabels"],
+    "properties": {"matchLabels": {"type": "object", "additionalProperties": {"type": "string"}}},
+}
+_KEY_REF = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "key"],
+    "properties": {"name": {"type": "string", "minLength": 1}, "key": {"type": "string", "minLength": 1}},
+}
+_ENDPOINT = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["port"],
+    "properties": {
+        "port": {"type": "string", "minLength": 1},
+        "path": {"type": "string", "pattern": "^/"},
+        "scheme": {"enum": ["http", "https"]},
+        "interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
+        "basicAuth": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["username", "password"],
+            "properties": {"username": _KEY_REF, "password": _KEY_REF},
+        },
+        "tlsConfig": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "ca": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["secret"],
+                    "properties": {"secret": _KEY_REF},
+                },
+                "serverName": {"type": "string", "minLength": 1},
+            },
+        },
+    },
+}
 
 
 def monitor_schema(kind: str) -> dict:
     endpoints = "endpoints" if kind == "ServiceMonitor" else "podMetricsEndpoints"
-    return {"type": "object", "additionalProperties": False, "required": ["apiVersion", "kind", "metadata", "spec"],
-            "properties": {
-                "apiVersion": {"const": "monitoring.coreos.com/v1"}, "kind": {"const": kind},
-                "metadata": {"type": "object"},
-                "spec": {"type": "object", "additionalProperties": False, "required": ["selector", endpoints],
-                         "properties": {"selector": _SELECTOR,
-                                        endpoints: {"type": "array", "minItems": 1, "items": _ENDPOINT}}}}}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"const": "monitoring.coreos.com/v1"},
+            "kind": {"const": kind},
+            "metadata": {"type": "object"},
+            "spec": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["selector", endpoints],
+                "properties": {"selector": _SELECTOR, endpoints: {"type": "array", "minItems": 1, "items": _ENDPOINT}},
+            },
+        },
+    }
 
 
 def monitor_errors(obj: dict) -> list[str]:
     kind = obj.get("kind")
     if kind not in ("ServiceMonitor", "PodMonitor"):
         return [f"{describe(obj)}: not a ServiceMonitor or PodMonitor"]
-    errors = [f"{describe(obj)} @ {'.'.join(map(str, e.absolute_path))}: {e.message}"
-              for e in jsonschema.Draft7Validator(monitor_schema(kind)).iter_errors(obj)]
+    errors = [
+        f"{describe(obj)} @ {'.'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in jsonschema.Draft7Validator(monitor_schema(kind)).iter_errors(obj)
+    ]
     return errors + k8s_errors({"apiVersion": "v1", "kind": "ConfigMap", "metadata": obj["metadata"]}, OLDEST_K8S)
 
 
@@ -111,8 +159,12 @@ def test_day2_custom_resources_are_valid(name: str):
         [store] = stores
         assert store["spec"]["retentionPolicy"] == "30d" and not monitors
     # The other kinds of these variants are still strictly valid built-in objects.
-    builtin = [o for o in objects if "." not in o["apiVersion"].split("/")[0] or o["apiVersion"].startswith(
-        ("apps/", "batch/", "networking.k8s.io/", "policy/"))]
+    builtin = [
+        o
+        for o in objects
+        if "." not in o["apiVersion"].split("/")[0]
+        or o["apiVersion"].startswith(("apps/", "batch/", "networking.k8s.io/", "policy/"))
+    ]
     assert not [e for o in builtin for e in k8s_errors(o, OLDEST_K8S)]
 
 
@@ -121,13 +173,17 @@ def test_stacks_without_backups_render_no_object_store(stack: str):
     assert not [o for o in rendered(stack).objects if o["kind"] == "ObjectStore"]
 
 
-@pytest.mark.parametrize("mutate, expected", [
-    (lambda o: o["spec"].__setitem__("retentionPolicy", "30 days"), "retentionPolicy"),
-    (lambda o: o["spec"]["configuration"].__setitem__("destinationPth", "s3://x/"), "destinationPth"),
-    (lambda o: o["spec"]["configuration"]["wal"].__setitem__("compression", "zip"), "compression"),
-    (lambda o: o["spec"]["configuration"]["s3Credentials"]["accessKeyId"].pop("key"), "key"),
-    (lambda o: o["spec"].pop("configuration"), "configuration"),
-], ids=["bad-retention", "misspelt-field", "bad-compression", "no-key", "no-configuration"])
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda o: o["spec"].__setitem__("retentionPolicy", "30 days"), "retentionPolicy"),
+        (lambda o: o["spec"]["configuration"].__setitem__("destinationPth", "s3://x/"), "destinationPth"),
+        (lambda o: o["spec"]["configuration"]["wal"].__setitem__("compression", "zip"), "compression"),
+        (lambda o: o["spec"]["configuration"]["s3Credentials"]["accessKeyId"].pop("key"), "key"),
+        (lambda o: o["spec"].pop("configuration"), "configuration"),
+    ],
+    ids=["bad-retention", "misspelt-field", "bad-compression", "no-key", "no-configuration"],
+)
 def test_objectstore_check_rejects_broken_stores(mutate, expected: str):
     [store] = [o for o in rendered("prod").objects if o["kind"] == "ObjectStore"]
     store = copy.deepcopy(store)
@@ -136,15 +192,24 @@ def test_objectstore_check_rejects_broken_stores(mutate, expected: str):
     assert any(expected in e for e in objectstore_errors(store)), objectstore_errors(store)
 
 
-@pytest.mark.parametrize("mutate, expected", [
-    (lambda o: o["spec"].__setitem__("selectr", {}), "selectr"),
-    (lambda o: o["spec"]["endpoints"][0].__setitem__("scheme", "ftp"), "ftp"),
-    (lambda o: o["spec"]["endpoints"][0]["basicAuth"]["password"].pop("name"), "name"),
-    (lambda o: o.__setitem__("kind", "PodMonitor"), "endpoints"),
-], ids=["unknown-field", "bad-scheme", "secret-ref-without-name", "kind-shape-mismatch"])
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda o: o["spec"].__setitem__("selectr", {}), "selectr"),
+        (lambda o: o["spec"]["endpoints"][0].__setitem__("scheme", "ftp"), "ftp"),
+        (lambda o: o["spec"]["endpoints"][0]["basicAuth"]["password"].pop("name"), "name"),
+        (lambda o: o.__setitem__("kind", "PodMonitor"), "endpoints"),
+    ],
+    ids=["unknown-field", "bad-scheme", "secret-ref-without-name", "kind-shape-mismatch"],
+)
 def test_monitor_check_rejects_broken_monitors(mutate, expected: str):
-    monitor = copy.deepcopy(next(o for o in render_variant("dev-monitoring").objects
-                                 if o["kind"] == "ServiceMonitor" and o["metadata"]["name"] == "mlflow"))
+    monitor = copy.deepcopy(
+        next(
+            o
+            for o in render_variant("dev-monitoring").objects
+            if o["kind"] == "ServiceMonitor" and o["metadata"]["name"] == "mlflow"
+        )
+    )
     assert monitor_errors(monitor) == []
     mutate(monitor)
     assert any(expected in e for e in monitor_errors(monitor)), monitor_errors(monitor)

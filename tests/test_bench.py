@@ -22,10 +22,23 @@ GI, MI = 2**30, 2**20
 
 
 # --------------------------------------------------------------------------- quantities
-@pytest.mark.parametrize("text, value", [
-    ("250m", 0.25), ("1", 1.0), ("1.5", 1.5), ("2000m", 2.0), ("1Gi", GI), ("192Mi", 192 * MI),
-    ("1G", 1e9), ("500M", 5e8), ("1e3", 1000.0), ("128974848", 128974848.0), ("64Ki", 65536.0), (3, 3.0),
-])
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("250m", 0.25),
+        ("1", 1.0),
+        ("1.5", 1.5),
+        ("2000m", 2.0),
+        ("1Gi", GI),
+        ("192Mi", 192 * MI),
+        ("1G", 1e9),
+        ("500M", 5e8),
+        ("1e3", 1000.0),
+        ("128974848", 128974848.0),
+        ("64Ki", 65536.0),
+        (3, 3.0),
+    ],
+)
 def test_parse_quantity(text, value):
     assert bench.parse_quantity(text) == pytest.approx(value)
 
@@ -56,15 +69,21 @@ def test_pod_sums_app_containers():
 
 def test_pod_init_containers_count_their_largest_not_their_sum():
     # Like the migration Job: steps run one after another as init containers, then the last step.
-    pod = {"initContainers": [container("step1", "50m", "192Mi"), container("step2", "200m", "64Mi")],
-           "containers": [container("step3", "100m", "128Mi")]}
+    pod = {
+        "initContainers": [container("step1", "50m", "192Mi"), container("step2", "200m", "64Mi")],
+        "containers": [container("step3", "100m", "128Mi")],
+    }
     assert bench.pod_amounts(pod) == {"cpu": pytest.approx(0.2), "memory": 192 * MI}
 
 
 def test_pod_sidecar_init_containers_add_to_everything_after_them():
-    pod = {"initContainers": [container("proxy", "100m", "64Mi", restartPolicy="Always"),
-                              container("migrate", "300m", "32Mi")],
-           "containers": [container("app", "200m", "256Mi")]}
+    pod = {
+        "initContainers": [
+            container("proxy", "100m", "64Mi", restartPolicy="Always"),
+            container("migrate", "300m", "32Mi"),
+        ],
+        "containers": [container("app", "200m", "256Mi")],
+    }
     # init phase: migrate + proxy = 400m / 96Mi; running: app + proxy = 300m / 320Mi
     assert bench.pod_amounts(pod) == {"cpu": pytest.approx(0.4), "memory": 320 * MI}
 
@@ -79,16 +98,40 @@ def test_missing_request_defaults_to_limit_and_missing_limit_is_unbounded():
 def manifests():
     template = {"spec": {"containers": [container("c", "100m", "128Mi", "1", "256Mi")]}}
     return [
-        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
-         "spec": {"replicas": 3, "template": template}},
-        {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "store"},
-         "spec": {"replicas": 2, "template": template}},
-        {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "once"},
-         "spec": {"template": {"spec": {"initContainers": [container("i", "400m", "64Mi", "1", "64Mi")],
-                                        "containers": [container("c", "100m", "512Mi", "1", "1Gi")]}}}},
-        {"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster", "metadata": {"name": "pg"},
-         "spec": {"instances": 3, "resources": {"requests": {"cpu": "500m", "memory": "1Gi"},
-                                                "limits": {"cpu": "2", "memory": "2Gi"}}}},
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web"},
+            "spec": {"replicas": 3, "template": template},
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": {"name": "store"},
+            "spec": {"replicas": 2, "template": template},
+        },
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": "once"},
+            "spec": {
+                "template": {
+                    "spec": {
+                        "initContainers": [container("i", "400m", "64Mi", "1", "64Mi")],
+                        "containers": [container("c", "100m", "512Mi", "1", "1Gi")],
+                    }
+                }
+            },
+        },
+        {
+            "apiVersion": "postgresql.cnpg.io/v1",
+            "kind": "Cluster",
+            "metadata": {"name": "pg"},
+            "spec": {
+                "instances": 3,
+                "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
+            },
+        },
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "svc"}, "spec": {"type": "ClusterIP"}},
         {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}},
     ]
@@ -99,8 +142,8 @@ def test_workloads_multiply_pods_and_skip_non_workloads():
     assert set(items) == {"web", "store", "once", "pg"}
     assert (items["web"].pods, items["store"].pods, items["once"].pods, items["pg"].pods) == (3, 2, 1, 3)
     assert items["web"].total("requests", "cpu") == pytest.approx(0.3)
-    assert items["once"].total("requests", "cpu") == pytest.approx(0.4)       # the init step is larger
-    assert items["once"].total("requests", "memory") == 512 * MI              # the container is larger
+    assert items["once"].total("requests", "cpu") == pytest.approx(0.4)  # the init step is larger
+    assert items["once"].total("requests", "memory") == 512 * MI  # the container is larger
     assert items["pg"].total("requests", "memory") == 3 * GI
     assert items["pg"].total("limits", "cpu") == pytest.approx(6.0)
 
@@ -118,14 +161,23 @@ def test_footprint_totals():
     assert totals["requests"]["cpu"] == pytest.approx(2.4)
     assert totals["requests"]["memory"] == 5 * 128 * MI + 512 * MI + 3 * GI
     assert totals["limits"]["cpu"] == pytest.approx(5 * 1 + 1 + 6)
-    unbounded = bench.footprint_totals(bench.workloads([
-        {"kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [container("c", "1m", "1Mi")]}}]))
+    unbounded = bench.footprint_totals(
+        bench.workloads(
+            [{"kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [container("c", "1m", "1Mi")]}}]
+        )
+    )
     assert unbounded["limits"] == {"cpu": None, "memory": None}
 
 
-@pytest.mark.parametrize("cpu, memory, passed", [
-    (0.5, GI, True), (0.3, GI - 1, True), (0.501, GI, False), (0.2, GI + 1, False),
-])
+@pytest.mark.parametrize(
+    "cpu, memory, passed",
+    [
+        (0.5, GI, True),
+        (0.3, GI - 1, True),
+        (0.501, GI, False),
+        (0.2, GI + 1, False),
+    ],
+)
 def test_pr_budget_edges(cpu, memory, passed):
     result = bench.pr_budget_check({"requests": {"cpu": cpu, "memory": memory}})
     assert result["passed"] is passed
@@ -134,8 +186,13 @@ def test_pr_budget_edges(cpu, memory, passed):
 # --------------------------------------------------------------------------- critical path
 def test_critical_path_prefers_weight_over_length():
     weights = {"a": 1, "b": 0, "c": 0, "d": 0, "e": 1, "x": 1, "y": 1}
-    deps = {"b": {"a"}, "c": {"b"}, "d": {"c"}, "e": {"d"},   # a* b c d e*: weight 2, 5 nodes
-            "y": {"x"}}                                         # x* y*: weight 2, 2 nodes
+    deps = {
+        "b": {"a"},
+        "c": {"b"},
+        "d": {"c"},
+        "e": {"d"},  # a* b c d e*: weight 2, 5 nodes
+        "y": {"x"},
+    }  # x* y*: weight 2, 2 nodes
     weight, chain = bench.critical_path(weights, deps)
     assert weight == 2 and chain == ["a", "b", "c", "d", "e"]  # tie on weight -> more nodes
     weights["y"], weights["x"] = 1, 1
@@ -187,19 +244,30 @@ def synthetic_stack(pg_waits_for_minio: bool = False) -> list[Reg]:
     ref = k8s.urn + "::k8s-id"
     pg = Reg("postgres", "mlflow-platform:index:PostgresCluster", custom=False)
     s3 = Reg("minio", "mlflow-platform:index:MinioStore", custom=False)
-    lb = Reg("pg-admin", "kubernetes:core/v1:Service", parent=pg.urn, provider=ref,
-             inputs={"spec": {"type": "LoadBalancer"}})
-    cluster = Reg("pg-cluster", "kubernetes:postgresql.cnpg.io/v1:Cluster", parent=pg.urn, provider=ref,
-                  inputs={"metadata": {"annotations": {"pulumi.com/waitFor": "condition=Ready"}}},
-                  dependencies=[lb.urn])
+    lb = Reg(
+        "pg-admin", "kubernetes:core/v1:Service", parent=pg.urn, provider=ref, inputs={"spec": {"type": "LoadBalancer"}}
+    )
+    cluster = Reg(
+        "pg-cluster",
+        "kubernetes:postgresql.cnpg.io/v1:Cluster",
+        parent=pg.urn,
+        provider=ref,
+        inputs={"metadata": {"annotations": {"pulumi.com/waitFor": "condition=Ready"}}},
+        dependencies=[lb.urn],
+    )
     sql = Reg("pg-provider", "pulumi:providers:postgresql", parent=pg.urn, dependencies=[cluster.urn])
     role = Reg("pg-role", "postgresql:index/role:Role", parent=pg.urn, provider=sql.urn + "::id")
     sts = Reg("minio-sts", "kubernetes:apps/v1:StatefulSet", parent=s3.urn, provider=ref)
     svc = Reg("minio-svc", "kubernetes:core/v1:Service", parent=s3.urn, provider=ref, inputs={"spec": {}})
     mp = Reg("minio-provider", "pulumi:providers:minio", parent=s3.urn, dependencies=[sts.urn])
     bucket = Reg("minio-bucket", "minio:index/s3Bucket:S3Bucket", parent=s3.urn, provider=mp.urn + "::id")
-    app = Reg("app", "kubernetes:apps/v1:Deployment", provider=ref,
-              property_dependencies={"spec": [role.urn]}, dependencies=[s3.urn])  # a component dependency
+    app = Reg(
+        "app",
+        "kubernetes:apps/v1:Deployment",
+        provider=ref,
+        property_dependencies={"spec": [role.urn]},
+        dependencies=[s3.urn],
+    )  # a component dependency
     if pg_waits_for_minio:
         cluster.dependencies.append(svc.urn)
     return [k8s, pg, s3, lb, cluster, sql, role, sts, svc, mp, bucket, app]
@@ -207,13 +275,28 @@ def synthetic_stack(pg_waits_for_minio: bool = False) -> list[Reg]:
 
 def test_readiness_weights():
     weights = {r.name: bench.readiness_weight(r) for r in synthetic_stack()}
-    assert weights == {"k8s": 0, "postgres": 0, "minio": 0, "pg-admin": 1, "pg-cluster": 1, "pg-provider": 0,
-                       "pg-role": 0, "minio-sts": 1, "minio-svc": 0, "minio-provider": 0, "minio-bucket": 0,
-                       "app": 1}
+    assert weights == {
+        "k8s": 0,
+        "postgres": 0,
+        "minio": 0,
+        "pg-admin": 1,
+        "pg-cluster": 1,
+        "pg-provider": 0,
+        "pg-role": 0,
+        "minio-sts": 1,
+        "minio-svc": 0,
+        "minio-provider": 0,
+        "minio-bucket": 0,
+        "app": 1,
+    }
     assert bench.readiness_weight(Reg("r", "kubernetes:helm.sh/v3:Release", inputs={"skipAwait": True})) == 0
     assert bench.readiness_weight(Reg("r", "kubernetes:helm.sh/v3:Release", inputs={})) == 1
-    assert bench.readiness_weight(Reg("j", "kubernetes:batch/v1:Job", inputs={
-        "metadata": {"annotations": {"pulumi.com/skipAwait": "true"}}})) == 0
+    assert (
+        bench.readiness_weight(
+            Reg("j", "kubernetes:batch/v1:Job", inputs={"metadata": {"annotations": {"pulumi.com/skipAwait": "true"}}})
+        )
+        == 0
+    )
     assert bench.readiness_weight(Reg("c", "kubernetes:postgresql.cnpg.io/v1:Cluster", inputs={})) == 0
 
 
@@ -222,13 +305,19 @@ def test_graph_edges_providers_and_component_expansion():
     graph = bench.build_graph(regs)
     urn = {r.name: r.urn for r in regs}
     names = lambda urns: {graph.names[u] for u in urns}  # noqa: E731
-    assert set(graph.names.values()) == {r.name for r in regs if r.custom}   # components are not nodes
-    assert names(graph.deps[urn["pg-role"]]) == {"pg-provider"}                # waits for its provider
+    assert set(graph.names.values()) == {r.name for r in regs if r.custom}  # components are not nodes
+    assert names(graph.deps[urn["pg-role"]]) == {"pg-provider"}  # waits for its provider
     assert names(graph.deps[urn["minio-bucket"]]) == {"minio-provider"}
-    assert names(graph.deps[urn["app"]]) == {"k8s", "pg-role", "minio-sts", "minio-svc", "minio-provider",
-                                             "minio-bucket"}                    # component -> descendants
+    assert names(graph.deps[urn["app"]]) == {
+        "k8s",
+        "pg-role",
+        "minio-sts",
+        "minio-svc",
+        "minio-provider",
+        "minio-bucket",
+    }  # component -> descendants
     assert graph.component_refs == 1
-    assert names(graph.deps[urn["pg-cluster"]]) == {"pg-admin", "k8s"}        # the parent is not a dependency
+    assert names(graph.deps[urn["pg-cluster"]]) == {"pg-admin", "k8s"}  # the parent is not a dependency
     weight, chain = bench.critical_path(graph.weights, graph.deps)
     assert weight == 3
     assert [graph.names[u] for u in chain] == ["k8s", "pg-admin", "pg-cluster", "pg-provider", "pg-role", "app"]
@@ -299,7 +388,9 @@ def test_real_pr_stack_postgres_and_minio_come_up_independently(pr_stack):
 
 def test_run_program_runs_another_program_through_the_harness():
     ev = bench.run_program("dev", bench.COMPONENT_DEPS_PROBE)
-    assert "consumer" in [r.name for r in ev.registrations] and "mlflow-deployment" not in [r.name for r in ev.registrations]
+    assert "consumer" in [r.name for r in ev.registrations] and "mlflow-deployment" not in [
+        r.name for r in ev.registrations
+    ]
     from tests import harness
 
     assert harness.MAIN == ROOT / "__main__.py"  # restored for everyone else

@@ -32,9 +32,11 @@ CA_PEM = (Path(__file__).resolve().parent / "fixtures" / "external-ca.pem").read
 
 def run_alone(build):
     """Evaluate a program that builds one component and exports its outputs."""
+
     def program():
         for name, value in build().items():
             pulumi.export(name, value)
+
     return evaluate(program)
 
 
@@ -47,7 +49,8 @@ def test_components_do_not_read_the_stack_configuration():
     for path in sorted(COMPONENTS.glob("*.py")):
         tree = ast.parse(path.read_text())
         imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names} | {
-            node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+            node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+        }
         assert "settings" not in imported and not any(m.startswith("settings.") for m in imported), path.name
         assert "pulumi.Config" not in path.read_text(), path.name
 
@@ -59,6 +62,7 @@ def tls_program(**overrides):
         args.update(overrides)
         c = TlsCertificate("db-tls", TlsCertificateArgs(**args))
         return {"ca": c.ca_pem, "cert": c.cert_pem, "secret": c.secret_name, "ca_secret": c.ca_secret_name}
+
     return build
 
 
@@ -86,7 +90,10 @@ def test_tls_certificate_publishes_a_tls_secret_and_a_ca_only_secret():
     ca_secret = next(o for o in ev.k8s("Secret") if o["metadata"]["name"] == ev.outputs["ca_secret"])
     assert tls_secret["type"] == "kubernetes.io/tls"
     assert set(tls_secret["stringData"]) == {"tls.crt", "tls.key", "ca.crt"}
-    assert tls_secret["stringData"]["tls.crt"] == ev.outputs["cert"] and tls_secret["stringData"]["ca.crt"] == ev.outputs["ca"]
+    assert (
+        tls_secret["stringData"]["tls.crt"] == ev.outputs["cert"]
+        and tls_secret["stringData"]["ca.crt"] == ev.outputs["ca"]
+    )
     assert ca_secret["stringData"] == {"ca.crt": ev.outputs["ca"]}
     assert "BEGIN PRIVATE KEY" in tls_secret["stringData"]["tls.key"]
     assert not ({"ca", "cert"} & ev.secret_outputs), "certificates are public; only keys are secret"
@@ -105,13 +112,31 @@ def test_tls_certificate_supports_rsa_and_self_signed():
 # ------------------------------------------------------------------ PostgresCluster
 def postgres_program(**overrides):
     def build():
-        args = dict(namespace="team", instances=1, image="ghcr.io/cloudnative-pg/postgresql:17.5", storage_size="1Gi",
-                    resources=RESOURCES, client_pod_labels={"app": "client"}, client_ca_path="/ca/pg.crt",
-                    cluster_name="teamdb", operator_namespace="operators")
+        args = dict(
+            namespace="team",
+            instances=1,
+            image="ghcr.io/cloudnative-pg/postgresql:17.5",
+            storage_size="1Gi",
+            resources=RESOURCES,
+            client_pod_labels={"app": "client"},
+            client_ca_path="/ca/pg.crt",
+            cluster_name="teamdb",
+            operator_namespace="operators",
+        )
         args.update(overrides)
         pg = PostgresCluster("db", PostgresClusterArgs(**args))
-        return {"host": pg.host, "uri": pg.sqlalchemy_uri, "auth_uri": pg.auth_sqlalchemy_uri, "egress": pg.client_egress,
-                "password": pg.password, "ca": pg.ca_pem, "user": pg.username, "db": pg.database, "auth_db": pg.auth_database}
+        return {
+            "host": pg.host,
+            "uri": pg.sqlalchemy_uri,
+            "auth_uri": pg.auth_sqlalchemy_uri,
+            "egress": pg.client_egress,
+            "password": pg.password,
+            "ca": pg.ca_pem,
+            "user": pg.username,
+            "db": pg.database,
+            "auth_db": pg.auth_database,
+        }
+
     return build
 
 
@@ -125,8 +150,10 @@ def test_postgres_cluster_outputs_a_ready_verify_full_uri():
     assert urlsplit(ev.outputs["auth_uri"]).path == "/mlflow_auth"
     assert {"uri", "auth_uri", "password"} <= ev.secret_outputs and "host" not in ev.secret_outputs
     assert (ev.outputs["user"], ev.outputs["db"], ev.outputs["auth_db"]) == ("mlflow", "mlflow", "mlflow_auth")
-    assert ev.outputs["egress"] == {"to": [{"podSelector": {"matchLabels": {"cnpg.io/cluster": "teamdb"}}}],
-                                    "ports": [{"port": 5432, "protocol": "TCP"}]}
+    assert ev.outputs["egress"] == {
+        "to": [{"podSelector": {"matchLabels": {"cnpg.io/cluster": "teamdb"}}}],
+        "ports": [{"port": 5432, "protocol": "TCP"}],
+    }
 
 
 def test_postgres_cluster_declares_role_and_databases_for_the_operator():
@@ -135,7 +162,10 @@ def test_postgres_cluster_declares_role_and_databases_for_the_operator():
     [cluster] = ev.k8s("Cluster")
     [role] = cluster["spec"]["managed"]["roles"]
     assert (role["name"], role["login"], role["ensure"]) == ("mlflow", True, "present")
-    assert ev.secret_by_name(role["passwordSecret"]["name"]) == {"username": "mlflow", "password": ev.outputs["password"]}
+    assert ev.secret_by_name(role["passwordSecret"]["name"]) == {
+        "username": "mlflow",
+        "password": ev.outputs["password"],
+    }
     databases = {d["metadata"]["name"]: d["spec"] for d in ev.k8s("Database")}
     assert set(databases) == {"teamdb-mlflow", "teamdb-mlflow-auth"}
     assert sorted(d["name"] for d in databases.values()) == ["mlflow", "mlflow_auth"]
@@ -147,16 +177,21 @@ def test_postgres_cluster_declares_role_and_databases_for_the_operator():
     assert {d["spec"]["databaseReclaimPolicy"] for d in ephemeral.k8s("Database")} == {"delete"}
     protected = run_alone(postgres_program(protect_data=True))
     assert {r.name for r in protected.registrations if r.protect and r.retain_on_delete} == {
-        "db-cluster", "db-mlflow-database", "db-mlflow_auth-database"}
+        "db-cluster",
+        "db-mlflow-database",
+        "db-mlflow_auth-database",
+    }
 
 
 def test_postgres_cluster_admits_clients_its_instances_and_the_operator():
     ev = run_alone(postgres_program())
     [policy] = ev.k8s("NetworkPolicy")
     peers = [peer for rule in policy["spec"]["ingress"] for peer in rule["from"]]
-    assert peers == [{"podSelector": {"matchLabels": {"app": "client"}}},
-                     {"podSelector": {"matchLabels": {"cnpg.io/cluster": "teamdb"}}},
-                     {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "operators"}}}]
+    assert peers == [
+        {"podSelector": {"matchLabels": {"app": "client"}}},
+        {"podSelector": {"matchLabels": {"cnpg.io/cluster": "teamdb"}}},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "operators"}}},
+    ]
 
 
 def test_postgres_cluster_sizes_the_cnpg_cluster_from_its_args():
@@ -172,11 +207,26 @@ def test_postgres_cluster_sizes_the_cnpg_cluster_from_its_args():
 
 # ------------------------------------------------------------------ ExternalPostgres
 def external_postgres_program():
-    pg = ExternalPostgres("db", ExternalPostgresArgs(
-        namespace="team", host="db.example.com", port=6432, admin_user="root",
-        admin_password=pulumi.Output.secret("admin-pw"), ca_file="certs/db.pem", ca_pem=CA_PEM,
-        client_ca_path="/ca/pg.crt", protect_data=True))
-    return {"uri": pg.sqlalchemy_uri, "password": pg.password, "egress": pg.client_egress, "ca_secret": pg.ca_secret_name}
+    pg = ExternalPostgres(
+        "db",
+        ExternalPostgresArgs(
+            namespace="team",
+            host="db.example.com",
+            port=6432,
+            admin_user="root",
+            admin_password=pulumi.Output.secret("admin-pw"),
+            ca_file="certs/db.pem",
+            ca_pem=CA_PEM,
+            client_ca_path="/ca/pg.crt",
+            protect_data=True,
+        ),
+    )
+    return {
+        "uri": pg.sqlalchemy_uri,
+        "password": pg.password,
+        "egress": pg.client_egress,
+        "ca_secret": pg.ca_secret_name,
+    }
 
 
 def test_external_postgres_creates_the_role_and_databases_over_verify_full():
@@ -200,13 +250,27 @@ def test_external_postgres_creates_the_role_and_databases_over_verify_full():
 # ------------------------------------------------------------------ MinioStore
 def minio_program(**overrides):
     def build():
-        args = dict(namespace="team", image="quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z", replicas=1,
-                    storage_size="2Gi", resources=RESOURCES, bucket="artifacts", region="eu-west-1",
-                    client_pod_labels={"app": "client"})
+        args = dict(
+            namespace="team",
+            image="quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z",
+            replicas=1,
+            storage_size="2Gi",
+            resources=RESOURCES,
+            bucket="artifacts",
+            region="eu-west-1",
+            client_pod_labels={"app": "client"},
+        )
         args.update(overrides)
         store = MinioStore("s3", MinioStoreArgs(**args))
-        return {"endpoint": store.endpoint_url, "bucket": store.bucket, "access_key": store.access_key,
-                "secret_key": store.secret_key, "ca": store.ca_pem, "egress": store.client_egress}
+        return {
+            "endpoint": store.endpoint_url,
+            "bucket": store.bucket,
+            "access_key": store.access_key,
+            "secret_key": store.secret_key,
+            "ca": store.ca_pem,
+            "egress": store.client_egress,
+        }
+
     return build
 
 
@@ -264,8 +328,10 @@ def test_minio_store_runs_distributed_with_peer_names_in_the_certificate():
     ev = run_alone(minio_program(replicas=4))
     [sts] = ev.k8s("StatefulSet")
     assert sts["spec"]["replicas"] == 4 and sts["spec"]["podManagementPolicy"] == "Parallel"
-    assert sts["spec"]["template"]["spec"]["containers"][0]["args"][-1] == \
-        "https://minio-{0...3}.minio-hl.team.svc:9000/data"
+    assert (
+        sts["spec"]["template"]["spec"]["containers"][0]["args"][-1]
+        == "https://minio-{0...3}.minio-hl.team.svc:9000/data"
+    )
     tls = next(o for o in ev.k8s("Secret") if o["type"] == "kubernetes.io/tls")
     dns = cert(tls["stringData"]["tls.crt"]).extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert "*.minio-hl.team.svc" in dns.get_values_for_type(x509.DNSName)
@@ -285,11 +351,17 @@ def external_store_program(**overrides):
         args = dict(namespace="team", endpoint="https://s3.example.com:8443/", bucket="artifacts", region="eu-west-1")
         args.update(overrides)
         store = ExternalObjectStore("s3", ExternalObjectStoreArgs(**args))
-        outputs = {"endpoint": store.endpoint_url, "bucket": store.bucket, "access_key": store.access_key,
-                   "secret_key": store.secret_key, "egress": store.client_egress}
+        outputs = {
+            "endpoint": store.endpoint_url,
+            "bucket": store.bucket,
+            "access_key": store.access_key,
+            "secret_key": store.secret_key,
+            "egress": store.client_egress,
+        }
         if store.ca_secret_name is not None:
             outputs["ca_secret"] = store.ca_secret_name
         return outputs
+
     return build
 
 
@@ -304,8 +376,15 @@ def test_external_object_store_passes_given_credentials_through():
 
 
 def test_external_object_store_creates_a_scoped_user_with_minio_admin_credentials():
-    ev = run_alone(external_store_program(admin_user="root", admin_password=pulumi.Output.secret("admin-pw"),
-                                          ca_file="certs/s3.pem", ca_pem=CA_PEM, ephemeral=True))
+    ev = run_alone(
+        external_store_program(
+            admin_user="root",
+            admin_password=pulumi.Output.secret("admin-pw"),
+            ca_file="certs/s3.pem",
+            ca_pem=CA_PEM,
+            ephemeral=True,
+        )
+    )
     provider = ev.one("pulumi:providers:minio", "s3-admin-provider").inputs
     assert provider["minioServer"] == "s3.example.com:8443" and provider["minioCacertFile"] == "certs/s3.pem"
     bucket = ev.one("minio:index/s3Bucket:S3Bucket", "s3-bucket").inputs
@@ -321,8 +400,9 @@ def test_external_object_store_creates_a_scoped_user_with_minio_admin_credential
 # ------------------------------------------------------------------ CnpgOperator
 def test_cnpg_operator_owns_a_fixed_namespace_and_release_kept_on_destroy():
     def build():
-        operator = CnpgOperator("op", CnpgOperatorArgs(chart_version="0.29.0", namespace="cnpg-system",
-                                                       owner="mlflow-platform.dev"))
+        operator = CnpgOperator(
+            "op", CnpgOperatorArgs(chart_version="0.29.0", namespace="cnpg-system", owner="mlflow-platform.dev")
+        )
         return {"namespace": operator.namespace}
 
     ev = run_alone(build)
@@ -345,16 +425,27 @@ S3_EGRESS = {"ports": [{"port": 443, "protocol": "TCP"}]}
 def mlflow_program(**overrides):
     def build():
         args = dict(
-            namespace="team", version="3.17.2", image="ghcr.io/mlflow/mlflow:v3.17.2-full", region="eu-west-1",
-            resources=RESOURCES, ingress_domain="localtest.me",
+            namespace="team",
+            version="3.17.2",
+            image="ghcr.io/mlflow/mlflow:v3.17.2-full",
+            region="eu-west-1",
+            resources=RESOURCES,
+            ingress_domain="localtest.me",
             backend_store_uri=pulumi.Output.secret("postgresql+psycopg2://u:p%40ss@db:5432/mlflow?sslmode=verify-full"),
             auth_database_uri=pulumi.Output.secret("postgresql+psycopg2://u:p%40ss@db:5432/auth?sslmode=verify-full"),
-            postgres_ca_secret_name="pg-ca", s3_endpoint_url="https://s3.team.svc:9000", bucket="artifacts-bucket",
-            access_key="mlflow", secret_key=pulumi.Output.secret("s3-secret-key"), object_store_ca_secret_name="s3-ca",
-            database_egress=DB_EGRESS, object_store_egress=pulumi.Output.from_input(S3_EGRESS))
+            postgres_ca_secret_name="pg-ca",
+            s3_endpoint_url="https://s3.team.svc:9000",
+            bucket="artifacts-bucket",
+            access_key="mlflow",
+            secret_key=pulumi.Output.secret("s3-secret-key"),
+            object_store_ca_secret_name="s3-ca",
+            database_egress=DB_EGRESS,
+            object_store_egress=pulumi.Output.from_input(S3_EGRESS),
+        )
         args.update(overrides)
         server = MlflowServer("tracking", MlflowServerArgs(**args))
         return {"url": server.tracking_url, "values": server.package_values, "password": server.admin_password}
+
     return build
 
 
@@ -363,8 +454,10 @@ def test_mlflow_server_runs_restricted_with_probes_resources_and_writable_scratc
     [deployment] = ev.k8s("Deployment")
     pod = deployment["spec"]["template"]["spec"]
     [server] = pod["containers"]
-    assert server["command"] == ["mlflow"] and server["args"][server["args"].index("--artifacts-destination") + 1] \
-        == "s3://artifacts-bucket/artifacts"
+    assert (
+        server["command"] == ["mlflow"]
+        and server["args"][server["args"].index("--artifacts-destination") + 1] == "s3://artifacts-bucket/artifacts"
+    )
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert server[probe]["httpGet"]["path"] == "/health"
     assert set(server["resources"]) == {"requests", "limits"}
@@ -422,7 +515,10 @@ def test_mlflow_server_egress_allows_dns_and_the_given_data_services_only():
     [egress] = [p for p in ev.k8s("NetworkPolicy") if p["spec"]["policyTypes"] == ["Egress"]]
     assert egress["spec"]["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "mlflow"}}
     assert egress["spec"]["egress"] == [
-        {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}, DB_EGRESS, S3_EGRESS]
+        {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
+        DB_EGRESS,
+        S3_EGRESS,
+    ]
     for workload in ev.k8s("Deployment") + ev.k8s("Job"):
         assert workload["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] == "mlflow"
 

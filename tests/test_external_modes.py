@@ -8,14 +8,30 @@ import pytest
 
 from components.s3_policy import bucket_policy
 from tests.harness import Secret, evaluate_stack
-from tests.stacks import (EXTERNAL_CA_FILE, EXTERNAL_MINIO, EXTERNAL_POSTGRES, EXTERNAL_S3, MODE_STACKS, container,
-                          env_value, mlflow_uri, mounted_file, plain_leaks, pod_of, workload)
+from tests.stacks import (
+    EXTERNAL_CA_FILE,
+    EXTERNAL_MINIO,
+    EXTERNAL_POSTGRES,
+    EXTERNAL_S3,
+    MODE_STACKS,
+    container,
+    env_value,
+    mlflow_uri,
+    mounted_file,
+    plain_leaks,
+    pod_of,
+    workload,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 EXTERNAL_CA = (ROOT / EXTERNAL_CA_FILE).read_text()
 DNS = {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}
-MINIO_TYPES = ("minio:index/s3Bucket:S3Bucket", "minio:index/iamUser:IamUser", "minio:index/iamPolicy:IamPolicy",
-               "minio:index/iamUserPolicyAttachment:IamUserPolicyAttachment")
+MINIO_TYPES = (
+    "minio:index/s3Bucket:S3Bucket",
+    "minio:index/iamUser:IamUser",
+    "minio:index/iamPolicy:IamPolicy",
+    "minio:index/iamUserPolicyAttachment:IamUserPolicyAttachment",
+)
 
 
 @pytest.fixture(scope="module")
@@ -32,14 +48,22 @@ def server(ev) -> dict:
 
 
 def has_cnpg(ev) -> bool:
-    return bool(ev.k8s("Cluster") or ev.k8s("Database") or ev.of_type("kubernetes:helm.sh/v3:Release")
-                or ev.of_type("mlflow-platform:index:CnpgOperator") or ev.of_type("mlflow-platform:index:PostgresCluster"))
+    return bool(
+        ev.k8s("Cluster")
+        or ev.k8s("Database")
+        or ev.of_type("kubernetes:helm.sh/v3:Release")
+        or ev.of_type("mlflow-platform:index:CnpgOperator")
+        or ev.of_type("mlflow-platform:index:PostgresCluster")
+    )
 
 
 def has_minio(ev) -> bool:
     names = [o["metadata"]["name"] for kind in ("Job", "Service") for o in ev.k8s(kind)]
-    return bool(ev.k8s("StatefulSet") or any(n.startswith("minio") for n in names)
-                or ev.of_type("mlflow-platform:index:MinioStore"))
+    return bool(
+        ev.k8s("StatefulSet")
+        or any(n.startswith("minio") for n in names)
+        or ev.of_type("mlflow-platform:index:MinioStore")
+    )
 
 
 # ------------------------------------------------------------------ every mode, every mix
@@ -53,7 +77,9 @@ def test_each_mode_registers_only_the_services_it_uses(modes, name):
     assert ("pulumi:providers:postgresql" in types) is (mode["postgres"] == "external"), name
     assert ("pulumi:providers:minio" in types) is (mode["store"] == "externalMinio"), name
     assert any(t.startswith("minio:") for t in types) is (mode["store"] == "externalMinio"), name
-    assert [s["metadata"]["name"] for s in ev.k8s("Service") if not s["metadata"]["name"].startswith("minio")] == ["mlflow"]
+    assert [s["metadata"]["name"] for s in ev.k8s("Service") if not s["metadata"]["name"].startswith("minio")] == [
+        "mlflow"
+    ]
     assert not any(s["spec"].get("type", "ClusterIP") != "ClusterIP" for s in ev.k8s("Service"))
 
 
@@ -80,7 +106,8 @@ def test_mlflow_egress_allows_dns_and_exactly_the_data_services_it_uses(modes, n
     if endpoint_port:
         assert store == {"ports": [{"port": endpoint_port, "protocol": "TCP"}]}
         assert ev.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy") and not any(
-            p["metadata"]["name"].startswith("minio") for p in ev.k8s("NetworkPolicy"))
+            p["metadata"]["name"].startswith("minio") for p in ev.k8s("NetworkPolicy")
+        )
     else:
         assert store["ports"] == [{"port": 9000, "protocol": "TCP"}] and "podSelector" in store["to"][0]
 
@@ -93,7 +120,9 @@ def test_external_postgres_creates_role_and_databases_with_verify_full(modes):
     assert (inputs["host"], inputs["port"], inputs["username"]) == ("db.example.com", "6432", "rdsadmin")
     assert inputs["sslmode"] == "verify-full" and inputs["sslrootcert"] == EXTERNAL_CA_FILE
     assert not Path(inputs["sslrootcert"]).is_absolute(), "the same state works from any checkout"
-    assert inputs["password"] == EXTERNAL_POSTGRES["postgresAdminPassword"].value and "password" in provider.secret_inputs
+    assert (
+        inputs["password"] == EXTERNAL_POSTGRES["postgresAdminPassword"].value and "password" in provider.secret_inputs
+    )
     role = ev.one("postgresql:index/role:Role", "postgres-mlflow-role")
     assert role.inputs["login"] is True and role.provider.startswith(provider.urn)
     databases = ev.of_type("postgresql:index/database:Database")
@@ -140,7 +169,11 @@ def test_external_minio_creates_bucket_user_and_the_bucket_scoped_policy(modes):
     ev = modes["external-minio"]
     provider = ev.one("pulumi:providers:minio", "minio-admin-provider")
     assert provider.inputs["minioServer"] == "minio.example.com:9443"
-    assert provider.inputs["minioSsl"] in (True, "true") and provider.inputs.get("minioInsecure") in (None, False, "false")
+    assert provider.inputs["minioSsl"] in (True, "true") and provider.inputs.get("minioInsecure") in (
+        None,
+        False,
+        "false",
+    )
     assert provider.inputs["minioCacertFile"] == EXTERNAL_CA_FILE
     assert provider.inputs["minioUser"] == EXTERNAL_MINIO["s3AdminUser"] and "minioPassword" in provider.secret_inputs
     for typ in MINIO_TYPES:

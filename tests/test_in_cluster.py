@@ -14,8 +14,16 @@ from cryptography import x509
 import settings
 from components.s3_policy import bucket_policy
 from tests.harness import PROJECT, evaluate_stack
-from tests.stacks import (DEFAULT_STACKS, ancestors, container, env_value, mlflow_uri, pod_of, pod_secret_values,
-                          workload)
+from tests.stacks import (
+    DEFAULT_STACKS,
+    ancestors,
+    container,
+    env_value,
+    mlflow_uri,
+    pod_of,
+    pod_secret_values,
+    workload,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = {"dev": "dev", "prod": "prod", "pr-42": "pr"}
@@ -33,13 +41,19 @@ def matches(selector: dict, labels: dict) -> bool:
 # ------------------------------------------------------------------ nothing for the runner to reach
 def test_no_runner_side_data_provider_is_registered(stack):
     types = {r.type for r in stack.registrations}
-    data_plane = {t for t in types if t.split(":")[0] in ("postgresql", "minio")
-                  or t in ("pulumi:providers:postgresql", "pulumi:providers:minio")}
+    data_plane = {
+        t
+        for t in types
+        if t.split(":")[0] in ("postgresql", "minio") or t in ("pulumi:providers:postgresql", "pulumi:providers:minio")
+    }
     assert data_plane == set()
     # The only provider is the Kubernetes one (and kubernetes/tls/random resources need nothing else).
     assert {t for t in types if t.startswith("pulumi:providers:")} == {"pulumi:providers:kubernetes"}
     assert {t.split(":")[0] for t in types if not t.startswith(("pulumi:", "mlflow-platform:"))} == {
-        "kubernetes", "tls", "random"}
+        "kubernetes",
+        "tls",
+        "random",
+    }
 
 
 def test_no_service_is_exposed_outside_the_cluster(stack):
@@ -52,8 +66,11 @@ def test_no_service_is_exposed_outside_the_cluster(stack):
 
 
 def test_no_certificate_carries_an_ip_address(stack):
-    certificates = [x509.load_pem_x509_certificate(r.outputs["certPem"].encode())
-                    for r in stack.registrations if "certPem" in r.outputs]
+    certificates = [
+        x509.load_pem_x509_certificate(r.outputs["certPem"].encode())
+        for r in stack.registrations
+        if "certPem" in r.outputs
+    ]
     for reg in stack.registrations:
         assert not reg.inputs.get("ipAddresses"), reg.name
     servers = 0
@@ -139,14 +156,18 @@ def test_the_bootstrap_job_reads_root_credentials_only_from_the_env_file(stack):
     [root_env] = [s for s in stack.k8s("Secret") if "config.env" in s["stringData"]]
     minio = container(stack, "StatefulSet", "minio", "minio")
     # The same Secret MinIO itself reads, mounted where the script is told to read it.
-    config_volumes = [v for v in pod["volumes"] if v.get("secret", {}).get("secretName") == root_env["metadata"]["name"]]
+    config_volumes = [
+        v for v in pod["volumes"] if v.get("secret", {}).get("secretName") == root_env["metadata"]["name"]
+    ]
     [volume] = config_volumes
     [mount] = [m for m in job["volumeMounts"] if m["name"] == volume["name"]]
     assert mount["readOnly"] is True
     env_file = env_value(stack, job, "MINIO_ROOT_ENV_FILE")
     assert env_file == f"{mount['mountPath']}/config.env" == env_value(stack, minio, "MINIO_CONFIG_ENV_FILE")
-    root = {stack.one("random:index/randomPassword:RandomPassword", f"minio-root-{p}").outputs["result"]
-            for p in ("user", "password")}
+    root = {
+        stack.one("random:index/randomPassword:RandomPassword", f"minio-root-{p}").outputs["result"]
+        for p in ("user", "password")
+    }
     plain = [e["value"] for e in job["env"] if "value" in e]
     assert not any(r in v for r in root for v in plain)
     # MLflow's user (the backup user, when backups go to this MinIO, has a Secret of its own).
@@ -202,8 +223,10 @@ def test_mlflow_pods_reach_dns_postgres_and_minio_only(stack):
     dns, postgres, minio = spec["egress"]
     assert dns == DNS
     [cluster] = stack.k8s("Cluster")
-    assert postgres == {"to": [{"podSelector": {"matchLabels": {"cnpg.io/cluster": cluster["metadata"]["name"]}}}],
-                        "ports": [{"port": 5432, "protocol": "TCP"}]}
+    assert postgres == {
+        "to": [{"podSelector": {"matchLabels": {"cnpg.io/cluster": cluster["metadata"]["name"]}}}],
+        "ports": [{"port": 5432, "protocol": "TCP"}],
+    }
     minio_labels = workload(stack, "StatefulSet", "minio")["spec"]["template"]["metadata"]["labels"]
     [peer] = minio["to"]
     assert matches(peer["podSelector"]["matchLabels"], minio_labels)
@@ -214,8 +237,10 @@ def test_the_bootstrap_job_reaches_dns_and_minio_only(stack):
     spec = egress_of(stack, "minio-bootstrap-egress")
     labels = workload(stack, "Job", "minio-bootstrap")["spec"]["template"]["metadata"]["labels"]
     assert spec["policyTypes"] == ["Egress"] and matches(spec["podSelector"]["matchLabels"], labels)
-    assert not matches(spec["podSelector"]["matchLabels"],
-                       workload(stack, "StatefulSet", "minio")["spec"]["template"]["metadata"]["labels"])
+    assert not matches(
+        spec["podSelector"]["matchLabels"],
+        workload(stack, "StatefulSet", "minio")["spec"]["template"]["metadata"]["labels"],
+    )
     dns, minio = spec["egress"]
     assert dns == DNS
     minio_labels = workload(stack, "StatefulSet", "minio")["spec"]["template"]["metadata"]["labels"]
@@ -232,8 +257,13 @@ def test_minio_volumes_are_kept_except_in_pr_stacks(stack):
 
 
 def test_prod_protects_the_cluster_databases_statefulset_and_namespace(prod, dev):
-    names = ("postgres-cluster", "postgres-mlflow-database", "postgres-mlflow_auth-database", "minio-statefulset",
-             "platform-namespace")
+    names = (
+        "postgres-cluster",
+        "postgres-mlflow-database",
+        "postgres-mlflow_auth-database",
+        "minio-statefulset",
+        "platform-namespace",
+    )
     for name in names:
         [reg] = [r for r in prod.registrations if r.name == name and r.custom]
         assert reg.protect and reg.retain_on_delete, name
@@ -241,11 +271,16 @@ def test_prod_protects_the_cluster_databases_statefulset_and_namespace(prod, dev
         assert not unprotected.protect, name
 
 
-@pytest.mark.parametrize("change, key", [({"minioStorageSize": "5Gi"}, "minioStorageSize"),
-                                         ({"minioReplicas": 4}, "minioReplicas"),
-                                         ({"postgresStorageSize": "500Mi"}, "postgresStorageSize"),
-                                         ({"postgresStorageClass": "fast"}, "postgresStorageClass"),
-                                         ({"bucket": "other-bucket"}, "bucket")])
+@pytest.mark.parametrize(
+    "change, key",
+    [
+        ({"minioStorageSize": "5Gi"}, "minioStorageSize"),
+        ({"minioReplicas": 4}, "minioReplicas"),
+        ({"postgresStorageSize": "500Mi"}, "postgresStorageSize"),
+        ({"postgresStorageClass": "fast"}, "postgresStorageClass"),
+        ({"bucket": "other-bucket"}, "bucket"),
+    ],
+)
 def test_a_change_that_would_lose_data_is_refused_at_preview(change, key):
     state: dict = {}
     evaluate_stack("dev", state=state)  # the last deployment, as its checkpoint records it

@@ -28,9 +28,10 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 import jsonschema
 import kubernetes_validate
@@ -49,17 +50,33 @@ EXTERNAL_CA = "tests/fixtures/external-ca.pem"  # a CA bundle committed for thes
 # Stacks in the external modes: name -> config overrides (credentials as secret config).
 EXTERNAL_STACKS: dict[str, dict] = {
     # External PostgreSQL (no CNPG object, no operator), in-cluster MinIO with its bootstrap Job.
-    "ext-db": {"postgresMode": "external", "postgresHost": "mlflow-db.example.com", "postgresCaFile": EXTERNAL_CA,
-               "postgresAdminPassword": Secret("rendered-admin-password")},
+    "ext-db": {
+        "postgresMode": "external",
+        "postgresHost": "mlflow-db.example.com",
+        "postgresCaFile": EXTERNAL_CA,
+        "postgresAdminPassword": Secret("rendered-admin-password"),
+    },
     # In-cluster PostgreSQL (a stack that does not own the operator), external S3 with a public CA.
-    "ext-s3": {"installCnpgOperator": False, "objectStoreMode": "external",
-               "s3Endpoint": "https://s3.eu-west-1.amazonaws.com", "s3Region": "eu-west-1",
-               "s3AccessKey": "AKIARENDEREDEXAMPLE", "s3SecretKey": Secret("rendered-secret-key")},
+    "ext-s3": {
+        "installCnpgOperator": False,
+        "objectStoreMode": "external",
+        "s3Endpoint": "https://s3.eu-west-1.amazonaws.com",
+        "s3Region": "eu-west-1",
+        "s3AccessKey": "AKIARENDEREDEXAMPLE",
+        "s3SecretKey": Secret("rendered-secret-key"),
+    },
     # Both external: an external MinIO behind a private CA; nothing stateful in the cluster.
-    "ext-all": {"postgresMode": "external", "postgresHost": "mlflow-db.example.com", "postgresCaFile": EXTERNAL_CA,
-                "postgresAdminPassword": Secret("rendered-admin-password"), "objectStoreMode": "externalMinio",
-                "s3Endpoint": "https://minio.example.com:9000", "s3CaFile": EXTERNAL_CA,
-                "s3AdminUser": "platform-admin", "s3AdminPassword": Secret("rendered-minio-password")},
+    "ext-all": {
+        "postgresMode": "external",
+        "postgresHost": "mlflow-db.example.com",
+        "postgresCaFile": EXTERNAL_CA,
+        "postgresAdminPassword": Secret("rendered-admin-password"),
+        "objectStoreMode": "externalMinio",
+        "s3Endpoint": "https://minio.example.com:9000",
+        "s3CaFile": EXTERNAL_CA,
+        "s3AdminUser": "platform-admin",
+        "s3AdminPassword": Secret("rendered-minio-password"),
+    },
 }
 STACKS = ["dev", "prod", "pr-42", *EXTERNAL_STACKS]
 
@@ -67,6 +84,7 @@ STACKS = ["dev", "prod", "pr-42", *EXTERNAL_STACKS]
 @dataclass(frozen=True)
 class Expected:
     """What each stack must render: the CloudNativePG kinds, MinIO in the cluster, the operator's namespace."""
+
     cnpg: dict
     minio: bool
     operator: bool
@@ -90,8 +108,17 @@ CNPG_SCHEMA_DIR = SHARED / "schemas" / "cloudnative-pg"
 CNPG_CRD_DIR = SHARED / "crds" / "cloudnative-pg"
 CNPG_GROUP = "postgresql.cnpg.io"
 
-POD_BEARING_KINDS = {"Pod", "PodTemplate", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet",
-                     "ReplicationController", "Job", "CronJob"}
+POD_BEARING_KINDS = {
+    "Pod",
+    "PodTemplate",
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "ReplicaSet",
+    "ReplicationController",
+    "Job",
+    "CronJob",
+}
 
 
 # --------------------------------------------------------------------------- rendering (once per stack)
@@ -121,10 +148,12 @@ def test_every_stack_renders_the_expected_object_set():
         jobs = sorted(o["metadata"]["labels"]["app.kubernetes.io/name"] for o in objects if o["kind"] == "Job")
         assert jobs == sorted(["mlflow"] + (["minio"] if expected.minio else [])), f"{stack}: Jobs {jobs}"
         namespaces = sorted(o["metadata"]["name"] for o in objects if o["kind"] == "Namespace")
-        assert namespaces == sorted([f"mlflow-{stack}"] + (["cnpg-system"] if expected.operator else [])), \
+        assert namespaces == sorted([f"mlflow-{stack}"] + (["cnpg-system"] if expected.operator else [])), (
             f"{stack}: Namespaces {namespaces}"
+        )
         assert kinds["Deployment"] == 1 and not any(
-            o["kind"] == "Service" and o.get("spec", {}).get("type") in ("LoadBalancer", "NodePort") for o in objects)
+            o["kind"] == "Service" and o.get("spec", {}).get("type") in ("LoadBalancer", "NodePort") for o in objects
+        )
         summary.append(f"{stack}={len(objects)}")
     print("\n[objects] " + " ".join(summary))
 
@@ -151,8 +180,11 @@ def describe(obj: dict) -> str:
 def bundled_k8s_versions() -> list[Version]:
     """The Kubernetes versions kubernetes-validate ships strict schemas for (its package data)."""
     schema_root = Path(kubernetes_validate.__file__).resolve().parent / "kubernetes-json-schema"
-    found = [Version(m.group(1)) for d in schema_root.iterdir()
-             if d.is_dir() and (m := re.fullmatch(r"v(\d+\.\d+\.\d+)-local-strict", d.name))]
+    found = [
+        Version(m.group(1))
+        for d in schema_root.iterdir()
+        if d.is_dir() and (m := re.fullmatch(r"v(\d+\.\d+\.\d+)-local-strict", d.name))
+    ]
     assert found, f"no strict schema directories under {schema_root}"
     return sorted(found)
 
@@ -169,9 +201,11 @@ def test_kubernetes_validate_ships_the_versions_we_validate_against():
     versions = bundled_k8s_versions()
     assert versions[-1] >= MINIMUM_NEWEST_K8S, (
         f"kubernetes-validate {kubernetes_validate.__version__} ships schemas up to {versions[-1]}; "
-        f"need >= {MINIMUM_NEWEST_K8S}: upgrade kubernetes-validate")
+        f"need >= {MINIMUM_NEWEST_K8S}: upgrade kubernetes-validate"
+    )
     assert Version(OLDEST_K8S) in {Version(f"{v.major}.{v.minor}") for v in versions}, (
-        f"kubernetes-validate {kubernetes_validate.__version__} has no strict schemas for {OLDEST_K8S}")
+        f"kubernetes-validate {kubernetes_validate.__version__} has no strict schemas for {OLDEST_K8S}"
+    )
 
 
 def k8s_errors(obj: dict, version: str) -> list[str]:
@@ -243,12 +277,19 @@ def strict_structural(schema: Any) -> Any:
             out[key] = strict_structural(value)
         else:
             out[key] = value
-    if ("properties" in out and not out.get("x-kubernetes-preserve-unknown-fields")
-            and "additionalProperties" not in out):
+    if (
+        "properties" in out
+        and not out.get("x-kubernetes-preserve-unknown-fields")
+        and "additionalProperties" not in out
+    ):
         out["additionalProperties"] = False
         if out.get("x-kubernetes-embedded-resource"):
-            out["properties"] = {"apiVersion": {"type": "string"}, "kind": {"type": "string"},
-                                 "metadata": {"type": "object"}, **out["properties"]}
+            out["properties"] = {
+                "apiVersion": {"type": "string"},
+                "kind": {"type": "string"},
+                "metadata": {"type": "object"},
+                **out["properties"],
+            }
     if out.get("nullable") is True and isinstance(out.get("type"), str):
         out["type"] = [out["type"], "null"]
     return out
@@ -260,14 +301,17 @@ def cnpg_schema_file(kind: str, version: str) -> Path:
 
 def load_cnpg_schema(kind: str, version: str) -> dict:
     if not CNPG_SCHEMA_DIR.is_dir():
-        pytest.fail(f"CloudNativePG CRD schemas are missing: {CNPG_SCHEMA_DIR} does not exist. It comes with "
-                    f"the shared tree at ../shared (see shared/README.md); without it CNPG objects go unchecked.")
+        pytest.fail(
+            f"CloudNativePG CRD schemas are missing: {CNPG_SCHEMA_DIR} does not exist. It comes with "
+            f"the shared tree at ../shared (see shared/README.md); without it CNPG objects go unchecked."
+        )
     path = cnpg_schema_file(kind, version)
     if not path.is_file():
         pytest.fail(f"no CRD schema for {CNPG_GROUP}/{version} {kind}: expected {path}")
     document = json.loads(path.read_text(encoding="utf-8"))
-    assert (document.get("group"), document.get("version"), document.get("kind")) == (CNPG_GROUP, version, kind), \
+    assert (document.get("group"), document.get("version"), document.get("kind")) == (CNPG_GROUP, version, kind), (
         f"{path} describes {document.get('group')}/{document.get('version')} {document.get('kind')}"
+    )
     assert "openAPIV3Schema" in document, f"{path} has no openAPIV3Schema"
     return document
 
@@ -275,13 +319,18 @@ def load_cnpg_schema(kind: str, version: str) -> dict:
 def load_cnpg_crd(kind: str, version: str) -> dict:
     """The openAPIV3Schema of `kind`/`version` from the full CRD manifests (../shared/crds), as served."""
     if not CNPG_CRD_DIR.is_dir():
-        pytest.fail(f"CloudNativePG CRD manifests are missing: {CNPG_CRD_DIR} does not exist. It comes with "
-                    f"the shared tree at ../shared (see shared/README.md); without it CNPG objects go unchecked.")
+        pytest.fail(
+            f"CloudNativePG CRD manifests are missing: {CNPG_CRD_DIR} does not exist. It comes with "
+            f"the shared tree at ../shared (see shared/README.md); without it CNPG objects go unchecked."
+        )
     for path in sorted(CNPG_CRD_DIR.glob("*.yaml")):
         for crd in yaml.safe_load_all(path.read_text(encoding="utf-8")):
             spec = (crd or {}).get("spec") or {}
-            if crd.get("kind") != "CustomResourceDefinition" or spec.get("group") != CNPG_GROUP \
-                    or spec.get("names", {}).get("kind") != kind:
+            if (
+                crd.get("kind") != "CustomResourceDefinition"
+                or spec.get("group") != CNPG_GROUP
+                or spec.get("names", {}).get("kind") != kind
+            ):
                 continue
             assert spec.get("scope") == "Namespaced", f"{path}: {kind} is {spec.get('scope')}, not Namespaced"
             served = {v["name"]: v for v in spec.get("versions", []) if v.get("served")}
@@ -292,8 +341,10 @@ def load_cnpg_crd(kind: str, version: str) -> dict:
 
 
 # Where a CNPG schema comes from: the extracted schemas, or the CRD manifests the API server serves.
-CNPG_SOURCES = {"schemas": lambda kind, version: load_cnpg_schema(kind, version)["openAPIV3Schema"],
-                "crds": load_cnpg_crd}
+CNPG_SOURCES = {
+    "schemas": lambda kind, version: load_cnpg_schema(kind, version)["openAPIV3Schema"],
+    "crds": load_cnpg_crd,
+}
 _CNPG_VALIDATORS: dict[tuple[str, str, str], jsonschema.Draft7Validator] = {}
 
 
@@ -313,8 +364,10 @@ def cnpg_errors(obj: dict, source: str = "schemas") -> list[str]:
     if group != CNPG_GROUP or not version:
         return [f"{describe(obj)}: apiVersion {obj.get('apiVersion')!r} is not {CNPG_GROUP}/<version>"]
     kind = obj.get("kind", "")
-    errors = [f"{describe(obj)} @ {'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}"
-              for e in sorted(cnpg_validator(kind, version, source).iter_errors(obj), key=lambda e: list(e.absolute_path))]
+    errors = [
+        f"{describe(obj)} @ {'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}"
+        for e in sorted(cnpg_validator(kind, version, source).iter_errors(obj), key=lambda e: list(e.absolute_path))
+    ]
     meta = obj.get("metadata") or {}
     for field in ("name", "namespace"):
         value = meta.get(field)
@@ -324,8 +377,10 @@ def cnpg_errors(obj: dict, source: str = "schemas") -> list[str]:
         elif not (len(value) <= 63 and DNS_LABEL.fullmatch(value)):
             errors.append(f"{describe(obj)}: metadata.{field} {value!r} is not a DNS-1123 label")
     # The CRD leaves metadata open; it is a standard ObjectMeta, so check it against the strict one.
-    errors += [e.replace("ConfigMap/", f"{kind}/")
-               for e in k8s_errors({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta}, OLDEST_K8S)]
+    errors += [
+        e.replace("ConfigMap/", f"{kind}/")
+        for e in k8s_errors({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta}, OLDEST_K8S)
+    ]
     return errors
 
 
@@ -350,8 +405,9 @@ def test_shared_schemas_agree_with_the_crd_manifests():
     rendered_kinds = {(o["kind"], o["apiVersion"].split("/")[1]) for s in STACKS for o in cnpg_objects(s)}
     assert rendered_kinds == {("Cluster", "v1"), ("Database", "v1"), ("ScheduledBackup", "v1")}
     for kind, version in sorted(rendered_kinds - {("ScheduledBackup", "v1")}):
-        assert load_cnpg_schema(kind, version)["openAPIV3Schema"] == load_cnpg_crd(kind, version), \
+        assert load_cnpg_schema(kind, version)["openAPIV3Schema"] == load_cnpg_crd(kind, version), (
             f"{kind} {version}: {cnpg_schema_file(kind, version)} differs from the CRD in {CNPG_CRD_DIR}"
+        )
 
 
 def test_cnpg_schema_dir_is_present():
@@ -360,8 +416,10 @@ def test_cnpg_schema_dir_is_present():
         load_cnpg_crd(kind, "v1")
 
 
-@pytest.mark.parametrize("source, setting, message", [
-    ("schemas", "CNPG_SCHEMA_DIR", "schemas are missing"), ("crds", "CNPG_CRD_DIR", "CRD manifests are missing")])
+@pytest.mark.parametrize(
+    "source, setting, message",
+    [("schemas", "CNPG_SCHEMA_DIR", "schemas are missing"), ("crds", "CNPG_CRD_DIR", "CRD manifests are missing")],
+)
 def test_missing_cnpg_schemas_fail_the_check(monkeypatch, tmp_path, source: str, setting: str, message: str):
     monkeypatch.setattr(sys.modules[__name__], setting, tmp_path / "shared" / source / "cloudnative-pg")
     monkeypatch.setattr(sys.modules[__name__], "_CNPG_VALIDATORS", {})
@@ -378,18 +436,31 @@ def test_a_cnpg_kind_without_a_crd_fails_the_check(monkeypatch):
             cnpg_errors(pooler, source)
 
 
-@pytest.mark.parametrize("mutate, expected", [
-    (lambda c: c["spec"].__setitem__("instance", c["spec"].pop("instances")), "instance"),  # misspelt, top of spec
-    (lambda c: c["spec"]["storage"].__setitem__("sizee", "1Gi"), "sizee"),  # unknown, nested
-    (lambda c: c["spec"]["affinity"].__setitem__("enablePodAntiAfinity", True), "enablePodAntiAfinity"),
-    (lambda c: c.__setitem__("sepc", {}), "sepc"),  # unknown, top level
-    (lambda c: c["spec"].__setitem__("instances", "3"), "instances"),  # wrong type
-    (lambda c: c["spec"].__setitem__("instances", 0), "instances"),  # below minimum
-    (lambda c: c["metadata"].pop("namespace"), "namespace"),
-    (lambda c: c["metadata"].__setitem__("labelz", {}), "labelz"),  # unknown ObjectMeta field
-    (lambda c: c.__setitem__("kind", "Clustr"), "Clustr"),
-], ids=["misspelt-instances", "nested-unknown", "misspelt-affinity", "unknown-top-level", "wrong-type",
-        "below-minimum", "no-namespace", "unknown-metadata", "wrong-kind"])
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda c: c["spec"].__setitem__("instance", c["spec"].pop("instances")), "instance"),  # misspelt, top of spec
+        (lambda c: c["spec"]["storage"].__setitem__("sizee", "1Gi"), "sizee"),  # unknown, nested
+        (lambda c: c["spec"]["affinity"].__setitem__("enablePodAntiAfinity", True), "enablePodAntiAfinity"),
+        (lambda c: c.__setitem__("sepc", {}), "sepc"),  # unknown, top level
+        (lambda c: c["spec"].__setitem__("instances", "3"), "instances"),  # wrong type
+        (lambda c: c["spec"].__setitem__("instances", 0), "instances"),  # below minimum
+        (lambda c: c["metadata"].pop("namespace"), "namespace"),
+        (lambda c: c["metadata"].__setitem__("labelz", {}), "labelz"),  # unknown ObjectMeta field
+        (lambda c: c.__setitem__("kind", "Clustr"), "Clustr"),
+    ],
+    ids=[
+        "misspelt-instances",
+        "nested-unknown",
+        "misspelt-affinity",
+        "unknown-top-level",
+        "wrong-type",
+        "below-minimum",
+        "no-namespace",
+        "unknown-metadata",
+        "wrong-kind",
+    ],
+)
 def test_cnpg_check_rejects_broken_clusters(mutate, expected: str):
     assert_cnpg_check_rejects(cnpg_object("dev", "Cluster"), mutate, expected)
 
@@ -411,14 +482,18 @@ def assert_cnpg_check_rejects(obj: dict, mutate, expected: str) -> None:
         assert any(expected in e for e in errors), f"{source}: {expected!r} not reported: {errors}"
 
 
-@pytest.mark.parametrize("mutate, expected", [
-    (lambda d: d["spec"].__setitem__("ownr", d["spec"].pop("owner")), "ownr"),  # misspelt, top of spec
-    (lambda d: d["spec"].__setitem__("databaseReclaimPolicy", "keep"), "databaseReclaimPolicy"),  # not in the enum
-    (lambda d: d["spec"]["cluster"].__setitem__("nmae", "mlflow-pg"), "nmae"),  # unknown, nested
-    (lambda d: d["spec"].pop("name"), "name"),  # required
-    (lambda d: d["spec"].__setitem__("ensure", "exists"), "ensure"),  # not in the enum
-    (lambda d: d.__setitem__("kind", "Databse"), "Databse"),
-], ids=["misspelt-owner", "bad-reclaim-policy", "nested-unknown", "no-name", "bad-ensure", "wrong-kind"])
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda d: d["spec"].__setitem__("ownr", d["spec"].pop("owner")), "ownr"),  # misspelt, top of spec
+        (lambda d: d["spec"].__setitem__("databaseReclaimPolicy", "keep"), "databaseReclaimPolicy"),  # not in the enum
+        (lambda d: d["spec"]["cluster"].__setitem__("nmae", "mlflow-pg"), "nmae"),  # unknown, nested
+        (lambda d: d["spec"].pop("name"), "name"),  # required
+        (lambda d: d["spec"].__setitem__("ensure", "exists"), "ensure"),  # not in the enum
+        (lambda d: d.__setitem__("kind", "Databse"), "Databse"),
+    ],
+    ids=["misspelt-owner", "bad-reclaim-policy", "nested-unknown", "no-name", "bad-ensure", "wrong-kind"],
+)
 def test_cnpg_check_rejects_broken_databases(mutate, expected: str):
     database = cnpg_object("dev", "Database")
     assert database["spec"]["databaseReclaimPolicy"] == "retain"
@@ -433,17 +508,37 @@ def test_strict_transformation_closes_objects_and_respects_preserve_unknown_fiel
     assert not list(jsonschema.Draft7Validator(raw).iter_errors(cluster))
     assert list(jsonschema.Draft7Validator(strict_structural(raw)).iter_errors(cluster))
 
-    schema = strict_structural({"type": "object", "properties": {
-        "closed": {"type": "object", "properties": {"a": {"type": "string"}}},
-        "open": {"type": "object", "x-kubernetes-preserve-unknown-fields": True, "properties": {"a": {"type": "string"}}},
-        "map": {"type": "object", "additionalProperties": {"type": "object", "properties": {"b": {"type": "integer"}}}},
-        "list": {"type": "array", "items": {"type": "object", "properties": {"c": {"type": "string"}}}},
-        "maybe": {"type": "string", "nullable": True},
-        "either": {"anyOf": [{"type": "integer"}, {"type": "string"}], "x-kubernetes-int-or-string": True},
-    }})
+    schema = strict_structural(
+        {
+            "type": "object",
+            "properties": {
+                "closed": {"type": "object", "properties": {"a": {"type": "string"}}},
+                "open": {
+                    "type": "object",
+                    "x-kubernetes-preserve-unknown-fields": True,
+                    "properties": {"a": {"type": "string"}},
+                },
+                "map": {
+                    "type": "object",
+                    "additionalProperties": {"type": "object", "properties": {"b": {"type": "integer"}}},
+                },
+                "list": {"type": "array", "items": {"type": "object", "properties": {"c": {"type": "string"}}}},
+                "maybe": {"type": "string", "nullable": True},
+                "either": {"anyOf": [{"type": "integer"}, {"type": "string"}], "x-kubernetes-int-or-string": True},
+            },
+        }
+    )
     validator = jsonschema.Draft7Validator(schema)
-    assert validator.is_valid({"closed": {"a": "x"}, "open": {"a": "x", "anything": 1}, "map": {"k": {"b": 1}},
-                               "list": [{"c": "x"}], "maybe": None, "either": 3})
+    assert validator.is_valid(
+        {
+            "closed": {"a": "x"},
+            "open": {"a": "x", "anything": 1},
+            "map": {"k": {"b": 1}},
+            "list": [{"c": "x"}],
+            "maybe": None,
+            "either": 3,
+        }
+    )
     for bad in ({"closed": {"z": 1}}, {"map": {"k": {"z": 1}}}, {"list": [{"z": 1}]}, {"z": 1}):
         assert not validator.is_valid(bad), bad
 
@@ -463,16 +558,25 @@ def checkov_binary() -> str:
     on_path = shutil.which("checkov")
     if on_path:
         return on_path
-    pytest.fail("checkov not found: set CHECKOV=/path/to/checkov, or create the project's checkov venv with "
-                "`python -m venv .venv-checkov && .venv-checkov/bin/pip install -r requirements-checkov.txt`")
+    pytest.fail(
+        "checkov not found: set CHECKOV=/path/to/checkov, or create the project's checkov venv with "
+        "`python -m venv .venv-checkov && .venv-checkov/bin/pip install -r requirements-checkov.txt`"
+    )
 
 
 def checkov_env() -> dict[str, str]:
     """Offline and anonymous: no platform API key, no policy/mapping download, no update check."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("BC_API", "PRISMA_", "CKV_API", "BC_PR", "BC_FROM", "BC_SOURCE"))}
-    env.update(BC_SKIP_MAPPING="TRUE", CHECKOV_RUN_SCA_PACKAGE_SCAN_V2="false",
-               CKV_SKIP_PACKAGE_UPDATE_CHECK="true", LOG_LEVEL="WARNING")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("BC_API", "PRISMA_", "CKV_API", "BC_PR", "BC_FROM", "BC_SOURCE"))
+    }
+    env.update(
+        BC_SKIP_MAPPING="TRUE",
+        CHECKOV_RUN_SCA_PACKAGE_SCAN_V2="false",
+        CKV_SKIP_PACKAGE_UPDATE_CHECK="true",
+        LOG_LEVEL="WARNING",
+    )
     return env
 
 
@@ -488,10 +592,20 @@ class Checkov:
         if stack in self.running or stack in self.reports:
             return
         # No --quiet: it drops the skipped checks (and their reasons) from the JSON report.
-        command = [checkov_binary(), "--framework", "kubernetes", "--skip-download", "--compact", "-o", "json",
-                   "-d", str(rendered(stack).directory)]
-        self.running[stack] = subprocess.Popen(command, cwd=ROOT, env=checkov_env(), stdout=subprocess.PIPE,
-                                               stderr=subprocess.PIPE, text=True)
+        command = [
+            checkov_binary(),
+            "--framework",
+            "kubernetes",
+            "--skip-download",
+            "--compact",
+            "-o",
+            "json",
+            "-d",
+            str(rendered(stack).directory),
+        ]
+        self.running[stack] = subprocess.Popen(
+            command, cwd=ROOT, env=checkov_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
 
     def report(self, stack: str) -> dict:
         if stack not in self.reports:
@@ -521,8 +635,11 @@ class Checkov:
 
 @pytest.fixture(scope="session")
 def checkov(request) -> Iterator[Checkov]:
-    selected = [item.callspec.params["stack"] for item in request.session.items
-                if getattr(item, "originalname", "") == "test_checkov_passes" and hasattr(item, "callspec")]
+    selected = [
+        item.callspec.params["stack"]
+        for item in request.session.items
+        if getattr(item, "originalname", "") == "test_checkov_passes" and hasattr(item, "callspec")
+    ]
     runs = Checkov(list(dict.fromkeys(selected)))
     yield runs
     runs.close()
@@ -550,15 +667,20 @@ def test_checkov_passes(stack: str, checkov: Checkov):
     for check, reason in skips:
         print(f"  skip {check}: {reason}")
 
-    assert not results.get("parsing_errors") and not summary.get("parsing_errors"), \
+    assert not results.get("parsing_errors") and not summary.get("parsing_errors"), (
         f"checkov could not parse: {results.get('parsing_errors')}"
+    )
     assert not failed and summary["failed"] == 0, f"{stack}: checkov {counts}\n" + "\n".join(
-        f"  {c['check_id']} {c['check_name']}: {c['resource']} ({Path(c['file_path']).name})" for c in failed)
+        f"  {c['check_id']} {c['check_name']}: {c['resource']} ({Path(c['file_path']).name})" for c in failed
+    )
     assert summary["passed"] == len(passed) > 0 and summary["skipped"] == len(skipped)
 
     # Every skip carries a reason checkov read (it says "No comment provided" when there is none).
-    unexplained = [f"{c['check_id']} on {c['resource']}" for c in skipped
-                   if (c["check_result"].get("suppress_comment") or "").strip() in ("", "No comment provided")]
+    unexplained = [
+        f"{c['check_id']} on {c['resource']}"
+        for c in skipped
+        if (c["check_result"].get("suppress_comment") or "").strip() in ("", "No comment provided")
+    ]
     assert not unexplained, f"{stack}: checkov skips without a reason: {unexplained}"
 
     # checkov looked at every workload, and each skip annotation matched a check it knows (a typo
@@ -570,8 +692,9 @@ def test_checkov_passes(stack: str, checkov: Checkov):
         reported = {c["check_id"] for c in skipped if Path(c["file_path"]).name == path.name}
         for check, reason in skip_annotations(obj).items():
             assert check in reported, f"{describe(obj)}: skip annotation for {check} matched no checkov check"
-            assert reason.strip() and "=" not in reason, \
+            assert reason.strip() and "=" not in reason, (
                 f"{describe(obj)}: skip {check} needs a reason without '=' (checkov splits on it)"
+            )
 
 
 def test_checkov_binary_lookup_fails_loudly(monkeypatch, tmp_path):
@@ -586,12 +709,28 @@ def test_checkov_binary_lookup_fails_loudly(monkeypatch, tmp_path):
 
 
 # --------------------------------------------------------------------------- 4. Pod Security `restricted`
-RESTRICTED_VOLUME_TYPES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
-                           "projected", "secret"}
-SAFE_SYSCTLS = {"kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start",
-                "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range", "net.ipv4.ip_local_reserved_ports",
-                "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
-                "net.ipv4.tcp_keepalive_probes"}
+RESTRICTED_VOLUME_TYPES = {
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+}
+SAFE_SYSCTLS = {
+    "kernel.shm_rmid_forced",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.tcp_syncookies",
+    "net.ipv4.ping_group_range",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time",
+    "net.ipv4.tcp_fin_timeout",
+    "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes",
+}
 SELINUX_TYPES = {"", "container_t", "container_init_t", "container_kvm_t", "container_engine_t"}
 CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
 
@@ -609,7 +748,7 @@ def pod_templates(obj: Any, path: str = "") -> Iterator[tuple[str, dict, dict]]:
             yield from pod_templates(value, f"{path}[{index}]")
 
 
-def restricted_violations(spec: dict, metadata: Optional[dict] = None) -> list[str]:
+def restricted_violations(spec: dict, metadata: dict | None = None) -> list[str]:
     """What the `restricted` Pod Security Standard (latest) would refuse in this pod spec."""
     problems = []
     pod = spec.get("securityContext") or {}
@@ -632,8 +771,11 @@ def restricted_violations(spec: dict, metadata: Optional[dict] = None) -> list[s
         problems.append(f"pod seccompProfile {pod_seccomp}")
     problems += _selinux_apparmor("pod", pod)
     for key, value in ((metadata or {}).get("annotations") or {}).items():
-        if key.startswith("container.apparmor.security.beta.kubernetes.io/") and \
-                value != "runtime/default" and not value.startswith("localhost/"):
+        if (
+            key.startswith("container.apparmor.security.beta.kubernetes.io/")
+            and value != "runtime/default"
+            and not value.startswith("localhost/")
+        ):
             problems.append(f"AppArmor annotation {key}: {value}")
 
     containers = [(kind, c) for kind in CONTAINER_LISTS for c in spec.get(kind) or []]
@@ -694,8 +836,11 @@ def test_every_pod_template_is_restricted(stack: str):
             checked.append(f"{describe(obj)} {path}")
             problems += [f"{describe(obj)} {path}: {p}" for p in restricted_violations(spec, metadata)]
     kinds = {o["kind"] for o in rendered(stack).objects if o["kind"] in POD_BEARING_KINDS}
-    expected = {"Deployment", "Job"} | ({"StatefulSet"} if EXPECTED[stack].minio else set()) | (
-        {"CronJob"} if stack != "pr-42" else set())  # mlflow gc: on by default except in PR stacks
+    expected = (
+        {"Deployment", "Job"}
+        | ({"StatefulSet"} if EXPECTED[stack].minio else set())
+        | ({"CronJob"} if stack != "pr-42" else set())
+    )  # mlflow gc: on by default except in PR stacks
     assert kinds == expected, f"{stack}: workloads {kinds}, expected {expected}"
     bootstrap = [c for c in checked if c.startswith("Job/minio-bootstrap")]
     assert len(bootstrap) == int(EXPECTED[stack].minio), f"{stack}: MinIO bootstrap pod templates {bootstrap}"
@@ -703,26 +848,36 @@ def test_every_pod_template_is_restricted(stack: str):
     assert not problems, f"{stack}: Pod Security `restricted` violations:\n" + "\n".join(problems)
 
 
-def _pod(obj_kind: str, stack: str = "dev", name: Optional[str] = None) -> dict:
+def _pod(obj_kind: str, stack: str = "dev", name: str | None = None) -> dict:
     """A deep copy of a real pod template (app.kubernetes.io/name `name`, if given)."""
-    obj = next(o for o in rendered(stack).objects if o["kind"] == obj_kind
-               and name in (None, o["metadata"]["labels"].get("app.kubernetes.io/name")))
+    obj = next(
+        o
+        for o in rendered(stack).objects
+        if o["kind"] == obj_kind and name in (None, o["metadata"]["labels"].get("app.kubernetes.io/name"))
+    )
     return copy.deepcopy(obj["spec"]["template"])
 
 
 BROKEN = {
     "privileged": lambda s: s["containers"][0]["securityContext"].__setitem__("privileged", True),
-    "privilege-escalation": lambda s: s["containers"][0]["securityContext"].__setitem__("allowPrivilegeEscalation", True),
+    "privilege-escalation": lambda s: s["containers"][0]["securityContext"].__setitem__(
+        "allowPrivilegeEscalation", True
+    ),
     "escalation-unset": lambda s: s["containers"][0]["securityContext"].pop("allowPrivilegeEscalation"),
-    "root-allowed": lambda s: (s["securityContext"].pop("runAsNonRoot"),
-                               s["containers"][0]["securityContext"].pop("runAsNonRoot")),
+    "root-allowed": lambda s: (
+        s["securityContext"].pop("runAsNonRoot"),
+        s["containers"][0]["securityContext"].pop("runAsNonRoot"),
+    ),
     "container-root-allowed": lambda s: s["containers"][0]["securityContext"].__setitem__("runAsNonRoot", False),
     "uid-0": lambda s: s["containers"][0]["securityContext"].__setitem__("runAsUser", 0),
     "pod-uid-0": lambda s: s["securityContext"].__setitem__("runAsUser", 0),
-    "seccomp-unset": lambda s: (s["securityContext"].pop("seccompProfile"),
-                                s["containers"][0]["securityContext"].pop("seccompProfile")),
+    "seccomp-unset": lambda s: (
+        s["securityContext"].pop("seccompProfile"),
+        s["containers"][0]["securityContext"].pop("seccompProfile"),
+    ),
     "seccomp-unconfined": lambda s: s["containers"][0]["securityContext"].__setitem__(
-        "seccompProfile", {"type": "Unconfined"}),
+        "seccompProfile", {"type": "Unconfined"}
+    ),
     "caps-not-dropped": lambda s: s["containers"][0]["securityContext"].__setitem__("capabilities", {}),
     "caps-added": lambda s: s["containers"][0]["securityContext"]["capabilities"].__setitem__("add", ["NET_ADMIN"]),
     "host-network": lambda s: s.__setitem__("hostNetwork", True),
@@ -758,15 +913,26 @@ def test_restricted_checker_reads_init_containers():
 
 
 def test_pod_templates_are_found_in_any_kind():
-    cron = {"kind": "CronJob", "spec": {"jobTemplate": {"spec": {"template": {
-        "metadata": {}, "spec": {"containers": [{"name": "c", "image": "i", "securityContext": {"privileged": True}}]}}}}}}
+    cron = {
+        "kind": "CronJob",
+        "spec": {
+            "jobTemplate": {
+                "spec": {
+                    "template": {
+                        "metadata": {},
+                        "spec": {"containers": [{"name": "c", "image": "i", "securityContext": {"privileged": True}}]},
+                    }
+                }
+            }
+        },
+    }
     found = list(pod_templates(cron))
     assert [p for p, _, _ in found] == ["spec.jobTemplate.spec.template.spec"]
     assert restricted_violations(found[0][1])
 
 
 # --------------------------------------------------------------------------- 5. the namespace enforces it
-def namespace_violations(objects: list[dict], expected_name: str, operator_namespace: Optional[str] = None) -> list[str]:
+def namespace_violations(objects: list[dict], expected_name: str, operator_namespace: str | None = None) -> list[str]:
     """The stack namespace enforces `restricted` and holds every object; the operator's namespace
     (stacks that own the operator) is the only other object and holds nothing rendered here."""
     namespaces = [o for o in objects if o["kind"] == "Namespace"]
@@ -779,8 +945,11 @@ def namespace_violations(objects: list[dict], expected_name: str, operator_names
     if label != "restricted":
         problems.append(f"Namespace {expected_name}: pod-security.kubernetes.io/enforce is {label!r}, not 'restricted'")
     # The label protects only what lives in that namespace.
-    problems += [f"{describe(o)} is in namespace {o['metadata'].get('namespace')!r}" for o in objects
-                 if o["kind"] != "Namespace" and o["metadata"].get("namespace") != expected_name]
+    problems += [
+        f"{describe(o)} is in namespace {o['metadata'].get('namespace')!r}"
+        for o in objects
+        if o["kind"] != "Namespace" and o["metadata"].get("namespace") != expected_name
+    ]
     return problems
 
 
@@ -792,10 +961,12 @@ def test_namespace_enforces_restricted(stack: str):
 
 
 @pytest.mark.parametrize("label", ["baseline", None])
-def test_namespace_check_catches_a_weaker_namespace(label: Optional[str]):
+def test_namespace_check_catches_a_weaker_namespace(label: str | None):
     objects = copy.deepcopy(rendered("dev").objects)
     assert namespace_violations(objects, "mlflow-dev", "cnpg-system") == []
-    labels = next(o for o in objects if o["kind"] == "Namespace" and o["metadata"]["name"] == "mlflow-dev")["metadata"]["labels"]
+    labels = next(o for o in objects if o["kind"] == "Namespace" and o["metadata"]["name"] == "mlflow-dev")["metadata"][
+        "labels"
+    ]
     if label is None:
         del labels["pod-security.kubernetes.io/enforce"]
     else:

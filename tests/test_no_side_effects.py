@@ -27,7 +27,9 @@ def snapshot(root: Path) -> dict[str, str]:
         for name in files:
             path = Path(directory) / name
             key = str(path.relative_to(root))
-            hashes[key] = ("-> " + os.readlink(path)) if path.is_symlink() else hashlib.sha256(path.read_bytes()).hexdigest()
+            hashes[key] = (
+                ("-> " + os.readlink(path)) if path.is_symlink() else hashlib.sha256(path.read_bytes()).hexdigest()
+            )
     return hashes
 
 
@@ -41,7 +43,8 @@ def _audit(event: str, args: tuple) -> None:
     if event == "open":
         path, mode, flags = args
         writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
-            isinstance(flags, int) and flags & _WRITE_FLAGS)
+            isinstance(flags, int) and flags & _WRITE_FLAGS
+        )
     else:
         path, writing = args[0], True
     if writing and isinstance(path, (str, bytes, os.PathLike)):
@@ -49,9 +52,24 @@ def _audit(event: str, args: tuple) -> None:
 
 
 _writes.append(None)
-sys.addaudithook(lambda event, args: _audit(event, args) if event in (
-    "open", "os.mkdir", "os.rename", "os.remove", "os.rmdir", "os.symlink", "os.truncate", "shutil.rmtree",
-    "subprocess.Popen") else None)
+sys.addaudithook(
+    lambda event, args: (
+        _audit(event, args)
+        if event
+        in (
+            "open",
+            "os.mkdir",
+            "os.rename",
+            "os.remove",
+            "os.rmdir",
+            "os.symlink",
+            "os.truncate",
+            "shutil.rmtree",
+            "subprocess.Popen",
+        )
+        else None
+    )
+)
 
 
 def writes_during(run) -> list:

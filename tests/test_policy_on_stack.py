@@ -28,12 +28,17 @@ def violations(ev) -> list[str]:
             continue
         args = SimpleNamespace(resource_type=reg.type, props=reg.inputs, urn=reg.urn, name=reg.name)
         for policy in baseline.POLICY_SPECS:
-            policy.validate(args, lambda message, urn=None, p=policy.name, r=reg: found.append(f"{p}: {r.name}: {message}"))
+            policy.validate(
+                args, lambda message, urn=None, p=policy.name, r=reg: found.append(f"{p}: {r.name}: {message}")
+            )
     return found
 
 
-@pytest.mark.parametrize("stack, config", [(stack, {}) for stack in DEFAULT_STACKS] + list(MODE_STACKS.values()),
-                         ids=list(DEFAULT_STACKS) + list(MODE_STACKS))
+@pytest.mark.parametrize(
+    "stack, config",
+    [(stack, {}) for stack in DEFAULT_STACKS] + list(MODE_STACKS.values()),
+    ids=list(DEFAULT_STACKS) + list(MODE_STACKS),
+)
 def test_every_resource_passes_the_baseline(stack, config):
     ev = evaluate_stack(stack, config)
     assert len([r for r in ev.registrations if r.custom]) >= 20
@@ -44,7 +49,9 @@ def test_the_baseline_catches_a_weakened_stack():
     ev = evaluate_stack("dev", {**EXTERNAL_POSTGRES, **EXTERNAL_MINIO})
     assert violations(ev) == []
     deployment = ev.one("kubernetes:apps/v1:Deployment", "mlflow-deployment")
-    deployment.inputs["spec"]["template"]["spec"]["containers"][0]["env"].append({"name": "MLFLOW_S3_IGNORE_TLS", "value": "true"})
+    deployment.inputs["spec"]["template"]["spec"]["containers"][0]["env"].append(
+        {"name": "MLFLOW_S3_IGNORE_TLS", "value": "true"}
+    )
     ev.one("pulumi:providers:postgresql", "postgres-admin-provider").inputs["sslmode"] = "require"
     ev.one("pulumi:providers:minio", "minio-admin-provider").inputs["minioInsecure"] = "true"
     bootstrap = evaluate_stack("dev").one("kubernetes:batch/v1:Job", "minio-bootstrap")

@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any
 
 import pytest
 
@@ -40,9 +40,11 @@ UNKNOWN_OBJECT = "dd056dcd-154b-4c76-9bd3-c8f88648b5ff"
 # helpers
 # ---------------------------------------------------------------------------
 
+
 @dataclass
 class FakeArgs:
     """Duck-typed pulumi_policy.ResourceValidationArgs."""
+
     resource_type: str
     props: Any
     name: str = "res"
@@ -58,9 +60,9 @@ class FakeArgs:
 
 class Recorder:
     def __init__(self):
-        self.messages: List[str] = []
+        self.messages: list[str] = []
 
-    def __call__(self, message: str, urn: Optional[str] = None) -> None:
+    def __call__(self, message: str, urn: str | None = None) -> None:
         assert isinstance(message, str) and message
         self.messages.append(message)
 
@@ -89,19 +91,20 @@ def good_container(name="app", image="ghcr.io/mlflow/mlflow:v2.16.2"):
     return {
         "name": name,
         "image": image,
-        "args": ["server", "--backend-store-uri",
-                 "postgresql://mlflow:$(DB_PASSWORD)@db-rw:5432/mlflow?sslmode=verify-full"],
+        "args": [
+            "server",
+            "--backend-store-uri",
+            "postgresql://mlflow:$(DB_PASSWORD)@db-rw:5432/mlflow?sslmode=verify-full",
+        ],
         "env": [
             {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}},
-            {"name": "AWS_SECRET_ACCESS_KEY",
-             "valueFrom": {"secretKeyRef": {"name": "s3", "key": "secretKey"}}},
+            {"name": "AWS_SECRET_ACCESS_KEY", "valueFrom": {"secretKeyRef": {"name": "s3", "key": "secretKey"}}},
             {"name": "MLFLOW_S3_ENDPOINT_URL", "value": "https://minio:9000"},
             {"name": "PGSSLMODE", "value": "verify-full"},
             {"name": "MLFLOW_S3_IGNORE_TLS", "value": "false"},
         ],
         "ports": [{"containerPort": 5000}],
-        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"},
-                      "limits": {"cpu": "1", "memory": "1Gi"}},
+        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"]},
@@ -113,8 +116,7 @@ def good_container(name="app", image="ghcr.io/mlflow/mlflow:v2.16.2"):
 def good_pod_spec():
     init = good_container("migrate")
     return {
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000,
-                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
         "initContainers": [init],
         "containers": [good_container()],
         "volumes": [
@@ -132,9 +134,12 @@ def wrap(resource_type, pod_spec):
     if resource_type == POD:
         return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": pod_spec}
     if resource_type == CRONJOB:
-        return {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": meta,
-                "spec": {"schedule": "0 * * * *",
-                         "jobTemplate": {"spec": {"template": {"spec": pod_spec}}}}}
+        return {
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "metadata": meta,
+            "spec": {"schedule": "0 * * * *", "jobTemplate": {"spec": {"template": {"spec": pod_spec}}}},
+        }
     return {"metadata": meta, "spec": {"template": {"metadata": {}, "spec": pod_spec}}}
 
 
@@ -158,8 +163,7 @@ def good_cluster():
             "instances": 1,
             "imageName": "ghcr.io/cloudnative-pg/postgresql:16.4",
             "certificates": {"serverTLSSecret": "db-server-tls", "serverCASecret": "db-ca"},
-            "postgresql": {"pg_hba": ["hostnossl all all all reject",
-                                      "hostssl all all all scram-sha-256"]},
+            "postgresql": {"pg_hba": ["hostnossl all all all reject", "hostssl all all all scram-sha-256"]},
         },
     }
 
@@ -172,6 +176,7 @@ POD_TYPES = sorted(baseline.POD_BEARING_TYPES)
 # compliant resources pass every policy
 # ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("resource_type", POD_TYPES)
 def test_compliant_workload_passes_every_policy(resource_type):
     props = wrap(resource_type, good_pod_spec())
@@ -180,16 +185,25 @@ def test_compliant_workload_passes_every_policy(resource_type):
         assert rec.messages == [], (validate.__name__, rec.messages)
 
 
-@pytest.mark.parametrize("resource_type,props", [
-    (CLUSTER, good_cluster()),
-    (RELEASE, {"chart": "cloudnative-pg", "version": "0.22.1",
-               "repositoryOpts": {"repo": "https://cloudnative-pg.github.io/charts"}}),
-    (PG_PROVIDER, {"host": "localhost", "sslmode": "verify-full", "sslrootcert": "/tmp/ca.crt"}),
-    (MINIO_PROVIDER, {"minioServer": "localhost:9000", "minioSsl": "true"}),
-    (MINIO_PROVIDER, {"minioServer": "localhost:9000", "minioSsl": True, "minioInsecure": "false"}),
-    ("kubernetes:core/v1:Secret", {"stringData": {"PASSWORD": "hunter2"}}),
-    ("kubernetes:core/v1:Service", {"spec": {"ports": [{"port": 80}]}}),
-])
+@pytest.mark.parametrize(
+    "resource_type,props",
+    [
+        (CLUSTER, good_cluster()),
+        (
+            RELEASE,
+            {
+                "chart": "cloudnative-pg",
+                "version": "0.22.1",
+                "repositoryOpts": {"repo": "https://cloudnative-pg.github.io/charts"},
+            },
+        ),
+        (PG_PROVIDER, {"host": "localhost", "sslmode": "verify-full", "sslrootcert": "/tmp/ca.crt"}),
+        (MINIO_PROVIDER, {"minioServer": "localhost:9000", "minioSsl": "true"}),
+        (MINIO_PROVIDER, {"minioServer": "localhost:9000", "minioSsl": True, "minioInsecure": "false"}),
+        ("kubernetes:core/v1:Secret", {"stringData": {"PASSWORD": "hunter2"}}),
+        ("kubernetes:core/v1:Service", {"spec": {"ports": [{"port": 80}]}}),
+    ],
+)
 def test_compliant_non_pod_resources_pass(resource_type, props):
     for validate in ALL_VALIDATORS:
         rec = run(validate, resource_type, props)
@@ -206,38 +220,56 @@ V_PSS = baseline.validate_restricted_pod_security
 def _drop_pod_field(path):
     def mutate(spec):
         spec["securityContext"].pop(path)
+
     return mutate
 
 
-@pytest.mark.parametrize("mutate,fragments", [
-    (lambda s: container(s).pop("securityContext"), ("container 'app'", "allowPrivilegeEscalation")),
-    (lambda s: container(s)["securityContext"].update(allowPrivilegeEscalation=True),
-     ("container 'app'", "allowPrivilegeEscalation must be false")),
-    (lambda s: s["initContainers"][0]["securityContext"].pop("allowPrivilegeEscalation"),
-     ("initContainer 'migrate'", "allowPrivilegeEscalation")),
-    (lambda s: container(s)["securityContext"].update(privileged=True), ("runs privileged",)),
-    (lambda s: container(s)["securityContext"].update(capabilities={"drop": ["NET_RAW"]}),
-     ("capabilities.drop", "'ALL'")),
-    (lambda s: container(s)["securityContext"].update(capabilities={"drop": ["ALL"], "add": ["SYS_ADMIN"]}),
-     ("SYS_ADMIN", "NET_BIND_SERVICE")),
-    (_drop_pod_field("runAsNonRoot"), ("runAsNonRoot is not true",)),
-    (lambda s: container(s)["securityContext"].update(runAsNonRoot=False), ("runAsNonRoot is false",)),
-    (lambda s: s["securityContext"].update(runAsUser=0), ("pod securityContext.runAsUser is 0",)),
-    (lambda s: container(s)["securityContext"].update(runAsUser=0), ("container 'app'", "runAsUser is 0")),
-    (_drop_pod_field("seccompProfile"), ("no seccomp profile",)),
-    (lambda s: s["securityContext"].update(seccompProfile={"type": "Unconfined"}), ("'Unconfined'",)),
-    (lambda s: container(s)["securityContext"].update(seccompProfile={"type": "Unconfined"}),
-     ("container 'app'", "'Unconfined'")),
-    (lambda s: s.update(hostNetwork=True), ("hostNetwork=true",)),
-    (lambda s: s.update(hostPID=True), ("hostPID=true",)),
-    (lambda s: s.update(hostIPC=True), ("hostIPC=true",)),
-    (lambda s: s["volumes"].append({"name": "host", "hostPath": {"path": "/var/run"}}),
-     ("volume 'host'", "hostPath", "node's filesystem")),
-    (lambda s: s["volumes"].append({"name": "nfs", "nfs": {"server": "x", "path": "/"}}),
-     ("volume 'nfs'", "'nfs'")),
-    (lambda s: container(s)["ports"].append({"containerPort": 80, "hostPort": 80}), ("hostPort 80",)),
-    (lambda s: container(s)["securityContext"].update(procMount="Unmasked"), ("procMount",)),
-])
+@pytest.mark.parametrize(
+    "mutate,fragments",
+    [
+        (lambda s: container(s).pop("securityContext"), ("container 'app'", "allowPrivilegeEscalation")),
+        (
+            lambda s: container(s)["securityContext"].update(allowPrivilegeEscalation=True),
+            ("container 'app'", "allowPrivilegeEscalation must be false"),
+        ),
+        (
+            lambda s: s["initContainers"][0]["securityContext"].pop("allowPrivilegeEscalation"),
+            ("initContainer 'migrate'", "allowPrivilegeEscalation"),
+        ),
+        (lambda s: container(s)["securityContext"].update(privileged=True), ("runs privileged",)),
+        (
+            lambda s: container(s)["securityContext"].update(capabilities={"drop": ["NET_RAW"]}),
+            ("capabilities.drop", "'ALL'"),
+        ),
+        (
+            lambda s: container(s)["securityContext"].update(capabilities={"drop": ["ALL"], "add": ["SYS_ADMIN"]}),
+            ("SYS_ADMIN", "NET_BIND_SERVICE"),
+        ),
+        (_drop_pod_field("runAsNonRoot"), ("runAsNonRoot is not true",)),
+        (lambda s: container(s)["securityContext"].update(runAsNonRoot=False), ("runAsNonRoot is false",)),
+        (lambda s: s["securityContext"].update(runAsUser=0), ("pod securityContext.runAsUser is 0",)),
+        (lambda s: container(s)["securityContext"].update(runAsUser=0), ("container 'app'", "runAsUser is 0")),
+        (_drop_pod_field("seccompProfile"), ("no seccomp profile",)),
+        (lambda s: s["securityContext"].update(seccompProfile={"type": "Unconfined"}), ("'Unconfined'",)),
+        (
+            lambda s: container(s)["securityContext"].update(seccompProfile={"type": "Unconfined"}),
+            ("container 'app'", "'Unconfined'"),
+        ),
+        (lambda s: s.update(hostNetwork=True), ("hostNetwork=true",)),
+        (lambda s: s.update(hostPID=True), ("hostPID=true",)),
+        (lambda s: s.update(hostIPC=True), ("hostIPC=true",)),
+        (
+            lambda s: s["volumes"].append({"name": "host", "hostPath": {"path": "/var/run"}}),
+            ("volume 'host'", "hostPath", "node's filesystem"),
+        ),
+        (
+            lambda s: s["volumes"].append({"name": "nfs", "nfs": {"server": "x", "path": "/"}}),
+            ("volume 'nfs'", "'nfs'"),
+        ),
+        (lambda s: container(s)["ports"].append({"containerPort": 80, "hostPort": 80}), ("hostPort 80",)),
+        (lambda s: container(s)["securityContext"].update(procMount="Unmasked"), ("procMount",)),
+    ],
+)
 def test_restricted_pod_security_violations(mutate, fragments):
     rec = run(V_PSS, DEPLOYMENT, deployment(mutate), name="mlflow")
     assert rec.has(*fragments), rec.messages
@@ -249,8 +281,10 @@ def test_restricted_container_level_settings_are_enough():
     def mutate(s):
         s["securityContext"] = {}
         for c in s["containers"] + s["initContainers"]:
-            c["securityContext"].update(runAsNonRoot=True, seccompProfile={"type": "Localhost",
-                                                                           "localhostProfile": "p.json"})
+            c["securityContext"].update(
+                runAsNonRoot=True, seccompProfile={"type": "Localhost", "localhostProfile": "p.json"}
+            )
+
     assert run(V_PSS, STATEFULSET, deployment(mutate, STATEFULSET)).messages == []
 
 
@@ -258,6 +292,7 @@ def test_restricted_partial_container_level_settings_fail():
     def mutate(s):
         s["securityContext"] = {}
         container(s)["securityContext"].update(runAsNonRoot=True, seccompProfile={"type": "RuntimeDefault"})
+
     rec = run(V_PSS, STATEFULSET, deployment(mutate, STATEFULSET))
     assert rec.has("initContainer 'migrate'", "runAsNonRoot")
     assert rec.has("initContainer 'migrate'", "seccomp")
@@ -265,8 +300,9 @@ def test_restricted_partial_container_level_settings_fail():
 
 
 def test_restricted_allows_net_bind_service():
-    props = deployment(lambda s: container(s)["securityContext"].update(
-        capabilities={"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}))
+    props = deployment(
+        lambda s: container(s)["securityContext"].update(capabilities={"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]})
+    )
     assert run(V_PSS, DEPLOYMENT, props).messages == []
 
 
@@ -288,8 +324,9 @@ def test_restricted_ignores_non_pod_resources():
 V_RES = baseline.validate_resource_limits
 
 
-@pytest.mark.parametrize("kind,res", [("requests", "cpu"), ("requests", "memory"),
-                                      ("limits", "cpu"), ("limits", "memory")])
+@pytest.mark.parametrize(
+    "kind,res", [("requests", "cpu"), ("requests", "memory"), ("limits", "cpu"), ("limits", "memory")]
+)
 def test_resource_limits_each_missing_value(kind, res):
     props = deployment(lambda s: container(s)["resources"][kind].pop(res))
     rec = run(V_RES, DEPLOYMENT, props, name="mlflow")
@@ -301,6 +338,7 @@ def test_resource_limits_missing_entirely_and_init_container():
     def mutate(s):
         container(s).pop("resources")
         s["initContainers"][0]["resources"] = {"limits": {"cpu": "1", "memory": "0"}}
+
     rec = run(V_RES, JOB, deployment(mutate, JOB))
     assert rec.has("container 'app'", "requests.cpu", "requests.memory", "limits.cpu", "limits.memory")
     assert rec.has("initContainer 'migrate'", "requests.cpu", "requests.memory", "limits.memory")
@@ -318,8 +356,11 @@ def test_resource_limits_unknown_quantities_are_not_reported():
 
 
 def test_resource_limits_numeric_quantities_ok():
-    props = deployment(lambda s: container(s).update(
-        resources={"requests": {"cpu": 0.5, "memory": "128Mi"}, "limits": {"cpu": 1, "memory": "1Gi"}}))
+    props = deployment(
+        lambda s: container(s).update(
+            resources={"requests": {"cpu": 0.5, "memory": "128Mi"}, "limits": {"cpu": 1, "memory": "1Gi"}}
+        )
+    )
     assert run(V_RES, DEPLOYMENT, props).messages == []
 
 
@@ -330,10 +371,20 @@ def test_resource_limits_numeric_quantities_ok():
 V_SEC = baseline.validate_no_plaintext_secrets_in_env
 
 
-@pytest.mark.parametrize("env_name", [
-    "DB_PASSWORD", "postgres_password", "AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "GITHUB_TOKEN",
-    "MLFLOW_TRACKING_TOKEN", "TLS_PRIVATE_KEY", "GOOGLE_APPLICATION_CREDENTIALS", "MySecretValue",
-])
+@pytest.mark.parametrize(
+    "env_name",
+    [
+        "DB_PASSWORD",
+        "postgres_password",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_ACCESS_KEY_ID",
+        "GITHUB_TOKEN",
+        "MLFLOW_TRACKING_TOKEN",
+        "TLS_PRIVATE_KEY",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "MySecretValue",
+    ],
+)
 def test_secret_named_env_with_plain_value(env_name):
     props = deployment(lambda s: container(s)["env"].append({"name": env_name, "value": "hunter2"}))
     rec = run(V_SEC, DEPLOYMENT, props, name="mlflow")
@@ -351,11 +402,14 @@ def test_non_secret_env_with_plain_value_is_fine():
     assert run(V_SEC, DEPLOYMENT, props).messages == []
 
 
-@pytest.mark.parametrize("value", [
-    "postgresql://mlflow:s3cr3t@db-rw:5432/mlflow",
-    "postgresql+psycopg2://mlflow:p%40ss@db:5432/x?sslmode=verify-full",
-    "--default-artifact-root s3://bucket --store postgresql://u:s3cr3t@db/mlflow",
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "postgresql://mlflow:s3cr3t@db-rw:5432/mlflow",
+        "postgresql+psycopg2://mlflow:p%40ss@db:5432/x?sslmode=verify-full",
+        "--default-artifact-root s3://bucket --store postgresql://u:s3cr3t@db/mlflow",
+    ],
+)
 def test_env_value_with_uri_password(value):
     props = deployment(lambda s: container(s)["env"].append({"name": "MLFLOW_BACKEND_STORE_URI", "value": value}))
     rec = run(V_SEC, DEPLOYMENT, props)
@@ -366,19 +420,25 @@ def test_env_value_with_uri_password(value):
 
 @pytest.mark.parametrize("field_name", ["args", "command"])
 def test_args_and_command_with_uri_password(field_name):
-    props = deployment(lambda s: container(s).update(
-        {field_name: ["mlflow", "server", "--backend-store-uri", "postgresql://u:pw@db/mlflow"]}))
+    props = deployment(
+        lambda s: container(s).update(
+            {field_name: ["mlflow", "server", "--backend-store-uri", "postgresql://u:pw@db/mlflow"]}
+        )
+    )
     rec = run(V_SEC, DEPLOYMENT, props)
     assert rec.has(f"{field_name}[3]", "embeds a password"), rec.messages
 
 
-@pytest.mark.parametrize("value", [
-    "postgresql://mlflow:$(DB_PASSWORD)@db/mlflow",
-    "postgresql://mlflow:${DB_PASSWORD}@db/mlflow",
-    "postgresql://mlflow@db/mlflow",
-    "https://minio:9000/bucket",
-    "http://host:8080/path?next=a@b",
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "postgresql://mlflow:$(DB_PASSWORD)@db/mlflow",
+        "postgresql://mlflow:${DB_PASSWORD}@db/mlflow",
+        "postgresql://mlflow@db/mlflow",
+        "https://minio:9000/bucket",
+        "http://host:8080/path?next=a@b",
+    ],
+)
 def test_uri_without_literal_password_is_fine(value):
     props = deployment(lambda s: container(s)["args"].append(value))
     assert run(V_SEC, DEPLOYMENT, props).messages == []
@@ -391,27 +451,33 @@ def test_uri_without_literal_password_is_fine(value):
 V_PIN = baseline.validate_pinned_images
 
 
-@pytest.mark.parametrize("image", [
-    "ghcr.io/mlflow/mlflow:v2.16.2",
-    "quay.io/minio/minio:RELEASE.2024-10-02T17-50-41Z",
-    "localhost:5000/team/app:1.0",
-    "ghcr.io/mlflow/mlflow@sha256:" + "a" * 64,
-    "ghcr.io/mlflow/mlflow:latest@sha256:" + "b" * 64,
-])
+@pytest.mark.parametrize(
+    "image",
+    [
+        "ghcr.io/mlflow/mlflow:v2.16.2",
+        "quay.io/minio/minio:RELEASE.2024-10-02T17-50-41Z",
+        "localhost:5000/team/app:1.0",
+        "ghcr.io/mlflow/mlflow@sha256:" + "a" * 64,
+        "ghcr.io/mlflow/mlflow:latest@sha256:" + "b" * 64,
+    ],
+)
 def test_pinned_images_ok(image):
     props = deployment(lambda s: container(s).update(image=image))
     assert run(V_PIN, DEPLOYMENT, props).messages == []
 
 
-@pytest.mark.parametrize("image,fragment", [
-    ("ghcr.io/mlflow/mlflow", "no tag"),
-    ("localhost:5000/team/app", "no tag"),
-    ("ghcr.io/mlflow/mlflow:latest", ":latest"),
-    ("busybox:LATEST", ":latest"),
-    ("busybox:", "empty tag"),
-    ("busybox@sha256:abc", "malformed digest"),
-    ("", "has no image"),
-])
+@pytest.mark.parametrize(
+    "image,fragment",
+    [
+        ("ghcr.io/mlflow/mlflow", "no tag"),
+        ("localhost:5000/team/app", "no tag"),
+        ("ghcr.io/mlflow/mlflow:latest", ":latest"),
+        ("busybox:LATEST", ":latest"),
+        ("busybox:", "empty tag"),
+        ("busybox@sha256:abc", "malformed digest"),
+        ("", "has no image"),
+    ],
+)
 def test_unpinned_images(image, fragment):
     props = deployment(lambda s: s["initContainers"][0].update(image=image))
     rec = run(V_PIN, DEPLOYMENT, props, name="mlflow")
@@ -433,14 +499,17 @@ def test_cnpg_image_name():
     assert run(V_PIN, CLUSTER, cluster).messages == []
 
 
-@pytest.mark.parametrize("props,fragment", [
-    ({"chart": "cloudnative-pg"}, "not set"),
-    ({"chart": "cloudnative-pg", "version": ""}, "not set"),
-    ({"chart": "cloudnative-pg", "version": "^0.22.0"}, "not an exact version"),
-    ({"chart": "cloudnative-pg", "version": "0.22.x"}, "not an exact version"),
-    ({"chart": "cloudnative-pg", "version": ">=0.20"}, "not an exact version"),
-    ({"chart": "cloudnative-pg", "version": "latest"}, "not an exact version"),
-])
+@pytest.mark.parametrize(
+    "props,fragment",
+    [
+        ({"chart": "cloudnative-pg"}, "not set"),
+        ({"chart": "cloudnative-pg", "version": ""}, "not set"),
+        ({"chart": "cloudnative-pg", "version": "^0.22.0"}, "not an exact version"),
+        ({"chart": "cloudnative-pg", "version": "0.22.x"}, "not an exact version"),
+        ({"chart": "cloudnative-pg", "version": ">=0.20"}, "not an exact version"),
+        ({"chart": "cloudnative-pg", "version": "latest"}, "not an exact version"),
+    ],
+)
 def test_helm_release_version(props, fragment):
     rec = run(V_PIN, RELEASE, props, name="cnpg-operator")
     assert rec.has("Release 'cnpg-operator'", fragment), rec.messages
@@ -474,15 +543,18 @@ def test_cnpg_missing_certificates_block():
     assert rec.has("serverTLSSecret") and rec.has("serverCASecret")
 
 
-@pytest.mark.parametrize("pg_hba,fragment", [
-    (None, "no rule rejecting non-TLS"),
-    ([], "no rule rejecting non-TLS"),
-    (["hostssl all all all scram-sha-256"], "no rule rejecting non-TLS"),
-    (["hostnossl all all all scram-sha-256"], "no rule rejecting non-TLS"),
-    (["hostnossl mlflow mlflow 10.0.0.0/8 reject"], "no rule rejecting non-TLS"),
-    (["# hostnossl all all all reject"], "no rule rejecting non-TLS"),
-    (["host all all 0.0.0.0/0 md5", "hostnossl all all all reject"], "comes before the hostnossl reject"),
-])
+@pytest.mark.parametrize(
+    "pg_hba,fragment",
+    [
+        (None, "no rule rejecting non-TLS"),
+        ([], "no rule rejecting non-TLS"),
+        (["hostssl all all all scram-sha-256"], "no rule rejecting non-TLS"),
+        (["hostnossl all all all scram-sha-256"], "no rule rejecting non-TLS"),
+        (["hostnossl mlflow mlflow 10.0.0.0/8 reject"], "no rule rejecting non-TLS"),
+        (["# hostnossl all all all reject"], "no rule rejecting non-TLS"),
+        (["host all all 0.0.0.0/0 md5", "hostnossl all all all reject"], "comes before the hostnossl reject"),
+    ],
+)
 def test_cnpg_pg_hba_violations(pg_hba, fragment):
     cluster = good_cluster()
     if pg_hba is None:
@@ -493,24 +565,30 @@ def test_cnpg_pg_hba_violations(pg_hba, fragment):
     assert rec.has("Cluster 'db'", fragment), rec.messages
 
 
-@pytest.mark.parametrize("pg_hba", [
-    ["hostnossl all all 0.0.0.0/0 reject", "hostnossl all all ::/0 reject"],
-    ["hostnossl\tall\tall\tall\treject  # no plaintext"],
-    ["hostssl all all all scram-sha-256", "host all all all reject", "hostnossl all all all reject"],
-])
+@pytest.mark.parametrize(
+    "pg_hba",
+    [
+        ["hostnossl all all 0.0.0.0/0 reject", "hostnossl all all ::/0 reject"],
+        ["hostnossl\tall\tall\tall\treject  # no plaintext"],
+        ["hostssl all all all scram-sha-256", "host all all all reject", "hostnossl all all all reject"],
+    ],
+)
 def test_cnpg_pg_hba_ok(pg_hba):
     cluster = good_cluster()
     cluster["spec"]["postgresql"]["pg_hba"] = pg_hba
     assert run(V_TLS, CLUSTER, cluster).messages == []
 
 
-@pytest.mark.parametrize("props,fragment", [
-    ({"host": "db"}, "unset"),
-    ({"host": "db", "sslmode": "disable"}, "'disable'"),
-    ({"host": "db", "sslmode": "require"}, "'require'"),
-    ({"host": "db", "sslmode": "verify-ca"}, "'verify-ca'"),
-    ({"host": "db", "sslMode": "prefer"}, "'prefer'"),
-])
+@pytest.mark.parametrize(
+    "props,fragment",
+    [
+        ({"host": "db"}, "unset"),
+        ({"host": "db", "sslmode": "disable"}, "'disable'"),
+        ({"host": "db", "sslmode": "require"}, "'require'"),
+        ({"host": "db", "sslmode": "verify-ca"}, "'verify-ca'"),
+        ({"host": "db", "sslMode": "prefer"}, "'prefer'"),
+    ],
+)
 def test_postgresql_provider_sslmode(props, fragment):
     rec = run(V_TLS, PG_PROVIDER, props, name="pg")
     assert rec.has("postgresql 'pg'", fragment, "verify-full"), rec.messages
@@ -520,46 +598,57 @@ def test_postgresql_provider_deprecated_ssl_mode_ok():
     assert run(V_TLS, PG_PROVIDER, {"sslMode": "verify-full"}).messages == []
 
 
-@pytest.mark.parametrize("props,fragment", [
-    ({"minioServer": "m:9000"}, "minioSsl is unset"),
-    ({"minioServer": "m:9000", "minioSsl": "false"}, "minioSsl is 'false'"),
-    ({"minioServer": "m:9000", "minioSsl": False}, "minioSsl is False"),
-    ({"minioServer": "m:9000", "minioSsl": "true", "minioInsecure": "true"}, "minioInsecure is true"),
-    ({"minioServer": "m:9000", "minioSsl": True, "minioInsecure": True}, "minioInsecure is true"),
-])
+@pytest.mark.parametrize(
+    "props,fragment",
+    [
+        ({"minioServer": "m:9000"}, "minioSsl is unset"),
+        ({"minioServer": "m:9000", "minioSsl": "false"}, "minioSsl is 'false'"),
+        ({"minioServer": "m:9000", "minioSsl": False}, "minioSsl is False"),
+        ({"minioServer": "m:9000", "minioSsl": "true", "minioInsecure": "true"}, "minioInsecure is true"),
+        ({"minioServer": "m:9000", "minioSsl": True, "minioInsecure": True}, "minioInsecure is true"),
+    ],
+)
 def test_minio_provider(props, fragment):
     rec = run(V_TLS, MINIO_PROVIDER, props, name="minio")
     assert rec.has("minio 'minio'", fragment), rec.messages
 
 
-@pytest.mark.parametrize("env,fragment", [
-    ({"name": "MLFLOW_S3_IGNORE_TLS", "value": "true"}, "MLFLOW_S3_IGNORE_TLS"),
-    ({"name": "MLFLOW_S3_IGNORE_TLS", "value": "True"}, "MLFLOW_S3_IGNORE_TLS"),
-    ({"name": "PGSSLMODE", "value": "require"}, "PGSSLMODE='require'"),
-    ({"name": "PGSSLMODE", "value": "disable"}, "PGSSLMODE='disable'"),
-    ({"name": "PGSSLMODE", "value": "verify-ca"}, "PGSSLMODE='verify-ca'"),
-    ({"name": "PGSSLMODE", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "k"}}}, "valueFrom"),
-    ({"name": "MLFLOW_S3_ENDPOINT_URL", "value": "http://minio:9000"}, "plain http"),
-    ({"name": "MLFLOW_BACKEND_STORE_URI", "value": "postgresql://db/mlflow?sslmode=disable"},
-     "sslmode=disable"),
-])
+@pytest.mark.parametrize(
+    "env,fragment",
+    [
+        ({"name": "MLFLOW_S3_IGNORE_TLS", "value": "true"}, "MLFLOW_S3_IGNORE_TLS"),
+        ({"name": "MLFLOW_S3_IGNORE_TLS", "value": "True"}, "MLFLOW_S3_IGNORE_TLS"),
+        ({"name": "PGSSLMODE", "value": "require"}, "PGSSLMODE='require'"),
+        ({"name": "PGSSLMODE", "value": "disable"}, "PGSSLMODE='disable'"),
+        ({"name": "PGSSLMODE", "value": "verify-ca"}, "PGSSLMODE='verify-ca'"),
+        ({"name": "PGSSLMODE", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "k"}}}, "valueFrom"),
+        ({"name": "MLFLOW_S3_ENDPOINT_URL", "value": "http://minio:9000"}, "plain http"),
+        ({"name": "MLFLOW_BACKEND_STORE_URI", "value": "postgresql://db/mlflow?sslmode=disable"}, "sslmode=disable"),
+    ],
+)
 def test_container_tls_env(env, fragment):
     def mutate(s):
         envs = container(s)["env"]
         envs[:] = [e for e in envs if e["name"] != env["name"]] + [env]
+
     rec = run(V_TLS, DEPLOYMENT, deployment(mutate), name="mlflow")
     assert rec.has("Deployment 'mlflow'", "container 'app'", fragment), rec.messages
 
 
 def test_container_tls_args_sslmode():
-    props = deployment(lambda s: container(s).update(
-        args=["server", "--backend-store-uri", "postgresql://mlflow:$(P)@db/mlflow?sslmode=require"]), JOB)
+    props = deployment(
+        lambda s: container(s).update(
+            args=["server", "--backend-store-uri", "postgresql://mlflow:$(P)@db/mlflow?sslmode=require"]
+        ),
+        JOB,
+    )
     assert run(V_TLS, JOB, props).has("args[2]", "sslmode=require")
 
 
 # ---------------------------------------------------------------------------
 # engine-shaped inputs: unknown values during preview, proxies, real args class
 # ---------------------------------------------------------------------------
+
 
 def test_real_resource_validation_args_and_unknown_proxy():
     from pulumi_policy import PolicyResourceOptions, ResourceValidationArgs
@@ -571,7 +660,7 @@ def test_real_resource_validation_args_and_unknown_proxy():
     spec["initContainers"][0]["securityContext"] = UNKNOWN_OBJECT
     props = unknown_checking_proxy(wrap(DEPLOYMENT, spec))
     # Sanity: the proxy raises when an unknown is touched directly.
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 - whichever error the proxy raises, touching it must fail
         _ = props["spec"]["template"]["spec"]["initContainers"][0]["securityContext"]
 
     opts = PolicyResourceOptions(False, [], None, [], None, [], None)
@@ -605,6 +694,7 @@ def test_unknown_values_skip_only_their_check():
 # ---------------------------------------------------------------------------
 # the pack itself (__main__.py, PulumiPolicy.yaml, requirements.txt)
 # ---------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def pack_main():
@@ -648,7 +738,8 @@ def test_pack_policy_objects_run_validation(pack_main):
     by_name = {p.name: p for p in pack_main.POLICIES}
     rec = Recorder()
     by_name["pinned-images"].validate(
-        FakeArgs(DEPLOYMENT, deployment(lambda s: container(s).update(image="nginx"))), rec)
+        FakeArgs(DEPLOYMENT, deployment(lambda s: container(s).update(image="nginx"))), rec
+    )
     assert rec.has("no tag")
 
 
@@ -675,7 +766,10 @@ def test_pack_served_over_grpc_like_the_cli_runs_it():
 
     proc = subprocess.Popen(
         [sys.executable, "-u", "-m", "pulumi.policy", "127.0.0.1:1", POLICY_DIR],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+    )
     try:
         line = proc.stdout.readline().decode().strip()
         assert line.isdigit(), (line, proc.stderr.read().decode() if proc.poll() is not None else "")
@@ -691,9 +785,15 @@ def test_pack_served_over_grpc_like_the_cli_runs_it():
         def analyze(resource_type, props, name):
             st = struct_pb2.Struct()
             st.update(props)
-            return stub.Analyze(analyzer_pb2.AnalyzeRequest(
-                type=resource_type, properties=st, name=name,
-                urn=f"urn:pulumi:dev::mlflow-platform::{resource_type}::{name}"), timeout=20)
+            return stub.Analyze(
+                analyzer_pb2.AnalyzeRequest(
+                    type=resource_type,
+                    properties=st,
+                    name=name,
+                    urn=f"urn:pulumi:dev::mlflow-platform::{resource_type}::{name}",
+                ),
+                timeout=20,
+            )
 
         ok = analyze(DEPLOYMENT, wrap(DEPLOYMENT, good_pod_spec()), "mlflow")
         assert list(ok.diagnostics) == []

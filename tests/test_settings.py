@@ -16,7 +16,7 @@ def load(stack="dev", **overrides):
 
 
 def problem_line(message: str, key: str) -> str:
-    line = next((l for l in message.splitlines() if f"{PROJECT}:{key} " in l), None)
+    line = next((ln for ln in message.splitlines() if f"{PROJECT}:{key} " in ln), None)
     assert line is not None, message
     return line
 
@@ -34,8 +34,9 @@ def test_every_declared_key_is_read_and_nothing_else(monkeypatch):
     read = []
     for method in ("raw", "secret"):
         original = getattr(settings._Reader, method)
-        monkeypatch.setattr(settings._Reader, method,
-                            lambda self, key, original=original: read.append(key) or original(self, key))
+        monkeypatch.setattr(
+            settings._Reader, method, lambda self, key, original=original: read.append(key) or original(self, key)
+        )
     for overrides in ({}, {**EXTERNAL_POSTGRES, **EXTERNAL_S3}, EXTERNAL_MINIO):
         load("dev", **overrides)
     assert set(read) == set(settings.declared_config())
@@ -62,8 +63,10 @@ def test_footprint_counts_every_pod_and_job_of_the_services_in_the_cluster():
     assert memory <= settings.PR_MEMORY_BUDGET_BYTES and cpu * 1000 <= settings.PR_CPU_BUDGET_MILLICORES
 
 
-@pytest.mark.parametrize("stack, profile", [("pr-7", "pr"), ("prod", "prod"), ("production-eu", "prod"),
-                                            ("dev", "dev"), ("staging", "dev"), ("pr-x", "dev")])
+@pytest.mark.parametrize(
+    "stack, profile",
+    [("pr-7", "pr"), ("prod", "prod"), ("production-eu", "prod"), ("dev", "dev"), ("staging", "dev"), ("pr-x", "dev")],
+)
 def test_profile_follows_the_stack_name(stack, profile):
     assert settings.profile_for_stack(stack) == profile
 
@@ -104,8 +107,11 @@ BAD_INPUT = [
     ({**EXTERNAL_POSTGRES, "postgresPort": 70000}, "postgresPort", "between 1 and 65535"),
     ({**EXTERNAL_POSTGRES, "postgresAdminUser": "bad user"}, "postgresAdminUser", "not a PostgreSQL role name"),
     ({**EXTERNAL_POSTGRES, "postgresCaFile": "tests/fixtures/missing.pem"}, "postgresCaFile", "file not found"),
-    ({**EXTERNAL_POSTGRES, "postgresCaFile": "/etc/ssl/certs/ca-certificates.crt"}, "postgresCaFile",
-     "inside the project directory"),
+    (
+        {**EXTERNAL_POSTGRES, "postgresCaFile": "/etc/ssl/certs/ca-certificates.crt"},
+        "postgresCaFile",
+        "inside the project directory",
+    ),
     ({**EXTERNAL_POSTGRES, "postgresCaFile": "../shared/ca.pem"}, "postgresCaFile", "inside the project directory"),
     ({**EXTERNAL_POSTGRES, "postgresCaFile": "Pulumi.yaml"}, "postgresCaFile", "not a PEM file"),
     ({**EXTERNAL_MINIO, "s3CaFile": "tests/fixtures/README.md"}, "s3CaFile", "not a PEM file"),
@@ -115,10 +121,18 @@ BAD_INPUT = [
     ({**EXTERNAL_S3, "s3AccessKey": ""}, "s3AccessKey", "objectStoreMode is external: required"),
     ({**EXTERNAL_S3, "s3SecretKey": Secret("")}, "s3SecretKey", "objectStoreMode is external: required"),
     ({**EXTERNAL_MINIO, "s3AdminUser": ""}, "s3AdminUser", "objectStoreMode is externalMinio: required"),
-    ({**EXTERNAL_MINIO, "s3AdminPassword": Secret("")}, "s3AdminPassword", "objectStoreMode is externalMinio: required"),
+    (
+        {**EXTERNAL_MINIO, "s3AdminPassword": Secret("")},
+        "s3AdminPassword",
+        "objectStoreMode is externalMinio: required",
+    ),
     ({"postgresHost": "db.example.com"}, "postgresHost", "only used with postgresMode external"),
     ({"postgresCaFile": EXTERNAL_CA_FILE}, "postgresCaFile", "only used with postgresMode external"),
-    ({"postgresAdminPassword": Secret("admin-pw-value")}, "postgresAdminPassword", "only used with postgresMode external"),
+    (
+        {"postgresAdminPassword": Secret("admin-pw-value")},
+        "postgresAdminPassword",
+        "only used with postgresMode external",
+    ),
     ({"s3Endpoint": "https://s3.example.com"}, "s3Endpoint", "only used with objectStoreMode"),
     ({"s3AccessKey": "AKIA"}, "s3AccessKey", "only used with objectStoreMode"),
     ({"s3SecretKey": Secret("s3-secret-value")}, "s3SecretKey", "only used with objectStoreMode"),
@@ -128,12 +142,14 @@ BAD_INPUT = [
 ]
 
 
-@pytest.mark.parametrize("overrides, key, problem", BAD_INPUT, ids=[b[1] + "-" + str(i) for i, b in enumerate(BAD_INPUT)])
+@pytest.mark.parametrize(
+    "overrides, key, problem", BAD_INPUT, ids=[b[1] + "-" + str(i) for i, b in enumerate(BAD_INPUT)]
+)
 def test_bad_input_names_the_key_the_value_and_the_fix(overrides, key, problem):
     with pytest.raises(settings.ConfigError) as raised:
         load("dev", **overrides)
     message = str(raised.value)
-    line = next((l for l in message.splitlines() if f"{PROJECT}:{key} = " in l), None)
+    line = next((ln for ln in message.splitlines() if f"{PROJECT}:{key} = " in ln), None)
     assert line is not None, message
     assert problem in line and "Fix: " in line, line
     value = overrides.get(key)
@@ -154,8 +170,10 @@ def test_removed_keys_say_what_replaced_them(key):
         assert "postgresMode: external" in line and "postgresHost" in line, line
 
 
-@pytest.mark.parametrize("typo, meant", [("mlflowReplica", "mlflowReplicas"), ("postgresInstance", "postgresInstances"),
-                                         ("s3Endpiont", "s3Endpoint")])
+@pytest.mark.parametrize(
+    "typo, meant",
+    [("mlflowReplica", "mlflowReplicas"), ("postgresInstance", "postgresInstances"), ("s3Endpiont", "s3Endpoint")],
+)
 def test_a_misspelled_key_suggests_the_declared_one(typo, meant):
     with pytest.raises(settings.ConfigError) as raised:
         load("dev", **{typo: "2"})
@@ -170,8 +188,10 @@ def test_a_key_nothing_resembles_gets_no_suggestion():
     assert "did you mean" not in line and "configuration reference" in line
 
 
-@pytest.mark.parametrize("mode, key", [(EXTERNAL_POSTGRES, "postgresAdminPassword"), (EXTERNAL_S3, "s3SecretKey"),
-                                       (EXTERNAL_MINIO, "s3AdminPassword")])
+@pytest.mark.parametrize(
+    "mode, key",
+    [(EXTERNAL_POSTGRES, "postgresAdminPassword"), (EXTERNAL_S3, "s3SecretKey"), (EXTERNAL_MINIO, "s3AdminPassword")],
+)
 def test_credentials_in_plain_config_are_refused(mode, key):
     accepted = load("dev", **mode)  # the same value as secret config is fine
     assert accepted is not None
@@ -200,7 +220,7 @@ def test_pr_stacks_must_fit_their_budget_and_share_the_operator():
 
 
 def test_stack_names_that_make_invalid_namespaces_are_refused():
-    with pytest.raises(settings.ConfigError, match="stack name \"Dev_Stack\".*DNS-1123"):
+    with pytest.raises(settings.ConfigError, match='stack name "Dev_Stack".*DNS-1123'):
         load("Dev_Stack")
 
 

@@ -19,10 +19,16 @@ def cluster_scoped(ev) -> set:
     return {(o["kind"], o["metadata"]["name"]) for o in ev.k8s_objects if "namespace" not in o["metadata"]}
 
 
-@pytest.mark.parametrize("stack, config, owns", [
-    ("dev", {}, True), ("prod", {}, True), ("dev", {"installCnpgOperator": False}, False), ("pr-42", {}, False),
-    ("pr-7", {}, False),
-])
+@pytest.mark.parametrize(
+    "stack, config, owns",
+    [
+        ("dev", {}, True),
+        ("prod", {}, True),
+        ("dev", {"installCnpgOperator": False}, False),
+        ("pr-42", {}, False),
+        ("pr-7", {}, False),
+    ],
+)
 def test_only_the_owning_stack_registers_the_operator(stack, config, owns):
     ev = evaluate_stack(stack, config)
     assert len(ev.of_type(OPERATOR)) == int(owns)
@@ -31,7 +37,8 @@ def test_only_the_owning_stack_registers_the_operator(stack, config, owns):
     # Whoever owns it, the stack's PostgreSQL admits the operator's namespace.
     [policy] = [p for p in ev.k8s("NetworkPolicy") if p["metadata"]["name"].startswith("postgres-network-policy")]
     assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "cnpg-system"}}} in [
-        peer for rule in policy["spec"]["ingress"] for peer in rule["from"]]
+        peer for rule in policy["spec"]["ingress"] for peer in rule["from"]
+    ]
 
 
 def test_the_operator_has_fixed_names_and_survives_its_owners_destroy(dev):
@@ -57,8 +64,11 @@ def test_a_second_owner_fails_before_creating_anything(dev):
     stack_namespace = dev.one("kubernetes:core/v1:Namespace", "platform-namespace")
     assert operator_namespace.urn in ancestors(dev, release.urn)
     assert release.urn in ancestors(dev, stack_namespace.urn)
-    cluster_objects = [r for r in dev.registrations if r.custom and r.type.startswith("kubernetes:")
-                       and r.urn != operator_namespace.urn]
+    cluster_objects = [
+        r
+        for r in dev.registrations
+        if r.custom and r.type.startswith("kubernetes:") and r.urn != operator_namespace.urn
+    ]
     assert len(cluster_objects) > 30
     for reg in cluster_objects:
         assert operator_namespace.urn in ancestors(dev, reg.urn), reg.name
@@ -68,8 +78,11 @@ def test_a_second_owner_fails_before_creating_anything(dev):
 
 def test_two_stacks_on_one_cluster_share_no_object(dev, pr7):
     def namespaced(ev) -> set:
-        return {(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]) for o in ev.k8s_objects
-                if "namespace" in o["metadata"]}
+        return {
+            (o["kind"], o["metadata"]["namespace"], o["metadata"]["name"])
+            for o in ev.k8s_objects
+            if "namespace" in o["metadata"]
+        }
 
     ours, theirs = namespaced(dev), namespaced(pr7)
     assert {ns for _, ns, _ in ours} == {"mlflow-dev"} and {ns for _, ns, _ in theirs} == {"mlflow-pr-7"}

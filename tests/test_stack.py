@@ -7,11 +7,29 @@ import pytest
 import yaml
 
 from tests.harness import evaluate_stack
-from tests.stacks import ancestors, container, plain_leaks, env_value, mounted_file, pod_of, pod_secret_values, sans, tls_secret, verifies
+from tests.stacks import (
+    ancestors,
+    container,
+    env_value,
+    mounted_file,
+    plain_leaks,
+    pod_of,
+    pod_secret_values,
+    sans,
+    tls_secret,
+    verifies,
+)
 
 # dev: no backups (PostgresBackup) and no Prometheus operator (PlatformMonitoring) by default; gc on.
-PROJECT_TYPES = {"CnpgOperator", "PlatformNamespace", "PostgresCluster", "MinioStore", "MlflowServer", "TlsCertificate",
-                 "MlflowGarbageCollector"}
+PROJECT_TYPES = {
+    "CnpgOperator",
+    "PlatformNamespace",
+    "PostgresCluster",
+    "MinioStore",
+    "MlflowServer",
+    "TlsCertificate",
+    "MlflowGarbageCollector",
+}
 
 
 def role_password(ev) -> str:
@@ -47,7 +65,11 @@ def test_cnpg_serves_the_certificate_and_rejects_plain_connections(dev):
     certs = cluster["spec"]["certificates"]
     server_secret = next(o for o in dev.k8s("Secret") if o["metadata"]["name"] == certs["serverTLSSecret"])
     ca_secret = next(o for o in dev.k8s("Secret") if o["metadata"]["name"] == certs["serverCASecret"])
-    assert server_secret["type"] == "kubernetes.io/tls" and set(server_secret["stringData"]) == {"tls.crt", "tls.key", "ca.crt"}
+    assert server_secret["type"] == "kubernetes.io/tls" and set(server_secret["stringData"]) == {
+        "tls.crt",
+        "tls.key",
+        "ca.crt",
+    }
     assert set(ca_secret["stringData"]) == {"ca.crt"}
     hba = cluster["spec"]["postgresql"]["pg_hba"]
     assert hba[0] == "hostnossl all all all reject" and hba[1].startswith("hostssl")
@@ -104,15 +126,18 @@ def test_basic_auth_uses_the_auth_database_and_generated_credentials(dev):
 
 
 def test_mlflow_pods_hold_neither_the_minio_root_key_nor_any_private_key(dev):
-    root = {dev.one("random:index/randomPassword:RandomPassword", f"minio-root-{part}").outputs["result"]
-            for part in ("user", "password")}
+    root = {
+        dev.one("random:index/randomPassword:RandomPassword", f"minio-root-{part}").outputs["result"]
+        for part in ("user", "password")
+    }
     [root_env] = [o for o in dev.k8s("Secret") if "config.env" in o["stringData"]]
     for kind, name in (("Deployment", "mlflow-deployment"), ("Job", "mlflow-migrate")):
         pod = pod_of(dev, kind, name)
         seen = pod_secret_values(dev, pod)
         assert seen and not any(r in v for r in root for v in seen), name
         mounted = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v} | {
-            s["secret"]["name"] for v in pod["volumes"] for s in v.get("projected", {}).get("sources", [])}
+            s["secret"]["name"] for v in pod["volumes"] for s in v.get("projected", {}).get("sources", [])
+        }
         assert root_env["metadata"]["name"] not in mounted
         assert not any("tls.key" in dev.secret_by_name(n) for n in mounted), name
     [cluster] = dev.k8s("Cluster")
@@ -126,8 +151,10 @@ def test_the_migration_job_completes_before_the_deployment_rolls_out(dev):
     assert job.urn in deployment.dependencies
     pod = pod_of(dev, "Job", "mlflow-migrate")
     steps = [(c["command"], c["args"]) for c in pod["initContainers"] + pod["containers"]]
-    assert steps == [(["mlflow"], ["db", "upgrade", "$(MLFLOW_BACKEND_STORE_URI)"]),
-                     (["python"], ["-m", "mlflow.server.auth", "db", "upgrade", "--url", "$(MLFLOW_AUTH_DATABASE_URI)"])]
+    assert steps == [
+        (["mlflow"], ["db", "upgrade", "$(MLFLOW_BACKEND_STORE_URI)"]),
+        (["python"], ["-m", "mlflow.server.auth", "db", "upgrade", "--url", "$(MLFLOW_AUTH_DATABASE_URI)"]),
+    ]
     server = container(dev, "Deployment", "mlflow-deployment", "mlflow")
     migrate = container(dev, "Job", "mlflow-migrate", "upgrade-tracking-db")
     assert migrate["image"] == server["image"] == "ghcr.io/mlflow/mlflow:v3.18.0-full"
@@ -140,22 +167,44 @@ def test_server_info_keeps_artifact_transfers_on_the_proxy(dev):
     none of them, and nothing patches MLflow (no start-up module, no PYTHONPATH, no ConfigMap)."""
     server = container(dev, "Deployment", "mlflow-deployment", "mlflow")
     names = {e["name"] for e in server["env"]}
-    assert not names & {"MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD", "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD",
-                        "PYTHONPATH", "MLFLOW_ARTIFACTS_PRESIGNED_ONLY"}
+    assert not names & {
+        "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD",
+        "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD",
+        "PYTHONPATH",
+        "MLFLOW_ARTIFACTS_PRESIGNED_ONLY",
+    }
     assert "--serve-artifacts" in server["args"]
-    assert [o["metadata"]["name"] for o in dev.k8s("ConfigMap")
-            if o["metadata"]["labels"].get("app.kubernetes.io/name") == "mlflow"] == []
+    assert [
+        o["metadata"]["name"]
+        for o in dev.k8s("ConfigMap")
+        if o["metadata"]["labels"].get("app.kubernetes.io/name") == "mlflow"
+    ] == []
 
 
 def test_package_values_are_rendered_from_the_wired_outputs(dev):
     values = yaml.safe_load(dev.outputs["packageValues"])
-    assert set(values) == {"region", "artifact_store", "access_key", "secret_key", "version", "backing_store",
-                           "ingress_fqdn", "bucket", "ignore_tls", "ingress_domain"}
+    assert set(values) == {
+        "region",
+        "artifact_store",
+        "access_key",
+        "secret_key",
+        "version",
+        "backing_store",
+        "ingress_fqdn",
+        "bucket",
+        "ignore_tls",
+        "ingress_domain",
+    }
     server = container(dev, "Deployment", "mlflow-deployment", "mlflow")
     assert values["backing_store"] == env_value(dev, server, "MLFLOW_BACKEND_STORE_URI")
     assert values["artifact_store"] == env_value(dev, server, "MLFLOW_S3_ENDPOINT_URL")
     assert values["secret_key"] == env_value(dev, server, "AWS_SECRET_ACCESS_KEY")
-    assert (values["bucket"], values["version"], values["ignore_tls"], values["region"]) == ("mlflow", "3.18.0", "false", "us-east-1")
+    assert (values["bucket"], values["version"], values["ignore_tls"], values["region"]) == (
+        "mlflow",
+        "3.18.0",
+        "false",
+        "us-east-1",
+    )
     assert values["ingress_fqdn"] == "mlflow-mlflow-dev.localtest.me" and values["ingress_domain"] == "localtest.me"
 
 
@@ -164,16 +213,23 @@ def test_network_policies_admit_only_mlflow_the_operator_and_the_instances(dev):
     assert policies["platform-default-deny"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
     pg = policies["postgres-network-policy"]
     sources = [peer for rule in pg["ingress"] for peer in rule["from"]]
-    assert sources == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "mlflow"}}},
-                       {"podSelector": {"matchLabels": {"cnpg.io/cluster": "mlflow-pg"}}},
-                       {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "cnpg-system"}}}]
+    assert sources == [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "mlflow"}}},
+        {"podSelector": {"matchLabels": {"cnpg.io/cluster": "mlflow-pg"}}},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "cnpg-system"}}},
+    ]
     assert pg["podSelector"] == {"matchLabels": {"cnpg.io/cluster": "mlflow-pg"}}
     minio = policies["minio-network-policy"]
     [rule] = minio["ingress"]
-    assert rule["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "mlflow"}}},
-                            {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "minio",
-                                                             "app.kubernetes.io/component": "bootstrap"}}},
-                            {"podSelector": {"matchLabels": minio["podSelector"]["matchLabels"]}}]
+    assert rule["from"] == [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "mlflow"}}},
+        {
+            "podSelector": {
+                "matchLabels": {"app.kubernetes.io/name": "minio", "app.kubernetes.io/component": "bootstrap"}
+            }
+        },
+        {"podSelector": {"matchLabels": minio["podSelector"]["matchLabels"]}},
+    ]
     assert rule["ports"] == [{"port": 9000, "protocol": "TCP"}]
     for name in ("mlflow-deployment", "mlflow-migrate"):
         kind = "Deployment" if "deployment" in name else "Job"
@@ -272,8 +328,13 @@ def test_an_unchanged_stack_evaluates_to_identical_inputs(stack):
 # ------------------------------------------------------------------ profiles
 def test_prod_runs_ha_and_protects_its_data(prod):
     protected = {r.name for r in prod.registrations if r.protect and r.retain_on_delete}
-    assert {"postgres-cluster", "postgres-mlflow-database", "postgres-mlflow_auth-database",
-            "minio-statefulset", "platform-namespace"} <= protected
+    assert {
+        "postgres-cluster",
+        "postgres-mlflow-database",
+        "postgres-mlflow_auth-database",
+        "minio-statefulset",
+        "platform-namespace",
+    } <= protected
     [cluster] = prod.k8s("Cluster")
     assert cluster["spec"]["instances"] == 3 and cluster["spec"]["storage"]["size"] == "50Gi"
     assert {d["spec"]["databaseReclaimPolicy"] for d in prod.k8s("Database")} == {"retain"}
@@ -281,14 +342,20 @@ def test_prod_runs_ha_and_protects_its_data(prod):
     assert deployment["spec"]["replicas"] >= 2 and len(prod.k8s("PodDisruptionBudget")) == 1
     [statefulset] = prod.k8s("StatefulSet")
     assert statefulset["spec"]["replicas"] == 4
-    assert statefulset["spec"]["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
+    assert statefulset["spec"]["persistentVolumeClaimRetentionPolicy"] == {
+        "whenDeleted": "Retain",
+        "whenScaled": "Retain",
+    }
     assert prod.outputs["trackingUrl"].startswith("https://")
 
 
 def test_pr_stacks_are_small_unprotected_and_leave_nothing_behind(pr):
     assert not any(r.protect or r.retain_on_delete for r in pr.registrations)
     [statefulset] = pr.k8s("StatefulSet")
-    assert statefulset["spec"]["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Delete", "whenScaled": "Delete"}
+    assert statefulset["spec"]["persistentVolumeClaimRetentionPolicy"] == {
+        "whenDeleted": "Delete",
+        "whenScaled": "Delete",
+    }
     assert {d["spec"]["databaseReclaimPolicy"] for d in pr.k8s("Database")} == {"delete"}
     assert pr.of_type("kubernetes:helm.sh/v3:Release") == [], "PR stacks share the cluster's operator"
     assert pr.of_type("mlflow-platform:index:CnpgOperator") == []
@@ -308,7 +375,7 @@ def test_renaming_a_component_with_an_alias_keeps_its_children():
     """Children are named after their parent, so one alias on the component carries the whole tree."""
     import pulumi
 
-    from components.postgres_cluster import PostgresCluster, PostgresClusterArgs
+    from components.postgres_cluster import PostgresCluster
     from settings import database_args, load_settings
     from tests.harness import PROJECT, evaluate
 
@@ -345,7 +412,9 @@ def test_secret_and_config_changes_roll_the_pods_that_use_them():
     new_pod = after.one("kubernetes:apps/v1:Deployment", "mlflow-deployment").inputs["spec"]["template"]
     assert old_pod != new_pod, "the pod template references the Secret by its (new) name"
     # The operator is pointed at the new password Secret too: the role is altered in the same update.
-    [old_role], [new_role] = (ev.one("kubernetes:postgresql.cnpg.io/v1:Cluster", "postgres-cluster")
-                              .inputs["spec"]["managed"]["roles"] for ev in (before, after))
+    [old_role], [new_role] = (
+        ev.one("kubernetes:postgresql.cnpg.io/v1:Cluster", "postgres-cluster").inputs["spec"]["managed"]["roles"]
+        for ev in (before, after)
+    )
     assert old_role["passwordSecret"] != new_role["passwordSecret"]
     assert unquote(urlsplit(new_env["backend-store-uri"]).password) == role_password(after)

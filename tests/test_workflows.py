@@ -15,8 +15,9 @@ import json
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -109,9 +110,7 @@ def run_tool(*args: str) -> subprocess.CompletedProcess[str]:
     exe = BIN / args[0]
     if not exe.exists():
         pytest.fail(f"{exe} is missing: install it into the venv running the tests")
-    return subprocess.run(
-        [str(exe), *args[1:]], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
-    )
+    return subprocess.run([str(exe), *args[1:]], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -130,9 +129,7 @@ def test_expected_workflows_exist() -> None:
 
 @pytest.mark.parametrize("path", workflow_files(), ids=lambda p: p.name)
 def test_schema_valid(path: Path) -> None:
-    proc = run_tool(
-        "check-jsonschema", "--builtin-schema", "vendor.github-workflows", str(path)
-    )
+    proc = run_tool("check-jsonschema", "--builtin-schema", "vendor.github-workflows", str(path))
     assert proc.returncode == 0, f"schema errors in {path.name}:\n{proc.stdout}\n{proc.stderr}"
 
 
@@ -147,8 +144,7 @@ def test_zizmor_no_findings() -> None:
     if findings or proc.returncode != 0:
         plain = run_tool(*base, "--format", "plain", "--color", "never", str(WORKFLOWS))
         pytest.fail(
-            f"zizmor reported {len(findings)} finding(s) (exit {proc.returncode}):\n"
-            f"{plain.stdout}\n{plain.stderr}"
+            f"zizmor reported {len(findings)} finding(s) (exit {proc.returncode}):\n{plain.stdout}\n{plain.stderr}"
         )
 
 
@@ -206,25 +202,18 @@ def test_permissions_are_least_privilege() -> None:
 
 def test_no_expressions_inside_run_scripts() -> None:
     offenders = [
-        f"{n}/{j}: step {s.get('name', '?')!r}"
-        for n, j, s in all_steps()
-        if "run" in s and "${{" in str(s["run"])
+        f"{n}/{j}: step {s.get('name', '?')!r}" for n, j, s in all_steps() if "run" in s and "${{" in str(s["run"])
     ]
-    assert not offenders, "pass data to run: scripts via env:, not ${{ }}:\n" + "\n".join(
-        offenders
-    )
+    assert not offenders, "pass data to run: scripts via env:, not ${{ }}:\n" + "\n".join(offenders)
 
 
 def test_checkout_does_not_persist_credentials() -> None:
     offenders = [
         f"{n}/{j}"
         for n, j, s in all_steps()
-        if action(s) == "actions/checkout"
-        and (s.get("with") or {}).get("persist-credentials") is not False
+        if action(s) == "actions/checkout" and (s.get("with") or {}).get("persist-credentials") is not False
     ]
-    assert not offenders, "actions/checkout without persist-credentials: false:\n" + "\n".join(
-        offenders
-    )
+    assert not offenders, "actions/checkout without persist-credentials: false:\n" + "\n".join(offenders)
 
 
 def _concurrency(wf: dict[str, Any], job: dict[str, Any]) -> dict[str, Any] | None:
@@ -276,17 +265,18 @@ def test_pulumi_jobs_share_the_common_setup() -> None:
         first = runs_pulumi[0]
         where = f"{name}/{job_id}"
 
-        def index(pred: Any) -> int | None:
+        def index(pred: Any, steps: list = steps) -> int | None:
             return next((i for i, s in enumerate(steps) if pred(s)), None)
 
         checkout = index(lambda s: action(s) == "actions/checkout")
         python = index(
-            lambda s: action(s) == "actions/setup-python"
-            and str((s.get("with") or {}).get("python-version")) == "3.11"
+            lambda s: action(s) == "actions/setup-python" and str((s.get("with") or {}).get("python-version")) == "3.11"
         )
         kube = index(
-            lambda s: "KUBECONFIG" in str(s.get("run", ""))
-            and "secrets.KUBECONFIG_B64" in str((s.get("env") or {}).get("KUBECONFIG_B64"))
+            lambda s: (
+                "KUBECONFIG" in str(s.get("run", ""))
+                and "secrets.KUBECONFIG_B64" in str((s.get("env") or {}).get("KUBECONFIG_B64"))
+            )
         )
         deps = index(lambda s: re.search(r"^\s*pulumi install\b", str(s.get("run", "")), re.M))
         for label, idx in [
@@ -408,11 +398,7 @@ def test_drift_checks_both_stacks_without_writing_state() -> None:
 
     def first(command: str, *flags: str) -> int | None:
         return next(
-            (
-                i
-                for i, r in enumerate(runs)
-                if re.search(rf"pulumi {command}\b", r) and all(f in r for f in flags)
-            ),
+            (i for i, r in enumerate(runs) if re.search(rf"pulumi {command}\b", r) and all(f in r for f in flags)),
             None,
         )
 
@@ -426,10 +412,9 @@ def test_drift_checks_both_stacks_without_writing_state() -> None:
     assert (job.get("env") or {}).get("STACK") == "${{ matrix.stack }}"
     writes = re.compile(r"pulumi (up|destroy)\b|pulumi refresh\b(?!.*--preview-only)", re.S)
     assert not any(writes.search(r) for r in runs), "drift must not write the state"
-    assert not any(
-        (s.get("with") or {}).get("command") in ("up", "refresh", "destroy")
-        for s in pulumi_steps(job)
-    ), "pulumi/actions' refresh/up/destroy write the state"
+    assert not any((s.get("with") or {}).get("command") in ("up", "refresh", "destroy") for s in pulumi_steps(job)), (
+        "pulumi/actions' refresh/up/destroy write the state"
+    )
     # Nothing may mask a drift failure.
     assert not any(is_true(s.get("continue-on-error", False)) for s in job["steps"])
     assert not is_true(job.get("continue-on-error", False))
@@ -441,7 +426,10 @@ def test_every_preview_and_up_runs_the_policy_pack():
         for job in yaml.safe_load(path.read_text())["jobs"].values():
             for step in job.get("steps", []):
                 inputs = step.get("with") or {}
-                if str(step.get("uses", "")).startswith("pulumi/actions@") and inputs.get("command") in ("up", "preview"):
+                if str(step.get("uses", "")).startswith("pulumi/actions@") and inputs.get("command") in (
+                    "up",
+                    "preview",
+                ):
                     assert inputs.get("policyPacks") == "policy", f"{path.name}: {step.get('name')}"
                     checked += 1
     assert checked >= 4

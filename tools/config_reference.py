@@ -20,9 +20,18 @@ def render() -> str:
     lines = ["| key | type | default | description |", "| --- | --- | --- | --- |"]
     for key, spec in declared_config().items():
         default = spec["default"]
-        shown = ", ".join(default) if isinstance(default, list) else str(default).lower() if isinstance(default, bool) else default
-        lines.append(f"| `{key}` | {spec['type']} | `{shown}` | {spec['description']} |" if shown != ""
-                     else f"| `{key}` | {spec['type']} | (empty) | {spec['description']} |")
+        shown = (
+            ", ".join(default)
+            if isinstance(default, list)
+            else str(default).lower()
+            if isinstance(default, bool)
+            else default
+        )
+        lines.append(
+            f"| `{key}` | {spec['type']} | `{shown}` | {spec['description']} |"
+            if shown != ""
+            else f"| `{key}` | {spec['type']} | (empty) | {spec['description']} |"
+        )
     return "\n".join(lines)
 
 

@@ -204,6 +204,14 @@ def test_stack_lifecycle_under_the_real_engine(engine, stack):
     assert applied(rendered_objects(rendered))
     pulumi(work, "preview", "--expect-no-changes", "--stack", stack)
 
+    # 5b. The last deployment's storage layout, read back through the engine, refuses a change that
+    # would strand data (PR stacks are disposable: they accept it).
+    pulumi(work, "config", "set", "--stack", stack, "mlflow-platform:minioStorageSize", "3Gi")
+    layout = pulumi(work, "preview", "--stack", stack, ok=stack.startswith("pr-"))
+    if not stack.startswith("pr-"):
+        assert "mlflow-platform:minioStorageSize changed from \"2Gi\" to \"3Gi\"" in layout.stdout, layout.stdout[-3000:]
+    pulumi(work, "config", "rm", "--stack", stack, "mlflow-platform:minioStorageSize")
+
     # 6. The policy pack runs for real; a planted violation fails it.
     pulumi(work, "preview", "--policy-pack", "policy", "--stack", stack, step=f"{stack}: policy pack")
     planted = work / "components" / "k8s.py"
@@ -227,3 +235,43 @@ def test_report_step_times():
     assert STEP_TIMES, "the lifecycle test did not run"
     for step, seconds in STEP_TIMES.items():
         print(f"engine step {step}: {seconds:.1f} s")
+
+
+def test_the_readme_make_targets_run_under_the_real_engine(engine):
+    """`make stack/preview/up/destroy`, the commands README gives users, against a render-mode PR stack."""
+    pulumi, base = engine
+    work = checkout(base / "make")
+    rendered = base / "rendered-make"
+    stack = "pr-8"
+
+    def make(target: str) -> subprocess.CompletedProcess:
+        result = subprocess.run(["make", target, f"STACK={stack}"], cwd=work, env=pulumi.env,
+                                capture_output=True, text=True, timeout=900)
+        assert result.returncode == 0, f"make {target} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        return result
+
+    make("stack")
+    for key, value in {**RENDER_CONFIG, "renderYamlToDirectory": str(rendered)}.items():
+        pulumi(work, "config", "set", "--stack", stack, f"mlflow-platform:{key}", value)
+    assert "configuration is valid" in make("check").stdout
+    assert "mlflow-platform-baseline" in make("preview").stdout  # the policy pack ran
+    make("up")
+    assert any(o["kind"] == "Deployment" for o in rendered_objects(rendered))
+    make("destroy")
+    assert not rendered_objects(rendered)
+
+
+def test_a_misspelt_key_with_or_without_namespace_fails_preview_and_make_check(engine):
+    """The CLI reads a key without namespace as the project's; both forms of a typo stop preview."""
+    pulumi, base = engine
+    work = checkout(base / "typo")
+    pulumi(work, "stack", "init", "typo")
+    (work / "Pulumi.typo.yaml").write_text(
+        "config:\n  mlflow-platform:installCnpgOperator: false\n  mlflowReplica: 2\n  mlflow-platform:postgresInstance: 2\n")
+    preview = pulumi(work, "preview", "--stack", "typo", ok=False)
+    check = subprocess.run(["make", "check", "STACK=typo"], cwd=work, env=pulumi.env, capture_output=True, text=True)
+    assert preview.returncode != 0 and check.returncode == 2
+    for output in (preview.stdout, check.stderr):
+        assert "mlflow-platform:mlflowReplica is not a setting of this project. Fix: did you mean mlflowReplicas?" in output
+        assert "mlflow-platform:postgresInstance is not a setting of this project. Fix: did you mean postgresInstances?" in output
+    assert "Traceback" not in preview.stdout + preview.stderr

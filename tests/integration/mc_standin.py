@@ -40,8 +40,9 @@ from urllib.parse import unquote, urlsplit
 STATE_ENV = "MC_STANDIN_STATE"
 LOG_ENV = "MC_STANDIN_LOG"
 ROOT_PASSWORD_ENV = "MC_STANDIN_ROOT_PASSWORD"
-ALREADY_IN_EFFECT = ("mc: <ERROR> Unable to make user/group policy association. "
-                     "The specified policy change is already in effect.")
+ALREADY_IN_EFFECT = (
+    "mc: <ERROR> Unable to make user/group policy association. The specified policy change is already in effect."
+)
 
 
 class McError(Exception):
@@ -51,15 +52,14 @@ class McError(Exception):
 
 
 def empty_state() -> dict:
-    return {"buckets": {}, "users": {}, "policies": {}, "attachments": {},
-            "admin_info_failures_left": 0}
+    return {"buckets": {}, "users": {}, "policies": {}, "attachments": {}, "admin_info_failures_left": 0}
 
 
 def install(bin_dir: Path) -> Path:
     """Write an executable ``mc`` into ``bin_dir`` that runs this module with the venv python."""
     bin_dir.mkdir(parents=True, exist_ok=True)
     target = bin_dir / "mc"
-    target.write_text(f"#!/bin/sh\nexec {sys.executable} {Path(__file__).resolve()} \"$@\"\n")
+    target.write_text(f'#!/bin/sh\nexec {sys.executable} {Path(__file__).resolve()} "$@"\n')
     target.chmod(0o755)
     return target
 
@@ -67,12 +67,18 @@ def install(bin_dir: Path) -> Path:
 def _alias(env: dict, alias: str) -> dict:
     raw = env.get(f"MC_HOST_{alias}")
     if not raw:
-        raise McError(f"mc: <ERROR> Unable to initialize new alias from the provided credentials "
-                      f"(no MC_HOST_{alias} and no config for alias {alias!r}).")
+        raise McError(
+            f"mc: <ERROR> Unable to initialize new alias from the provided credentials "
+            f"(no MC_HOST_{alias} and no config for alias {alias!r})."
+        )
     parts = urlsplit(raw)
-    return {"scheme": parts.scheme, "user": unquote(parts.username or ""),
-            "password": unquote(parts.password or ""), "host": parts.hostname,
-            "port": parts.port or (443 if parts.scheme == "https" else 80)}
+    return {
+        "scheme": parts.scheme,
+        "user": unquote(parts.username or ""),
+        "password": unquote(parts.password or ""),
+        "host": parts.hostname,
+        "port": parts.port or (443 if parts.scheme == "https" else 80),
+    }
 
 
 def _ca_dir(env: dict) -> Path | None:
@@ -90,8 +96,10 @@ def _ssl_context(env: dict) -> ssl.SSLContext:
                 ctx.load_verify_locations(cafile=str(f))
                 loaded += 1
     if not loaded:
-        raise McError("mc: <ERROR> Unable to connect: x509: certificate signed by unknown authority "
-                      "(no CA in $MC_CONFIG_DIR/certs/CAs)")
+        raise McError(
+            "mc: <ERROR> Unable to connect: x509: certificate signed by unknown authority "
+            "(no CA in $MC_CONFIG_DIR/certs/CAs)"
+        )
     return ctx
 
 
@@ -100,8 +108,10 @@ def _check_tls(env: dict, alias: dict) -> None:
         raise McError(f"mc: <ERROR> refusing plain http endpoint {alias['host']}")
     ctx = _ssl_context(env)
     try:
-        with socket.create_connection((alias["host"], alias["port"]), timeout=5) as raw, \
-                ctx.wrap_socket(raw, server_hostname=alias["host"]):
+        with (
+            socket.create_connection((alias["host"], alias["port"]), timeout=5) as raw,
+            ctx.wrap_socket(raw, server_hostname=alias["host"]),
+        ):
             pass
     except (OSError, ssl.SSLError) as exc:
         raise McError(f"mc: <ERROR> Unable to get service info: {exc}") from exc
@@ -120,11 +130,16 @@ def _create_bucket(env: dict, alias: dict, bucket: str, region: str | None) -> N
         bundle.write("".join(f.read_text() for f in sorted(ca_dir.iterdir()) if f.is_file()))
         bundle.flush()
         client = boto3.client(
-            "s3", endpoint_url=f"https://{alias['host']}:{alias['port']}",
-            aws_access_key_id=alias["user"], aws_secret_access_key=alias["password"],
-            region_name=region or "us-east-1", verify=bundle.name,
-            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1},
-                          connect_timeout=5, read_timeout=30))
+            "s3",
+            endpoint_url=f"https://{alias['host']}:{alias['port']}",
+            aws_access_key_id=alias["user"],
+            aws_secret_access_key=alias["password"],
+            region_name=region or "us-east-1",
+            verify=bundle.name,
+            config=Config(
+                s3={"addressing_style": "path"}, retries={"max_attempts": 1}, connect_timeout=5, read_timeout=30
+            ),
+        )
         kwargs: dict = {"Bucket": bucket}
         if region and region != "us-east-1":
             kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
@@ -143,8 +158,7 @@ def run(argv: list[str], env: dict, state: dict) -> str:
         alias = _alias(env, args[2])
         if state.get("admin_info_failures_left", 0) > 0:
             state["admin_info_failures_left"] -= 1
-            raise McError("mc: <ERROR> Unable to get service info: Server not initialized yet, "
-                          "please try again.")
+            raise McError("mc: <ERROR> Unable to get service info: Server not initialized yet, please try again.")
         _check_tls(env, alias)
         return f"●  {alias['host']}:{alias['port']}\n   Uptime: 1 minute\n"
     if args[:1] == ["mb"]:
@@ -169,8 +183,10 @@ def run(argv: list[str], env: dict, state: dict) -> str:
         if bucket in state["buckets"]:
             if ignore:
                 return f"Bucket created successfully `{positional[0]}`.\n"
-            raise McError("mc: <ERROR> Unable to make bucket `%s`. Your previous request to create "
-                          "the named bucket succeeded and you already own it." % positional[0])
+            raise McError(
+                f"mc: <ERROR> Unable to make bucket `{positional[0]}`. Your previous request to create "
+                "the named bucket succeeded and you already own it."
+            )
         _check_tls(env, alias)
         _create_bucket(env, alias, bucket, region)
         state["buckets"][bucket] = {"region": region}
@@ -179,8 +195,7 @@ def run(argv: list[str], env: dict, state: dict) -> str:
         _alias(env, args[3])
         access, secret = args[4], args[5]
         if len(access) < 3 or len(secret) < 8:
-            raise McError("mc: <ERROR> Unable to add new user. The access key or secret key is "
-                          "invalid.")
+            raise McError("mc: <ERROR> Unable to add new user. The access key or secret key is invalid.")
         state["users"][access] = {"secret_key": secret, "status": "enabled"}
         return f"Added user `{access}` successfully.\n"
     if args[:3] == ["admin", "policy", "create"] and len(args) == 6:
@@ -198,11 +213,13 @@ def run(argv: list[str], env: dict, state: dict) -> str:
         _alias(env, args[3])
         name, user = args[4], args[6]
         if name not in state["policies"]:
-            raise McError(f"mc: <ERROR> Unable to make user/group policy association. The "
-                          f"canned policy `{name}` does not exist.")
+            raise McError(
+                f"mc: <ERROR> Unable to make user/group policy association. The canned policy `{name}` does not exist."
+            )
         if user not in state["users"]:
-            raise McError(f"mc: <ERROR> Unable to make user/group policy association. The "
-                          f"specified user `{user}` does not exist.")
+            raise McError(
+                f"mc: <ERROR> Unable to make user/group policy association. The specified user `{user}` does not exist."
+            )
         attached = state["attachments"].setdefault(user, [])
         if name in attached:
             raise McError(ALREADY_IN_EFFECT)
@@ -213,16 +230,17 @@ def run(argv: list[str], env: dict, state: dict) -> str:
 
 def _record_env(env: dict) -> dict:
     aliases = {}
-    for key, value in env.items():
+    for key, _value in env.items():
         if key.startswith("MC_HOST_"):
-            parts = _alias(env, key[len("MC_HOST_"):])
-            aliases[key] = {"scheme": parts["scheme"], "user": parts["user"],
-                            "endpoint": f"{parts['host']}:{parts['port']}",
-                            "password_is_root": bool(parts["password"]) and
-                            parts["password"] == env.get(ROOT_PASSWORD_ENV)}
+            parts = _alias(env, key[len("MC_HOST_") :])
+            aliases[key] = {
+                "scheme": parts["scheme"],
+                "user": parts["user"],
+                "endpoint": f"{parts['host']}:{parts['port']}",
+                "password_is_root": bool(parts["password"]) and parts["password"] == env.get(ROOT_PASSWORD_ENV),
+            }
     ca_dir = _ca_dir(env)
-    cas = ({f.name: f.read_text() for f in sorted(ca_dir.iterdir()) if f.is_file()}
-           if ca_dir and ca_dir.is_dir() else {})
+    cas = {f.name: f.read_text() for f in sorted(ca_dir.iterdir()) if f.is_file()} if ca_dir and ca_dir.is_dir() else {}
     return {"mc_hosts": aliases, "mc_config_dir": env.get("MC_CONFIG_DIR"), "ca_files": cas}
 
 

@@ -1,8 +1,8 @@
 """Throw-away private PKI for integration tests (``cryptography`` only).
 
-    ca = CertificateAuthority("test-ca")
-    leaf = ca.issue("minio", dns_names=["minio.ns.svc", "minio.ns.svc.cluster.local"])
-    leaf.cert_pem, leaf.key_pem, ca.cert_pem
+ca = CertificateAuthority("test-ca")
+leaf = ca.issue("minio", dns_names=["minio.ns.svc", "minio.ns.svc.cluster.local"])
+leaf.cert_pem, leaf.key_pem, ca.cert_pem
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class IssuedCert:
 class CertificateAuthority:
     def __init__(self, common_name: str = "integration-test-ca", days: int = 2):
         self._key = _key()
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
         self._name = name
         self._cert = (
@@ -57,15 +57,19 @@ class CertificateAuthority:
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(
                 x509.KeyUsage(
-                    digital_signature=True, key_cert_sign=True, crl_sign=True,
-                    content_commitment=False, key_encipherment=False, data_encipherment=False,
-                    key_agreement=False, encipher_only=False, decipher_only=False,
+                    digital_signature=True,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    encipher_only=False,
+                    decipher_only=False,
                 ),
                 critical=True,
             )
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(self._key.public_key()), critical=False
-            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(self._key.public_key()), critical=False)
             .sign(self._key, hashes.SHA256())
         )
         self.cert_pem = _pem_cert(self._cert)
@@ -81,10 +85,8 @@ class CertificateAuthority:
         days: int = 2,
     ) -> IssuedCert:
         key = _key()
-        now = datetime.datetime.now(datetime.timezone.utc)
-        sans = [x509.DNSName(n) for n in dns_names] + [
-            x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses
-        ]
+        now = datetime.datetime.now(datetime.UTC)
+        sans = [x509.DNSName(n) for n in dns_names] + [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses]
         usages = [ExtendedKeyUsageOID.SERVER_AUTH] + ([ExtendedKeyUsageOID.CLIENT_AUTH] if client else [])
         cert = (
             x509.CertificateBuilder()

@@ -87,9 +87,10 @@ import ssl
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from .pyshim import k8s_dns_shim
@@ -184,8 +185,17 @@ def free_loopback_address(port: int, *, attempts: int = 50) -> str:
 class ManagedProcess:
     """Popen in its own session/process group, output to a log file, bounded stop."""
 
-    def __init__(self, name: str, argv: list[str], *, env: Mapping[str, str], log_path: Path,
-                 cwd: str | Path | None = None, user: int | None = None, group: int | None = None):
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        env: Mapping[str, str],
+        log_path: Path,
+        cwd: str | Path | None = None,
+        user: int | None = None,
+        group: int | None = None,
+    ):
         self.name = name
         self.argv = list(argv)
         self.log_path = Path(log_path)
@@ -198,8 +208,14 @@ class ManagedProcess:
             kwargs.update(user=user, group=group, extra_groups=[])
         try:
             self.popen = subprocess.Popen(
-                self.argv, env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL,
-                stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True, **kwargs,
+                self.argv,
+                env=dict(env),
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                **kwargs,
             )
         except OSError as exc:
             self._log.close()
@@ -231,23 +247,40 @@ class ManagedProcess:
                     self.popen.wait(10)
         # leftover children (e.g. uvicorn workers) share our process group
         self._signal_group(signal.SIGKILL)
-        self._log.write(f"\n[services] {self.name} stopped ({how}) in "
-                        f"{time.monotonic() - started:.1f}s, rc={self.popen.returncode}\n".encode())
+        self._log.write(
+            f"\n[services] {self.name} stopped ({how}) in "
+            f"{time.monotonic() - started:.1f}s, rc={self.popen.returncode}\n".encode()
+        )
         self._log.close()
         return self.popen.returncode
 
 
-def _run(argv: list[str], *, what: str, log_path: Path, timeout: float, env: Mapping[str, str],
-         cwd: str | Path | None = None, user: int | None = None, group: int | None = None,
-         input_text: str | None = None) -> str:
+def _run(
+    argv: list[str],
+    *,
+    what: str,
+    log_path: Path,
+    timeout: float,
+    env: Mapping[str, str],
+    cwd: str | Path | None = None,
+    user: int | None = None,
+    group: int | None = None,
+    input_text: str | None = None,
+) -> str:
     """Run a short command bounded by ``timeout``; append its output to ``log_path``."""
     kwargs: dict[str, Any] = {}
     if user is not None:
         kwargs.update(user=user, group=group, extra_groups=[])
     try:
         proc = subprocess.run(
-            argv, env=dict(env), cwd=cwd, input=input_text, capture_output=True, text=True,
-            timeout=timeout, **kwargs,
+            argv,
+            env=dict(env),
+            cwd=cwd,
+            input=input_text,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            **kwargs,
         )
     except subprocess.TimeoutExpired as exc:
         raise _error(f"{what}: timed out after {timeout}s: {shlex.join(argv)}", log_path) from exc
@@ -261,13 +294,17 @@ def _run(argv: list[str], *, what: str, log_path: Path, timeout: float, env: Map
 # --------------------------------------------------------------------------- DNS shim
 
 
-def shim_config(host_map: Mapping[str, str] | None = None, *, deny: tuple | list = (),
-                strict: bool = True) -> dict:
+def shim_config(host_map: Mapping[str, str] | None = None, *, deny: tuple | list = (), strict: bool = True) -> dict:
     return {"map": dict(host_map or {}), "deny": list(deny), "strict": strict}
 
 
-def shim_env(host_map: Mapping[str, str] | None = None, *, deny: tuple | list = (),
-             strict: bool = True, pythonpath: str | None = None) -> dict[str, str]:
+def shim_env(
+    host_map: Mapping[str, str] | None = None,
+    *,
+    deny: tuple | list = (),
+    strict: bool = True,
+    pythonpath: str | None = None,
+) -> dict[str, str]:
     """Env additions that install the DNS shim in a child Python process."""
     path = str(SHIM_DIR) + (os.pathsep + pythonpath if pythonpath else "")
     return {
@@ -277,8 +314,9 @@ def shim_env(host_map: Mapping[str, str] | None = None, *, deny: tuple | list = 
 
 
 @contextlib.contextmanager
-def dns_patched(host_map: Mapping[str, str] | None = None, *, deny: tuple | list = (),
-                strict: bool = False) -> Iterator[None]:
+def dns_patched(
+    host_map: Mapping[str, str] | None = None, *, deny: tuple | list = (), strict: bool = False
+) -> Iterator[None]:
     """Install the shim in *this* process (e.g. to create a bucket through the real in-cluster
     endpoint name). ``strict`` defaults to False here so pytest itself is not restricted."""
     previous = k8s_dns_shim.current_config()
@@ -296,14 +334,13 @@ def base_env(workdir: Path, **extra: str) -> dict[str, str]:
     """Minimal clean environment for child processes (nothing leaks from the test runner)."""
     home = Path(workdir) / "home"
     home.mkdir(parents=True, exist_ok=True)
-    env = {"PATH": f"{VENV_BIN}:{SYSTEM_PATH}", "HOME": str(home), "LANG": "C.UTF-8",
-           "PYTHONUNBUFFERED": "1"}
+    env = {"PATH": f"{VENV_BIN}:{SYSTEM_PATH}", "HOME": str(home), "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1"}
     env.update(extra)
     return env
 
 
 # Helpers every "laptop" client script starts with (prepend to the script's own code).
-CLIENT_PRELUDE = r'''
+CLIENT_PRELUDE = r"""
 import hashlib, logging
 
 shim_denials = []  # what the DNS shim refused, as MLflow logged it
@@ -328,13 +365,21 @@ def sha(path):
 def write(path, data):
     with open(path, "wb") as fh:
         fh.write(data)
-'''
+"""
 
 
-def run_python_client(code: str, *, workdir: Path, env: Mapping[str, str] | None = None,
-                      host_map: Mapping[str, str] | None = None, deny: tuple | list = LAPTOP_DENY,
-                      strict: bool = True, timeout: float = 120, name: str = "client",
-                      check: bool = True) -> subprocess.CompletedProcess:
+def run_python_client(
+    code: str,
+    *,
+    workdir: Path,
+    env: Mapping[str, str] | None = None,
+    host_map: Mapping[str, str] | None = None,
+    deny: tuple | list = LAPTOP_DENY,
+    strict: bool = True,
+    timeout: float = 120,
+    name: str = "client",
+    check: bool = True,
+) -> subprocess.CompletedProcess:
     """Run ``code`` with the venv python as an isolated "laptop" process: clean env + ``env`` +
     DNS shim (in-cluster names denied by default). Output goes to ``workdir/<name>.log``."""
     workdir = Path(workdir)
@@ -342,12 +387,17 @@ def run_python_client(code: str, *, workdir: Path, env: Mapping[str, str] | None
     script.write_text(code)
     child_env = base_env(workdir)
     child_env.update(env or {})
-    child_env.update(shim_env(host_map, deny=deny, strict=strict,
-                              pythonpath=child_env.get("PYTHONPATH")))
+    child_env.update(shim_env(host_map, deny=deny, strict=strict, pythonpath=child_env.get("PYTHONPATH")))
     log_path = workdir / f"{name}.log"
     try:
-        proc = subprocess.run([str(VENV_BIN / "python"), str(script)], env=child_env,
-                              cwd=workdir, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            [str(VENV_BIN / "python"), str(script)],
+            env=child_env,
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired as exc:
         log_path.write_text(f"{exc.stdout or ''}\n{exc.stderr or ''}")
         raise _error(f"{name}: timed out after {timeout}s", log_path) from exc
@@ -375,8 +425,10 @@ def pg_bin_path() -> str:
         return SYSTEM_PATH
     import glob
 
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"),
-                        key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0)
+    candidates = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"),
+        key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0,
+    )
     if not candidates:
         raise ServiceError("PostgreSQL server binaries (initdb/pg_ctl/postgres) not found")
     return f"{os.path.dirname(candidates[-1])}:{SYSTEM_PATH}"
@@ -390,8 +442,12 @@ def _pg_os_user() -> tuple[int, int] | None:
         with contextlib.suppress(KeyError):
             pw = pwd.getpwnam(name)
             return pw.pw_uid, pw.pw_gid
-    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                    "pgitest"], check=True, timeout=30, capture_output=True)
+    subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "pgitest"],
+        check=True,
+        timeout=30,
+        capture_output=True,
+    )
     pw = pwd.getpwnam("pgitest")
     return pw.pw_uid, pw.pw_gid
 
@@ -409,8 +465,13 @@ class PostgresServer:
 
     def superuser_conninfo(self, dbname: str = "postgres") -> dict[str, Any]:
         """psycopg2.connect(**kwargs) for the superuser over the unix socket (setup only)."""
-        return {"host": self.socket_dir, "port": self.port, "user": self.superuser,
-                "password": self.superuser_password, "dbname": dbname}
+        return {
+            "host": self.socket_dir,
+            "port": self.port,
+            "user": self.superuser,
+            "password": self.superuser_password,
+            "dbname": dbname,
+        }
 
     def connect_superuser(self, dbname: str = "postgres", autocommit: bool = True):
         import psycopg2
@@ -430,36 +491,74 @@ class PostgresServer:
 
     def psql(self, sql: str, dbname: str = "postgres", timeout: float = 30) -> str:
         env = {"PATH": SYSTEM_PATH, "PGPASSWORD": self.superuser_password, "LANG": "C.UTF-8"}
-        return _run(["psql", "-X", "-v", "ON_ERROR_STOP=1", "-At", "-h", self.socket_dir,
-                     "-p", str(self.port), "-U", self.superuser, "-d", dbname, "-c", sql],
-                    what="psql", log_path=self.log_path.with_suffix(".psql.log"),
-                    timeout=timeout, env=env)
+        return _run(
+            [
+                "psql",
+                "-X",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-At",
+                "-h",
+                self.socket_dir,
+                "-p",
+                str(self.port),
+                "-U",
+                self.superuser,
+                "-d",
+                dbname,
+                "-c",
+                sql,
+            ],
+            what="psql",
+            log_path=self.log_path.with_suffix(".psql.log"),
+            timeout=timeout,
+            env=env,
+        )
 
     def ensure_role(self, name: str, password: str, *, login: bool = True) -> None:
         from psycopg2 import sql
 
         exists = self.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,))
         verb = "ALTER" if exists else "CREATE"
-        self.execute(sql.SQL(verb + " ROLE {} WITH " + ("LOGIN" if login else "NOLOGIN")
-                             + " PASSWORD {}").format(sql.Identifier(name), sql.Literal(password)))
+        self.execute(
+            sql.SQL(verb + " ROLE {} WITH " + ("LOGIN" if login else "NOLOGIN") + " PASSWORD {}").format(
+                sql.Identifier(name), sql.Literal(password)
+            )
+        )
 
     def ensure_database(self, name: str, owner: str) -> None:
         from psycopg2 import sql
 
         if not self.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)):
-            self.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                sql.Identifier(name), sql.Identifier(owner)))
+            self.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(owner)))
 
-    def connect_tcp(self, *, host_name: str, user: str, password: str, dbname: str,
-                    sslmode: str = "verify-full", sslrootcert: str | None = None, **kwargs):
+    def connect_tcp(
+        self,
+        *,
+        host_name: str,
+        user: str,
+        password: str,
+        dbname: str,
+        sslmode: str = "verify-full",
+        sslrootcert: str | None = None,
+        **kwargs,
+    ):
         """Connect like a pod would: ``host_name`` (checked against the cert SANs under
         verify-full) while the TCP connection goes to our loopback ``hostaddr``."""
         import psycopg2
 
-        return psycopg2.connect(host=host_name, hostaddr=self.host, port=self.port, user=user,
-                                password=password, dbname=dbname, sslmode=sslmode,
-                                sslrootcert=sslrootcert or self.ca_file, connect_timeout=10,
-                                **kwargs)
+        return psycopg2.connect(
+            host=host_name,
+            hostaddr=self.host,
+            port=self.port,
+            user=user,
+            password=password,
+            dbname=dbname,
+            sslmode=sslmode,
+            sslrootcert=sslrootcert or self.ca_file,
+            connect_timeout=10,
+            **kwargs,
+        )
 
 
 def cnpg_hba(user_rules: list[str], default_method: str = "scram-sha-256") -> list[str]:
@@ -472,12 +571,21 @@ def cnpg_hba(user_rules: list[str], default_method: str = "scram-sha-256") -> li
 
 
 @contextlib.contextmanager
-def postgres_server(workdir: Path | str, *, server_cert_pem: str, server_key_pem: str,
-                    ca_pem: str, hba_rules: list[str], listen_addr: str = "127.0.0.2",
-                    port: int = 5432, superuser: str = "postgres",
-                    superuser_password: str | None = None, extra_conf: Mapping[str, str] | None = None,
-                    superuser_network_login: bool = True,
-                    timeout: float = 60) -> Iterator[PostgresServer]:
+def postgres_server(
+    workdir: Path | str,
+    *,
+    server_cert_pem: str,
+    server_key_pem: str,
+    ca_pem: str,
+    hba_rules: list[str],
+    listen_addr: str = "127.0.0.2",
+    port: int = 5432,
+    superuser: str = "postgres",
+    superuser_password: str | None = None,
+    extra_conf: Mapping[str, str] | None = None,
+    superuser_network_login: bool = True,
+    timeout: float = 60,
+) -> Iterator[PostgresServer]:
     """initdb (scram-sha-256) + TLS-only config + ``hba_rules`` verbatim, started with pg_ctl.
 
     pg_hba.conf = ``local all <superuser> scram-sha-256`` (setup over the unix socket) followed
@@ -517,11 +625,29 @@ def postgres_server(workdir: Path | str, *, server_cert_pem: str, server_key_pem
         if uid is not None:
             for p in [base, *base.rglob("*")]:
                 os.chown(p, uid, gid)
-        _run(["initdb", "-D", str(data), "-U", superuser, f"--pwfile={base / 'pwfile'}",
-              "--auth-local=scram-sha-256", "--auth-host=scram-sha-256", "-E", "UTF8",
-              "--locale=C.UTF-8", "--no-sync"],
-             what="initdb", log_path=log_path, timeout=timeout, env=env, cwd=base,
-             user=uid, group=gid)
+        _run(
+            [
+                "initdb",
+                "-D",
+                str(data),
+                "-U",
+                superuser,
+                f"--pwfile={base / 'pwfile'}",
+                "--auth-local=scram-sha-256",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+                "--no-sync",
+            ],
+            what="initdb",
+            log_path=log_path,
+            timeout=timeout,
+            env=env,
+            cwd=base,
+            user=uid,
+            group=gid,
+        )
         conf = {
             "listen_addresses": f"'{listen_addr}'",
             "port": str(port),
@@ -548,13 +674,25 @@ def postgres_server(workdir: Path | str, *, server_cert_pem: str, server_key_pem
         hba = [f"local all {superuser} {local_method}", *hba_rules]
         (data / "pg_hba.conf").write_text("\n".join(hba) + "\n")
         started = True
-        _run(["pg_ctl", "-D", str(data), "-l", str(run_log), "-w", "-t", str(int(timeout)),
-              "start"], what="pg_ctl start", log_path=log_path, timeout=timeout + 10, env=env,
-             cwd=base, user=uid, group=gid)
-        server = PostgresServer(listen_addr, port, superuser, password, str(sock), str(data),
-                                log_path, str(tls / "ca.crt"))
-        _wait_until(lambda: server.execute("SELECT 1") == [(1,)], timeout=timeout,
-                    what="postgres superuser login", logs=(run_log,))
+        _run(
+            ["pg_ctl", "-D", str(data), "-l", str(run_log), "-w", "-t", str(int(timeout)), "start"],
+            what="pg_ctl start",
+            log_path=log_path,
+            timeout=timeout + 10,
+            env=env,
+            cwd=base,
+            user=uid,
+            group=gid,
+        )
+        server = PostgresServer(
+            listen_addr, port, superuser, password, str(sock), str(data), log_path, str(tls / "ca.crt")
+        )
+        _wait_until(
+            lambda: server.execute("SELECT 1") == [(1,)],
+            timeout=timeout,
+            what="postgres superuser login",
+            logs=(run_log,),
+        )
         if not superuser_network_login:
             from psycopg2 import sql
 
@@ -568,9 +706,16 @@ def postgres_server(workdir: Path | str, *, server_cert_pem: str, server_key_pem
         try:
             if started:
                 with contextlib.suppress(ServiceError):
-                    _run(["pg_ctl", "-D", str(data), "-m", "fast", "-w", "-t", "30", "stop"],
-                         what="pg_ctl stop", log_path=log_path, timeout=40, env=env, cwd=base,
-                         user=uid, group=gid)
+                    _run(
+                        ["pg_ctl", "-D", str(data), "-m", "fast", "-w", "-t", "30", "stop"],
+                        what="pg_ctl stop",
+                        log_path=log_path,
+                        timeout=40,
+                        env=env,
+                        cwd=base,
+                        user=uid,
+                        group=gid,
+                    )
                 pidfile = data / "postmaster.pid"
                 if pidfile.exists():  # pg_ctl stop failed: kill the postmaster we started
                     with contextlib.suppress(ValueError, ProcessLookupError, OSError):
@@ -593,18 +738,30 @@ class S3Server:
     def endpoint_url(self, name: str | None = None) -> str:
         return f"https://{name or self.host}:{self.port}"
 
-    def client(self, *, endpoint_name: str, ca_file: str | bool, access_key: str = "test",
-               secret_key: str = "test", region: str = "us-east-1"):
+    def client(
+        self,
+        *,
+        endpoint_name: str,
+        ca_file: str | bool,
+        access_key: str = "test",
+        secret_key: str = "test",
+        region: str = "us-east-1",
+    ):
         """boto3 S3 client for ``https://<endpoint_name>:<port>``; resolve the name via
         :func:`dns_patched` (or pass endpoint_name=self.host with an IP SAN)."""
         import boto3
         from botocore.config import Config
 
         return boto3.client(
-            "s3", endpoint_url=self.endpoint_url(endpoint_name), aws_access_key_id=access_key,
-            aws_secret_access_key=secret_key, region_name=region, verify=ca_file,
-            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1},
-                          connect_timeout=5, read_timeout=30),
+            "s3",
+            endpoint_url=self.endpoint_url(endpoint_name),
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
+            region_name=region,
+            verify=ca_file,
+            config=Config(
+                s3={"addressing_style": "path"}, retries={"max_attempts": 1}, connect_timeout=5, read_timeout=30
+            ),
         )
 
 
@@ -617,9 +774,16 @@ def _readiness_tls_context() -> ssl.SSLContext:
 
 
 @contextlib.contextmanager
-def s3_server(workdir: Path | str, *, cert_pem: str, key_pem: str, listen_addr: str = "127.0.0.3",
-              port: int = 9000, timeout: float = 30,
-              env: Mapping[str, str] | None = None) -> Iterator[S3Server]:
+def s3_server(
+    workdir: Path | str,
+    *,
+    cert_pem: str,
+    key_pem: str,
+    listen_addr: str = "127.0.0.3",
+    port: int = 9000,
+    timeout: float = 30,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[S3Server]:
     """moto's S3-compatible server over HTTPS with the given certificate (``moto_server -c/-k``).
 
     moto accepts any credentials: it proves wiring (endpoint name, TLS trust, bucket/prefix),
@@ -639,10 +803,21 @@ def s3_server(workdir: Path | str, *, cert_pem: str, key_pem: str, listen_addr: 
     log_path = workdir / "s3.log"
     proc = ManagedProcess(
         "moto_server",
-        [str(VENV_BIN / "moto_server"), "-H", listen_addr, "-p", str(port),
-         "-c", str(tls / "tls.crt"), "-k", str(tls / "tls.key")],
+        [
+            str(VENV_BIN / "moto_server"),
+            "-H",
+            listen_addr,
+            "-p",
+            str(port),
+            "-c",
+            str(tls / "tls.crt"),
+            "-k",
+            str(tls / "tls.key"),
+        ],
         env=base_env(workdir, **{"S3_IGNORE_SUBDOMAIN_BUCKETNAME": "true", **(env or {})}),
-        log_path=log_path, cwd=workdir)
+        log_path=log_path,
+        cwd=workdir,
+    )
     try:
         ctx = _readiness_tls_context()
 
@@ -654,8 +829,7 @@ def s3_server(workdir: Path | str, *, cert_pem: str, key_pem: str, listen_addr: 
             finally:
                 conn.close()
 
-        _wait_until(ready, timeout=timeout, what="s3 (moto) server", logs=(log_path,),
-                    alive=proc.alive)
+        _wait_until(ready, timeout=timeout, what="s3 (moto) server", logs=(log_path,), alive=proc.alive)
         yield S3Server(listen_addr, port, log_path)
     finally:
         proc.stop()
@@ -663,8 +837,17 @@ def s3_server(workdir: Path | str, *, cert_pem: str, key_pem: str, listen_addr: 
 
 # --------------------------------------------------------------------------- ingress stand-in
 
-_HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
-               "trailers", "transfer-encoding", "upgrade", "content-length"}
+_HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+}
 
 
 @dataclass
@@ -679,11 +862,20 @@ class IngressProxy:
 
 
 @contextlib.contextmanager
-def ingress_proxy(workdir: Path | str, *, cert_pem: str, key_pem: str, upstream_address: str,
-                  upstream_port: int, upstream_server_name: str | None = None,
-                  upstream_ca_file: str | None = None, listen_addr: str = "127.0.0.5",
-                  port: int = 8443, deny_paths: tuple | list = (),
-                  timeout: float = 60) -> Iterator[IngressProxy]:
+def ingress_proxy(
+    workdir: Path | str,
+    *,
+    cert_pem: str,
+    key_pem: str,
+    upstream_address: str,
+    upstream_port: int,
+    upstream_server_name: str | None = None,
+    upstream_ca_file: str | None = None,
+    listen_addr: str = "127.0.0.5",
+    port: int = 8443,
+    deny_paths: tuple | list = (),
+    timeout: float = 60,
+) -> Iterator[IngressProxy]:
     """A minimal TLS-terminating reverse proxy standing in for the ingress controller (threads in
     this process). Passes the Host header through (like ingress-nginx), re-encrypts to the
     upstream when ``upstream_ca_file`` is given (verifying ``upstream_server_name``), and answers
@@ -740,8 +932,9 @@ def ingress_proxy(workdir: Path | str, *, cert_pem: str, key_pem: str, upstream_
                     self.send_header(key, value)
             # A HEAD answer has no body but tells the object's size (S3 HeadObject): keep upstream's.
             upstream_length = next((v for k, v in headers if k.lower() == "content-length"), None)
-            self.send_header("Content-Length", upstream_length if self.command == "HEAD" and upstream_length
-                             else str(len(data)))
+            self.send_header(
+                "Content-Length", upstream_length if self.command == "HEAD" and upstream_length else str(len(data))
+            )
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(data)
@@ -753,13 +946,11 @@ def ingress_proxy(workdir: Path | str, *, cert_pem: str, key_pem: str, upstream_
             with counting:
                 state.bytes_in += len(body or b"")
             if path in denied:
-                self._reply(404, "Not Found", [("Content-Type", "text/plain")],
-                            b"blocked by ingress\n")
+                self._reply(404, "Not Found", [("Content-Type", "text/plain")], b"blocked by ingress\n")
                 return
             raw = socket.create_connection((upstream_address, upstream_port), timeout=timeout)
             conn = http.client.HTTPConnection(upstream_address, upstream_port, timeout=timeout)
-            conn.sock = (upstream_ctx.wrap_socket(raw, server_hostname=upstream_server_name)
-                         if upstream_ctx else raw)
+            conn.sock = upstream_ctx.wrap_socket(raw, server_hostname=upstream_server_name) if upstream_ctx else raw
             headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
             headers["X-Forwarded-For"] = self.client_address[0]
             headers["X-Forwarded-Proto"] = "https"
@@ -785,12 +976,12 @@ def ingress_proxy(workdir: Path | str, *, cert_pem: str, key_pem: str, upstream_
 
         def get_request(self):  # TLS handshake happens in the handler thread (setup)
             sock, addr = self.socket.accept()
-            return server_ctx.wrap_socket(sock, server_side=True,
-                                          do_handshake_on_connect=False), addr
+            return server_ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
 
     httpd = Server((listen_addr, port), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.2},
-                              name="ingress-proxy", daemon=True)
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="ingress-proxy", daemon=True
+    )
     thread.start()
     try:
         yield state
@@ -830,10 +1021,13 @@ def k8s_config_maps(objects: list[dict], namespace: str | None = None) -> dict[s
     return out
 
 
-def files_by_mount_from_pod(pod_spec: dict, container: dict, *,
-                            secrets: Mapping[str, Mapping[str, str]],
-                            config_maps: Mapping[str, Mapping[str, str]] | None = None,
-                            ) -> dict[str, dict[str, str] | str]:
+def files_by_mount_from_pod(
+    pod_spec: dict,
+    container: dict,
+    *,
+    secrets: Mapping[str, Mapping[str, str]],
+    config_maps: Mapping[str, Mapping[str, str]] | None = None,
+) -> dict[str, dict[str, str] | str]:
     """Resolve a container's volumeMounts into the ``files_by_mount`` argument of
     :func:`mlflow_server_from_container`: secret/configMap (``items``, ``subPath``) and
     projected volumes become file contents; emptyDir and others become empty directories."""
@@ -886,6 +1080,7 @@ _VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 
 def expand_k8s_vars(text: str, env: Mapping[str, str]) -> str:
     """Kubernetes ``$(VAR)`` expansion (``$$`` escapes, unknown references are kept)."""
+
     def repl(m: re.Match) -> str:
         if m.group(0) == "$$":
             return "$"
@@ -894,9 +1089,13 @@ def expand_k8s_vars(text: str, env: Mapping[str, str]) -> str:
     return _VAR_REF.sub(repl, text)
 
 
-def resolve_container_env(container: dict, *, secrets: Mapping[str, Mapping[str, str]],
-                          config_maps: Mapping[str, Mapping[str, str]] | None = None,
-                          field_values: Mapping[str, str] | None = None) -> dict[str, str]:
+def resolve_container_env(
+    container: dict,
+    *,
+    secrets: Mapping[str, Mapping[str, str]],
+    config_maps: Mapping[str, Mapping[str, str]] | None = None,
+    field_values: Mapping[str, str] | None = None,
+) -> dict[str, str]:
     """The environment a kubelet would give ``container`` (envFrom first, then env in order,
     with ``$(VAR)`` expansion against previously defined variables)."""
     config_maps = config_maps or {}
@@ -953,8 +1152,7 @@ def resolve_container_env(container: dict, *, secrets: Mapping[str, Mapping[str,
 
 def _path_prefix_re(*mount_paths: str) -> re.Pattern:
     """Matches any of ``mount_paths`` as a whole path prefix (not inside a longer name)."""
-    alternatives = "|".join(re.escape(m.rstrip("/")) for m in sorted(mount_paths, key=len,
-                                                                       reverse=True))
+    alternatives = "|".join(re.escape(m.rstrip("/")) for m in sorted(mount_paths, key=len, reverse=True))
     # Not inside a longer name ("a-/tmp" is not /tmp), but a shell default "${VAR:-/tmp/x}" is.
     return re.compile(r"(?<![A-Za-z0-9_.])(?<!(?<!:)-)(" + alternatives + r")(?=/|$|[^A-Za-z0-9_.\-/])")
 
@@ -1012,6 +1210,7 @@ def postgres_hosts_in(*texts: str) -> set[str]:
 @dataclass
 class PreparedContainer:
     """A container spec made runnable here: final argv/env, materialised volumes."""
+
     argv: list[str]
     env: dict[str, str]  # the full environment the process gets
     added_env: dict[str, str]  # infrastructure additions (subset of env), see module docstring
@@ -1086,17 +1285,15 @@ def prepare_container(
     for m in mounts:
         _write_mount(Path(path_map[m["mountPath"]]), files_by_mount.get(m["mountPath"]), path_map)
 
-    cenv = resolve_container_env(container, secrets=secrets, config_maps=config_maps,
-                                 field_values=field_values)
-    argv = [expand_k8s_vars(a, cenv) for a in (container.get("command") or [])
-            + (container.get("args") or [])]
+    cenv = resolve_container_env(container, secrets=secrets, config_maps=config_maps, field_values=field_values)
+    argv = [expand_k8s_vars(a, cenv) for a in (container.get("command") or []) + (container.get("args") or [])]
     if not argv:
         raise ValueError("container has no command/args (image ENTRYPOINT is unknown here)")
     argv = [_rewrite(a, path_map) for a in argv]
     env = {k: _rewrite(v, path_map) for k, v in cenv.items()}
-    leftovers = [p for p in path_map
-                 if any(_path_prefix_re(p).search(t.replace(str(root), "X"))
-                        for t in [*argv, *env.values()])]
+    leftovers = [
+        p for p in path_map if any(_path_prefix_re(p).search(t.replace(str(root), "X")) for t in [*argv, *env.values()])
+    ]
     if leftovers:
         raise ServiceError(f"mountPaths still referenced after rewriting: {leftovers}")
 
@@ -1106,19 +1303,18 @@ def prepare_container(
     for key in ("HOME", "LANG", "PYTHONUNBUFFERED"):
         if key not in run_env:
             run_env[key] = added[key] = defaults[key]
-    run_env["PATH"] = added["PATH"] = ":".join([*map(str, path_prepend), (
-        f"{VENV_BIN}:{env['PATH']}" if "PATH" in env else defaults["PATH"])])
+    run_env["PATH"] = added["PATH"] = ":".join(
+        [*map(str, path_prepend), (f"{VENV_BIN}:{env['PATH']}" if "PATH" in env else defaults["PATH"])]
+    )
     for key, value in (extra_env or {}).items():  # e.g. a stand-in tool's own settings
         if key in env:
             raise ServiceError(f"extra_env {key!r} would override the container's own env")
         run_env[key] = added[key] = value
-    for key, value in shim_env(host_map, deny=deny, strict=strict_dns,
-                               pythonpath=env.get("PYTHONPATH")).items():
+    for key, value in shim_env(host_map, deny=deny, strict=strict_dns, pythonpath=env.get("PYTHONPATH")).items():
         run_env[key] = added[key] = value
     if pg_hostaddr is None:
         texts = [*argv, *run_env.values()]
-        texts += [f.read_text(errors="replace") for f in root.rglob("*") if f.is_file()] \
-            if root.exists() else []
+        texts += [f.read_text(errors="replace") for f in root.rglob("*") if f.is_file()] if root.exists() else []
         targets = set()
         for host in postgres_hosts_in(*texts):
             target = host_map.get(host)
@@ -1126,27 +1322,36 @@ def prepare_container(
                 raise ServiceError(f"postgres host {host!r} is not in host_map")
             targets.add(target.split(":")[0])
         if len(targets) > 1:
-            raise ServiceError(f"postgres hosts map to several addresses {targets}; libpq "
-                               "only gets one PGHOSTADDR -- pass pg_hostaddr explicitly")
+            raise ServiceError(
+                f"postgres hosts map to several addresses {targets}; libpq "
+                "only gets one PGHOSTADDR -- pass pg_hostaddr explicitly"
+            )
         pg_hostaddr = targets.pop() if targets else None
     if pg_hostaddr and "PGHOSTADDR" not in env:
         run_env["PGHOSTADDR"] = added["PGHOSTADDR"] = pg_hostaddr
     return PreparedContainer(argv, run_env, added, root, path_map)
 
 
-def run_container_job(container: dict, *, secrets: Mapping[str, Mapping[str, str]],
-                      files_by_mount: Mapping[str, Any], host_map: Mapping[str, str],
-                      workdir: Path | str, timeout: float = 180, check: bool = True,
-                      **prepare_kwargs: Any) -> tuple[PreparedContainer, int, str]:
+def run_container_job(
+    container: dict,
+    *,
+    secrets: Mapping[str, Mapping[str, str]],
+    files_by_mount: Mapping[str, Any],
+    host_map: Mapping[str, str],
+    workdir: Path | str,
+    timeout: float = 180,
+    check: bool = True,
+    **prepare_kwargs: Any,
+) -> tuple[PreparedContainer, int, str]:
     """Run a Job/initContainer container spec (e.g. ``mlflow db upgrade``) to completion.
     Returns (prepared, returncode, output); raises :class:`ServiceError` on timeout, or on a
     non-zero exit when ``check``."""
     workdir = Path(workdir)
-    prepared = prepare_container(container, secrets=secrets, files_by_mount=files_by_mount,
-                                 host_map=host_map, workdir=workdir, **prepare_kwargs)
+    prepared = prepare_container(
+        container, secrets=secrets, files_by_mount=files_by_mount, host_map=host_map, workdir=workdir, **prepare_kwargs
+    )
     log_path = workdir / f"{container.get('name', 'job')}.log"
-    proc = ManagedProcess(container.get("name", "job"), prepared.argv, env=prepared.env,
-                          log_path=log_path, cwd=workdir)
+    proc = ManagedProcess(container.get("name", "job"), prepared.argv, env=prepared.env, log_path=log_path, cwd=workdir)
     try:
         rc = proc.popen.wait(timeout)
     except subprocess.TimeoutExpired as exc:
@@ -1188,10 +1393,18 @@ def mlflow_server_from_container(
     yields a :class:`MlflowServer`."""
     workdir = Path(workdir)
     prepared = prepare_container(
-        container, secrets=secrets, files_by_mount=files_by_mount, host_map=host_map,
-        workdir=workdir, config_maps=config_maps,
+        container,
+        secrets=secrets,
+        files_by_mount=files_by_mount,
+        host_map=host_map,
+        workdir=workdir,
+        config_maps=config_maps,
         field_values={"status.podIP": listen_addr, **(field_values or {})},
-        deny=deny, strict_dns=strict_dns, pg_hostaddr=pg_hostaddr, extra_env=extra_env)
+        deny=deny,
+        strict_dns=strict_dns,
+        pg_hostaddr=pg_hostaddr,
+        extra_env=extra_env,
+    )
     argv, env = list(prepared.argv), prepared.env
 
     # Bind to loopback only (pods use 0.0.0.0) -- the only change to the command line.
@@ -1202,8 +1415,7 @@ def mlflow_server_from_container(
             script = re.sub(r"(--port[= ]|-p )\S+", lambda m: m.group(1) + str(port), script)
         argv[i] = script
         found = re.search(r"--port[= ](\d+)", script)
-        effective_port = port or (int(found.group(1)) if found else
-                                  int(env.get("MLFLOW_PORT", 5000)))
+        effective_port = port or (int(found.group(1)) if found else int(env.get("MLFLOW_PORT", 5000)))
     else:
         argv = _force_cli_option(argv, "--host", "-h", listen_addr)
         if port is not None:
@@ -1211,26 +1423,36 @@ def mlflow_server_from_container(
         effective_port = int(_cli_option(argv, "--port", "-p") or env.get("MLFLOW_PORT") or 5000)
     _require_free(listen_addr, effective_port, "mlflow server")
 
-    probe = ((container.get("readinessProbe") or {}).get("httpGet")
-             or (container.get("startupProbe") or {}).get("httpGet") or {})
-    joined = " ".join([*argv, env.get("MLFLOW_UVICORN_OPTS", ""),
-                       env.get("MLFLOW_GUNICORN_OPTS", "")])
+    probe = (
+        (container.get("readinessProbe") or {}).get("httpGet")
+        or (container.get("startupProbe") or {}).get("httpGet")
+        or {}
+    )
+    joined = " ".join([*argv, env.get("MLFLOW_UVICORN_OPTS", ""), env.get("MLFLOW_GUNICORN_OPTS", "")])
     tls_on = "--ssl-certfile" in joined or "--certfile" in joined
     scheme = str(probe.get("scheme") or ("HTTPS" if tls_on else "HTTP")).lower()
     health_path = probe.get("path", "/health")
 
     log_path = workdir / "mlflow-server.log"
     proc = ManagedProcess("mlflow server", argv, env=env, log_path=log_path, cwd=workdir)
-    server = MlflowServer(argv, env, prepared.added_env, prepared.root, prepared.path_map,
-                          address=listen_addr, port=effective_port, scheme=scheme,
-                          log_path=log_path, process=proc)
+    server = MlflowServer(
+        argv,
+        env,
+        prepared.added_env,
+        prepared.root,
+        prepared.path_map,
+        address=listen_addr,
+        port=effective_port,
+        scheme=scheme,
+        log_path=log_path,
+        process=proc,
+    )
     try:
         ctx = _readiness_tls_context()
 
         def ready() -> bool:
             if scheme == "https":
-                conn = http.client.HTTPSConnection(listen_addr, effective_port, timeout=3,
-                                                   context=ctx)
+                conn = http.client.HTTPSConnection(listen_addr, effective_port, timeout=3, context=ctx)
             else:
                 conn = http.client.HTTPConnection(listen_addr, effective_port, timeout=3)
             try:
@@ -1239,8 +1461,7 @@ def mlflow_server_from_container(
             finally:
                 conn.close()
 
-        _wait_until(ready, timeout=timeout, what="mlflow server", logs=(log_path,),
-                    alive=proc.alive, interval=0.5)
+        _wait_until(ready, timeout=timeout, what="mlflow server", logs=(log_path,), alive=proc.alive, interval=0.5)
         yield server
     finally:
         proc.stop()

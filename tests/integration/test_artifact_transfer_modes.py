@@ -19,8 +19,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from . import wiring
 from . import services as svc
+from . import wiring
 from .pki import CertificateAuthority
 
 pytestmark = pytest.mark.integration
@@ -33,10 +33,17 @@ MINIO_PORT = 9000  # the in-cluster S3 port (r.s3_port is the published one here
 THRESHOLD = 5 * MIB
 BIG = 12 * MIB  # above the threshold: 3 parts of 5 MiB / 5 MiB / 2 MiB
 SMALL = 256 * 1024  # below it: proxied
-CONFIG = {"artifactTransferMode": "direct", "minioIngress": True, "ingressTlsSecretName": "wildcard-tls",
-          "artifactMultipartThreshold": "5Mi", "artifactMultipartChunkSize": "5Mi"}
+CONFIG = {
+    "artifactTransferMode": "direct",
+    "minioIngress": True,
+    "ingressTlsSecretName": "wildcard-tls",
+    "artifactMultipartThreshold": "5Mi",
+    "artifactMultipartChunkSize": "5Mi",
+}
 
-CLIENT = svc.CLIENT_PRELUDE + r'''
+CLIENT = (
+    svc.CLIENT_PRELUDE
+    + r"""
 import json, logging, os, tempfile
 import requests
 seen = []
@@ -77,7 +84,8 @@ print(json.dumps({
     "downloaded": {"big": sha(got_big), "small": sha(got_small)},
     "requests": seen, "marks": marks, "shim_denials": shim_denials[:5],
 }))
-'''
+"""
+)
 
 
 @pytest.fixture(scope="module")
@@ -100,43 +108,99 @@ def direct(tmp_path_factory):
         pg, s3 = data.pg, data.s3
         # The published S3 host: TLS with the ingress certificate, re-encrypted to MinIO (moto),
         # verified against MinIO's CA on its in-cluster name.
-        s3_ingress = stack.enter_context(svc.ingress_proxy(
-            work / "s3-ingress", cert_pem=ingress_cert.cert_pem, key_pem=ingress_cert.key_pem,
-            upstream_address=s3_ip, upstream_port=MINIO_PORT, upstream_server_name=cluster_s3_host,
-            upstream_ca_file=str(work / "minio-ca.crt"), listen_addr=s3_ingress_ip, port=443, timeout=120))
+        s3_ingress = stack.enter_context(
+            svc.ingress_proxy(
+                work / "s3-ingress",
+                cert_pem=ingress_cert.cert_pem,
+                key_pem=ingress_cert.key_pem,
+                upstream_address=s3_ip,
+                upstream_port=MINIO_PORT,
+                upstream_server_name=cluster_s3_host,
+                upstream_ca_file=str(work / "minio-ca.crt"),
+                listen_addr=s3_ingress_ip,
+                port=443,
+                timeout=120,
+            )
+        )
         files = svc.files_by_mount_from_pod(r.pod, r.container, secrets=r.secrets, config_maps=r.config_maps)
-        server = stack.enter_context(svc.mlflow_server_from_container(
-            r.container, secrets=r.secrets, files_by_mount=files, host_map={**in_cluster, **published_s3},
-            workdir=work / "mlflow", listen_addr=mlflow_ip, config_maps=r.config_maps, timeout=150,
-            extra_env={"AWS_CA_BUNDLE": str(work / "public-ca.crt")}))
-        tracking_ingress = stack.enter_context(svc.ingress_proxy(
-            work / "tracking-ingress", cert_pem=ingress_cert.cert_pem, key_pem=ingress_cert.key_pem,
-            upstream_address=server.address, upstream_port=server.port, listen_addr=tracking_ingress_ip,
-            port=443, timeout=120))
-        yield SimpleNamespace(r=r, work=work, pg=pg, s3=s3, server=server, s3_ingress=s3_ingress,
-                              tracking_ingress=tracking_ingress, published_s3=published_s3,
-                              tracking_map={f"{TRACKING_HOST}:443": f"{tracking_ingress_ip}:443"})
+        server = stack.enter_context(
+            svc.mlflow_server_from_container(
+                r.container,
+                secrets=r.secrets,
+                files_by_mount=files,
+                host_map={**in_cluster, **published_s3},
+                workdir=work / "mlflow",
+                listen_addr=mlflow_ip,
+                config_maps=r.config_maps,
+                timeout=150,
+                extra_env={"AWS_CA_BUNDLE": str(work / "public-ca.crt")},
+            )
+        )
+        tracking_ingress = stack.enter_context(
+            svc.ingress_proxy(
+                work / "tracking-ingress",
+                cert_pem=ingress_cert.cert_pem,
+                key_pem=ingress_cert.key_pem,
+                upstream_address=server.address,
+                upstream_port=server.port,
+                listen_addr=tracking_ingress_ip,
+                port=443,
+                timeout=120,
+            )
+        )
+        yield SimpleNamespace(
+            r=r,
+            work=work,
+            pg=pg,
+            s3=s3,
+            server=server,
+            s3_ingress=s3_ingress,
+            tracking_ingress=tracking_ingress,
+            published_s3=published_s3,
+            tracking_map={f"{TRACKING_HOST}:443": f"{tracking_ingress_ip}:443"},
+        )
 
 
 @pytest.fixture(scope="module")
 def laptop(direct):
-    before = (direct.tracking_ingress.bytes_in, direct.tracking_ingress.bytes_out,
-              direct.s3_ingress.bytes_in, direct.s3_ingress.bytes_out)
+    before = (
+        direct.tracking_ingress.bytes_in,
+        direct.tracking_ingress.bytes_out,
+        direct.s3_ingress.bytes_in,
+        direct.s3_ingress.bytes_out,
+    )
     proc = svc.run_python_client(
-        CLIENT, workdir=direct.work, name="laptop-direct", timeout=300,
-        host_map={**direct.tracking_map, **direct.published_s3}, deny=svc.LAPTOP_DENY,
-        env={"MLFLOW_TRACKING_URI": direct.r.outputs["trackingUrl"],
-             "MLFLOW_TRACKING_USERNAME": direct.r.outputs["adminUser"],
-             "MLFLOW_TRACKING_PASSWORD": direct.r.outputs["adminPassword"],
-             # The laptop's trust store (the stand-in public CA) and the stack's client settings.
-             "REQUESTS_CA_BUNDLE": str(direct.work / "public-ca.crt"),
-             **direct.r.outputs["clientEnvironment"],
-             "MLFLOW_DISABLE_TELEMETRY": "true", "BIG": str(BIG), "SMALL": str(SMALL)})
-    after = (direct.tracking_ingress.bytes_in, direct.tracking_ingress.bytes_out,
-             direct.s3_ingress.bytes_in, direct.s3_ingress.bytes_out)
-    return SimpleNamespace(result=svc.last_json_line(proc.stdout),
-                           tracking_in=after[0] - before[0], tracking_out=after[1] - before[1],
-                           s3_in=after[2] - before[2], s3_out=after[3] - before[3])
+        CLIENT,
+        workdir=direct.work,
+        name="laptop-direct",
+        timeout=300,
+        host_map={**direct.tracking_map, **direct.published_s3},
+        deny=svc.LAPTOP_DENY,
+        env={
+            "MLFLOW_TRACKING_URI": direct.r.outputs["trackingUrl"],
+            "MLFLOW_TRACKING_USERNAME": direct.r.outputs["adminUser"],
+            "MLFLOW_TRACKING_PASSWORD": direct.r.outputs["adminPassword"],
+            # The laptop's trust store (the stand-in public CA) and the stack's client settings.
+            "REQUESTS_CA_BUNDLE": str(direct.work / "public-ca.crt"),
+            **direct.r.outputs["clientEnvironment"],
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "BIG": str(BIG),
+            "SMALL": str(SMALL),
+        },
+    )
+    after = (
+        direct.tracking_ingress.bytes_in,
+        direct.tracking_ingress.bytes_out,
+        direct.s3_ingress.bytes_in,
+        direct.s3_ingress.bytes_out,
+    )
+    return SimpleNamespace(
+        result=svc.last_json_line(proc.stdout),
+        tracking_in=after[0] - before[0],
+        tracking_out=after[1] - before[1],
+        s3_in=after[2] - before[2],
+        s3_out=after[3] - before[3],
+    )
 
 
 def test_the_rendered_server_signs_for_the_published_host_and_opts_in(direct):
@@ -161,15 +225,17 @@ def test_big_file_bytes_bypass_the_tracking_server_small_file_is_proxied(direct,
     assert laptop.s3_in >= BIG + SMALL and laptop.s3_out >= BIG + SMALL, laptop
     requests = res["requests"]
     m = res["marks"]
-    upload = requests[m["before_big_upload"]:m["after_big_upload"]]
-    download = requests[m["before_big_download"]:m["after_big_download"]]
+    upload = requests[m["before_big_upload"] : m["after_big_upload"]]
+    download = requests[m["before_big_download"] : m["after_big_download"]]
     assert [(meth, host) for meth, host, _ in upload if host == S3_PUBLIC_HOST] == [("PUT", S3_PUBLIC_HOST)] * 3
     assert any("/mlflow-artifacts/mpu/create/" in path for _, _, path in upload)
-    assert not any(path.endswith("/direct/big.bin") and host == TRACKING_HOST and meth == "PUT"
-                   for meth, host, path in upload)
+    assert not any(
+        path.endswith("/direct/big.bin") and host == TRACKING_HOST and meth == "PUT" for meth, host, path in upload
+    )
     assert {host for meth, host, _ in download if meth == "GET"} >= {S3_PUBLIC_HOST}
-    assert any(meth == "PUT" and path.endswith("/proxied/small.bin") and host == TRACKING_HOST
-               for meth, host, path in requests)
+    assert any(
+        meth == "PUT" and path.endswith("/proxied/small.bin") and host == TRACKING_HOST for meth, host, path in requests
+    )
 
 
 def test_the_object_landed_in_the_bucket_the_bootstrap_made(direct, laptop):
@@ -177,7 +243,9 @@ def test_the_object_landed_in_the_bucket_the_bootstrap_made(direct, laptop):
     with svc.dns_patched({f"minio.{NAMESPACE}.svc": direct.s3.host}):
         client = direct.s3.client(endpoint_name=f"minio.{NAMESPACE}.svc", ca_file=str(direct.work / "minio-ca.crt"))
         prefix = f"artifacts/{res['experiment_id']}/{res['run_id']}/artifacts/"
-        sizes = {o["Key"][len(prefix):]: o["Size"]
-                 for o in client.list_objects_v2(Bucket="mlflow", Prefix=prefix)["Contents"]}
+        sizes = {
+            o["Key"][len(prefix) :]: o["Size"]
+            for o in client.list_objects_v2(Bucket="mlflow", Prefix=prefix)["Contents"]
+        }
     assert sizes == {"direct/big.bin": BIG, "proxied/small.bin": SMALL}
     assert "Traceback" not in direct.server.log_text(), json.dumps(direct.server.log_text()[-2000:])

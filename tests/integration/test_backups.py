@@ -76,7 +76,9 @@ def barman_invocation(r, base: Path, host_map: dict) -> SimpleNamespace:
     ca_file = base / "endpoint-ca.crt"
     ca_file.write_text(ca)
     env = {
-        "PATH": f"{BARMAN_BIN}:{svc.SYSTEM_PATH}", "HOME": str(base), "LANG": "C.UTF-8",
+        "PATH": f"{BARMAN_BIN}:{svc.SYSTEM_PATH}",
+        "HOME": str(base),
+        "LANG": "C.UTF-8",
         "AWS_CA_BUNDLE": str(ca_file),
         "AWS_ACCESS_KEY_ID": r.secrets[creds["accessKeyId"]["name"]][creds["accessKeyId"]["key"]],
         "AWS_SECRET_ACCESS_KEY": r.secrets[creds["secretAccessKey"]["name"]][creds["secretAccessKey"]["key"]],
@@ -85,10 +87,19 @@ def barman_invocation(r, base: Path, host_map: dict) -> SimpleNamespace:
         **svc.shim_env(host_map),
     }
     cloud = ["--cloud-provider", "aws-s3", "--endpoint-url", conf["endpointURL"]]
-    return SimpleNamespace(store=store, conf=conf, plugin=plugin, env=env, cloud=cloud, ca=ca,
-                           destination=conf["destinationPath"], server=plugin["parameters"]["serverName"],
-                           wal_flag=f"--{conf['wal']['compression']}", data_flag=f"--{conf['data']['compression']}",
-                           retention=retention_policy(store["spec"]["retentionPolicy"]))
+    return SimpleNamespace(
+        store=store,
+        conf=conf,
+        plugin=plugin,
+        env=env,
+        cloud=cloud,
+        ca=ca,
+        destination=conf["destinationPath"],
+        server=plugin["parameters"]["serverName"],
+        wal_flag=f"--{conf['wal']['compression']}",
+        data_flag=f"--{conf['data']['compression']}",
+        retention=retention_policy(store["spec"]["retentionPolicy"]),
+    )
 
 
 def run(argv: list[str], env: dict, log: Path, timeout: float = 180, check: bool = True) -> subprocess.CompletedProcess:
@@ -143,11 +154,23 @@ class Relay:
                 mode, cwd, *params = request.read_text().splitlines()
                 b = self.b
                 if mode == "archive":
-                    argv = ["barman-cloud-wal-archive", *b.cloud, b.wal_flag, b.destination, b.server,
-                            str(Path(cwd) / params[0])]
+                    argv = [
+                        "barman-cloud-wal-archive",
+                        *b.cloud,
+                        b.wal_flag,
+                        b.destination,
+                        b.server,
+                        str(Path(cwd) / params[0]),
+                    ]
                 else:
-                    argv = ["barman-cloud-wal-restore", *b.cloud, b.destination, b.server, params[0],
-                            str(Path(cwd) / params[1])]
+                    argv = [
+                        "barman-cloud-wal-restore",
+                        *b.cloud,
+                        b.destination,
+                        b.server,
+                        params[0],
+                        str(Path(cwd) / params[1]),
+                    ]
                 rc = run([str(BARMAN_BIN / argv[0]), *argv[1:]], b.env, self.log, check=False).returncode
                 if mode == "restore" and rc == 0 and self.owner:
                     os.chown(Path(cwd) / params[1], *self.owner)
@@ -183,39 +206,81 @@ def pitr(tmp_path_factory):
         stack.callback(shutil.rmtree, base, True)
         relay = Relay(base, b, log, pg_user)
         stack.callback(relay.close)
-        s3 = stack.enter_context(svc.s3_server(work / "s3", cert_pem=r.minio_tls["tls.crt"],
-                                               key_pem=r.minio_tls["tls.key"], listen_addr=s3_ip, port=r.s3_port))
+        s3 = stack.enter_context(
+            svc.s3_server(
+                work / "s3",
+                cert_pem=r.minio_tls["tls.crt"],
+                key_pem=r.minio_tls["tls.key"],
+                listen_addr=s3_ip,
+                port=r.s3_port,
+            )
+        )
         bootstrap = wiring.MinioBootstrap(r, work / "minio-bootstrap", host_map).run()
-        pg = stack.enter_context(svc.postgres_server(
-            work / "pg", server_cert_pem=r.pg_tls["tls.crt"], server_key_pem=r.pg_tls["tls.key"],
-            ca_pem=r.pg_tls["ca.crt"], hba_rules=svc.cnpg_hba(r.pg_hba), listen_addr=pg_ip, port=r.pg_port,
-            extra_conf={"wal_level": "replica", "archive_mode": "on",
-                        "archive_command": f"'{archive} %p'", "archive_timeout": "0"}))
+        pg = stack.enter_context(
+            svc.postgres_server(
+                work / "pg",
+                server_cert_pem=r.pg_tls["tls.crt"],
+                server_key_pem=r.pg_tls["tls.key"],
+                ca_pem=r.pg_tls["ca.crt"],
+                hba_rules=svc.cnpg_hba(r.pg_hba),
+                listen_addr=pg_ip,
+                port=r.pg_port,
+                extra_conf={
+                    "wal_level": "replica",
+                    "archive_mode": "on",
+                    "archive_command": f"'{archive} %p'",
+                    "archive_timeout": "0",
+                },
+            )
+        )
         operators.cnpg_reconcile_roles(pg, r.cluster, r.objects)
         operators.cnpg_reconcile_databases(pg, r.cluster, r.databases)
         pg_env = {**b.env, "PGPASSWORD": pg.superuser_password}
         pg_conn = ["--host", pg.socket_dir, "--port", str(pg.port), "--user", pg.superuser]
 
-        pg.execute("CREATE TABLE pitr (id serial PRIMARY KEY, phase text NOT NULL, "
-                   "at timestamptz NOT NULL DEFAULT clock_timestamp())", dbname="mlflow")
+        pg.execute(
+            "CREATE TABLE pitr (id serial PRIMARY KEY, phase text NOT NULL, "
+            "at timestamptz NOT NULL DEFAULT clock_timestamp())",
+            dbname="mlflow",
+        )
 
         def insert(phase: str, n: int) -> None:
             pg.execute("INSERT INTO pitr (phase) SELECT %s FROM generate_series(1, %s)", (phase, n), dbname="mlflow")
 
         def switch_and_wait() -> str:
             [(segment,)] = pg.execute("SELECT pg_walfile_name(pg_switch_wal())")
-            svc._wait_until(lambda: (pg.execute("SELECT last_archived_wal FROM pg_stat_archiver")[0][0] or "")
-                            >= segment, timeout=120, what=f"archiving {segment}", logs=(log, pg.log_path))
+            svc._wait_until(
+                lambda: (pg.execute("SELECT last_archived_wal FROM pg_stat_archiver")[0][0] or "") >= segment,
+                timeout=120,
+                what=f"archiving {segment}",
+                logs=(log, pg.log_path),
+            )
             return segment
 
         def base_backup(name: str) -> str:
-            run([str(BARMAN_BIN / "barman-cloud-backup"), *b.cloud, b.data_flag, "--name", name, *pg_conn,
-                 b.destination, b.server], pg_env, log, timeout=300)
+            run(
+                [
+                    str(BARMAN_BIN / "barman-cloud-backup"),
+                    *b.cloud,
+                    b.data_flag,
+                    "--name",
+                    name,
+                    *pg_conn,
+                    b.destination,
+                    b.server,
+                ],
+                pg_env,
+                log,
+                timeout=300,
+            )
             return name
 
         def backups() -> list[dict]:
-            out = run([str(BARMAN_BIN / "barman-cloud-backup-list"), *b.cloud, "--format", "json",
-                       b.destination, b.server], b.env, log).stdout
+            out = run(
+                [str(BARMAN_BIN / "barman-cloud-backup-list"), *b.cloud, "--format", "json", b.destination, b.server],
+                b.env,
+                log,
+            ).stdout
             return json.loads(out)["backups_list"]
 
         insert("before-backup", 3)
@@ -235,15 +300,21 @@ def pitr(tmp_path_factory):
         restored = base / "restored"
         listing = backups()
         backup_id = one([x["backup_id"] for x in listing if x.get("backup_name") == first], "base backup")
-        run([str(BARMAN_BIN / "barman-cloud-restore"), *b.cloud, b.destination, b.server, backup_id, str(restored)],
-            b.env, log, timeout=300)
+        run(
+            [str(BARMAN_BIN / "barman-cloud-restore"), *b.cloud, b.destination, b.server, backup_id, str(restored)],
+            b.env,
+            log,
+            timeout=300,
+        )
         sock = base / "restored-sock"
         sock.mkdir()
         target_text = target.isoformat()
         with open(restored / "postgresql.auto.conf", "a") as conf:
-            conf.write(f"\nrestore_command = '{restore} %f %p'\nrecovery_target_time = '{target_text}'\n"
-                       "recovery_target_action = 'promote'\narchive_mode = off\nssl = off\n"
-                       f"listen_addresses = ''\nport = {pg.port + 1}\nunix_socket_directories = '{sock}'\n")
+            conf.write(
+                f"\nrestore_command = '{restore} %f %p'\nrecovery_target_time = '{target_text}'\n"
+                "recovery_target_action = 'promote'\narchive_mode = off\nssl = off\n"
+                f"listen_addresses = ''\nport = {pg.port + 1}\nunix_socket_directories = '{sock}'\n"
+            )
         (restored / "recovery.signal").touch()
         # The base backup carries the source's pg_hba.conf; over the socket the superuser logs in.
         (restored / "pg_hba.conf").write_text(f"local all {pg.superuser} trust\n")
@@ -253,19 +324,36 @@ def pitr(tmp_path_factory):
                 os.chown(p, *pg_user)
         pg_env_bin = {"PATH": svc.pg_bin_path(), "LANG": "C.UTF-8", "HOME": str(base)}
         started = time.monotonic()
-        run(["pg_ctl", "-D", str(restored), "-l", str(base / "restored.log"), "-w", "-t", "120", "start"],
-            pg_env_bin, log, timeout=150) if not pg_user else subprocess.run(
+        run(
             ["pg_ctl", "-D", str(restored), "-l", str(base / "restored.log"), "-w", "-t", "120", "start"],
-            env=pg_env_bin, user=pg_user[0], group=pg_user[1], extra_groups=[], check=True, timeout=150,
-            capture_output=True)
-        stack.callback(lambda: subprocess.run(
-            ["pg_ctl", "-D", str(restored), "-m", "fast", "-w", "stop"], env=pg_env_bin, capture_output=True,
-            timeout=60, **({"user": pg_user[0], "group": pg_user[1], "extra_groups": []} if pg_user else {})))
+            pg_env_bin,
+            log,
+            timeout=150,
+        ) if not pg_user else subprocess.run(
+            ["pg_ctl", "-D", str(restored), "-l", str(base / "restored.log"), "-w", "-t", "120", "start"],
+            env=pg_env_bin,
+            user=pg_user[0],
+            group=pg_user[1],
+            extra_groups=[],
+            check=True,
+            timeout=150,
+            capture_output=True,
+        )
+        stack.callback(
+            lambda: subprocess.run(
+                ["pg_ctl", "-D", str(restored), "-m", "fast", "-w", "stop"],
+                env=pg_env_bin,
+                capture_output=True,
+                timeout=60,
+                **({"user": pg_user[0], "group": pg_user[1], "extra_groups": []} if pg_user else {}),
+            )
+        )
         import psycopg2
 
         def restored_query(sql: str):
-            conn = psycopg2.connect(host=str(sock), port=pg.port + 1, user=pg.superuser, dbname="mlflow",
-                                    connect_timeout=5)
+            conn = psycopg2.connect(
+                host=str(sock), port=pg.port + 1, user=pg.superuser, dbname="mlflow", connect_timeout=5
+            )
             try:
                 with conn.cursor() as cur:
                     cur.execute(sql)
@@ -273,32 +361,54 @@ def pitr(tmp_path_factory):
             finally:
                 conn.close()
 
-        svc._wait_until(lambda: restored_query("SELECT pg_is_in_recovery()") == [(False,)], timeout=120,
-                        what="restored server promoted", logs=(base / "restored.log",))
+        svc._wait_until(
+            lambda: restored_query("SELECT pg_is_in_recovery()") == [(False,)],
+            timeout=120,
+            what="restored server promoted",
+            logs=(base / "restored.log",),
+        )
         recovery_seconds = time.monotonic() - started
         restored_rows = restored_query("SELECT phase, count(*) FROM pitr GROUP BY phase ORDER BY phase")
         restored_max_at = restored_query("SELECT max(at) FROM pitr")[0][0]
         restored_log = (base / "restored.log").read_text(errors="replace")
-        yield SimpleNamespace(r=r, b=b, s3=s3, pg=pg, bootstrap=bootstrap, log=log, base=base, host_map=host_map,
-                              target=target, rows_at_target=rows_at_target, rows_at_end=rows_at_end,
-                              restored_rows=restored_rows, restored_max_at=restored_max_at,
-                              restored_log=restored_log, recovery_seconds=recovery_seconds, archiver=archiver,
-                              last_segment=last_segment, backups=backups, base_backup=base_backup,
-                              switch_and_wait=switch_and_wait, insert=insert, first_backup_id=backup_id,
-                              relay=relay)
+        yield SimpleNamespace(
+            r=r,
+            b=b,
+            s3=s3,
+            pg=pg,
+            bootstrap=bootstrap,
+            log=log,
+            base=base,
+            host_map=host_map,
+            target=target,
+            rows_at_target=rows_at_target,
+            rows_at_end=rows_at_end,
+            restored_rows=restored_rows,
+            restored_max_at=restored_max_at,
+            restored_log=restored_log,
+            recovery_seconds=recovery_seconds,
+            archiver=archiver,
+            last_segment=last_segment,
+            backups=backups,
+            base_backup=base_backup,
+            switch_and_wait=switch_and_wait,
+            insert=insert,
+            first_backup_id=backup_id,
+            relay=relay,
+        )
 
 
 def s3_keys(p, prefix: str) -> dict[str, int]:
     with svc.dns_patched(p.host_map):
         client = p.s3.client(endpoint_name=p.r.s3_host, ca_file=p.b.env["AWS_CA_BUNDLE"])
-        bucket, _, path = p.b.destination[len("s3://"):].partition("/")
+        bucket, _, path = p.b.destination[len("s3://") :].partition("/")
         pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=path + prefix)
         return {o["Key"]: o["Size"] for page in pages for o in page.get("Contents", [])}
 
 
 def test_backup_target_is_the_rendered_bucket_and_user(pitr):
     r, b = pitr.r, pitr.b
-    store_bucket = b.destination[len("s3://"):].split("/")[0]
+    store_bucket = b.destination[len("s3://") :].split("/")[0]
     assert store_bucket == "postgres-backups" and b.conf["endpointURL"] == f"https://{r.s3_host}:{r.s3_port}"
     assert b.ca == r.minio_tls["ca.crt"]  # the endpoint CA is MinIO's
     state = pitr.bootstrap.state
@@ -323,9 +433,11 @@ def test_wal_is_archived_through_the_plugin_command(pitr):
 
 
 def test_point_in_time_recovery_finds_exactly_the_rows_of_time_t(pitr):
-    print(f"\n[pitr] T={pitr.target.isoformat()} rows at T={pitr.rows_at_target} rows at end={pitr.rows_at_end} "
-          f"restored={pitr.restored_rows} newest restored row at {pitr.restored_max_at.isoformat()} "
-          f"recovery {pitr.recovery_seconds:.1f}s")
+    print(
+        f"\n[pitr] T={pitr.target.isoformat()} rows at T={pitr.rows_at_target} rows at end={pitr.rows_at_end} "
+        f"restored={pitr.restored_rows} newest restored row at {pitr.restored_max_at.isoformat()} "
+        f"recovery {pitr.recovery_seconds:.1f}s"
+    )
     assert pitr.rows_at_target == [("before-T", 5), ("before-backup", 3)]
     assert pitr.rows_at_end == [("after-T", 4), ("before-T", 5), ("before-backup", 3)]
     assert pitr.restored_rows == pitr.rows_at_target
@@ -343,23 +455,29 @@ def test_retention_deletes_what_it_should_and_nothing_else(pitr):
     pitr.base_backup("pitr-third")
     listing = {x["backup_name"]: x for x in pitr.backups()}
     assert set(listing) == {"pitr-base", "pitr-second", "pitr-third"}
-    delete = [str(BARMAN_BIN / "barman-cloud-backup-delete"), *b.cloud, "--retention-policy", b.retention,
-              b.destination, b.server]
+    delete = [
+        str(BARMAN_BIN / "barman-cloud-backup-delete"),
+        *b.cloud,
+        "--retention-policy",
+        b.retention,
+        b.destination,
+        b.server,
+    ]
     assert b.retention == "RECOVERY WINDOW OF 30 DAYS"
     before = s3_keys(pitr, "")
     run(delete, b.env, pitr.log)
     assert s3_keys(pitr, "") == before  # every backup is inside the window: nothing goes
 
     # Age the first two backups beyond the window: their backup.info end time is what the policy reads.
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     with svc.dns_patched(pitr.host_map):
         client = pitr.s3.client(endpoint_name=pitr.r.s3_host, ca_file=b.env["AWS_CA_BUNDLE"])
-        bucket = b.destination[len("s3://"):].split("/")[0]
+        bucket = b.destination[len("s3://") :].split("/")[0]
         for name, days in (("pitr-base", 45), ("pitr-second", 40)):
             key = f"{b.server}/base/{listing[name]['backup_id']}/backup.info"
             text = client.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
             stamp = (now - datetime.timedelta(days=days)).strftime("%Y-%m-%d %H:%M:%S.%f+00:00")
-            text = re.sub(r"^(begin_time|end_time)=.*$", lambda m: f"{m[1]}={stamp}", text, flags=re.M)
+            text = re.sub(r"^(begin_time|end_time)=.*$", lambda m, stamp=stamp: f"{m[1]}={stamp}", text, flags=re.M)
             client.put_object(Bucket=bucket, Key=key, Body=text.encode())
     second_begin_wal = listing["pitr-second"]["begin_wal"]
     before = s3_keys(pitr, "")
@@ -376,5 +494,7 @@ def test_retention_deletes_what_it_should_and_nothing_else(pitr):
     kept_wals = [Path(k).name.split(".")[0] for k in after if "/wals/" in k and ".history" not in k]
     assert all(w >= second_begin_wal for w in kept_wals if len(w) == 24)
     assert not (set(after) - set(before))  # and nothing was added or rewritten
-    print(f"\n[retention] {b.retention}: deleted backup {listing['pitr-base']['backup_id']} and "
-          f"{len(gone_wals)} WAL segment(s) before {second_begin_wal}; kept {sorted(remaining)}")
+    print(
+        f"\n[retention] {b.retention}: deleted backup {listing['pitr-base']['backup_id']} and "
+        f"{len(gone_wals)} WAL segment(s) before {second_begin_wal}; kept {sorted(remaining)}"
+    )

@@ -74,12 +74,19 @@ def external(tmp_path_factory):
 
     with contextlib.ExitStack() as stack:
         ca_file = stack.enter_context(_ca_file_in_project(ca.cert_pem))
-        r = wiring.render("dev", namespace=NAMESPACE, config={
-            "postgresMode": "external", "postgresHost": DB_HOST, "postgresAdminUser": ADMIN_USER,
-            "postgresAdminPassword": Secret(admin_password), "postgresCaFile": ca_file})
+        r = wiring.render(
+            "dev",
+            namespace=NAMESPACE,
+            config={
+                "postgresMode": "external",
+                "postgresHost": DB_HOST,
+                "postgresAdminUser": ADMIN_USER,
+                "postgresAdminPassword": Secret(admin_password),
+                "postgresCaFile": ca_file,
+            },
+        )
         assert (r.pg_host, r.pg_port) == (DB_HOST, 5432)
-        provider = wiring.one([x.inputs for x in r.ev.of_type("pulumi:providers:postgresql")],
-                              "postgresql provider")
+        provider = wiring.one([x.inputs for x in r.ev.of_type("pulumi:providers:postgresql")], "postgresql provider")
         roles = [x.inputs for x in r.ev.of_type("postgresql:index/role:Role")]
         databases = [x.inputs for x in r.ev.of_type("postgresql:index/database:Database")]
 
@@ -87,21 +94,38 @@ def external(tmp_path_factory):
         s3_ip = svc.free_loopback_address(r.s3_port)
         mlflow_ip = svc.free_loopback_address(int(r.container["ports"][0]["containerPort"]))
         host_map = {r.pg_host: pg_ip, r.s3_host: s3_ip}
-        pg = stack.enter_context(svc.postgres_server(
-            work / "pg", server_cert_pem=server_cert.cert_pem, server_key_pem=server_cert.key_pem,
-            ca_pem=ca.cert_pem, hba_rules=TLS_ONLY_HBA, listen_addr=pg_ip, port=r.pg_port,
-            superuser_network_login=False))
+        pg = stack.enter_context(
+            svc.postgres_server(
+                work / "pg",
+                server_cert_pem=server_cert.cert_pem,
+                server_key_pem=server_cert.key_pem,
+                ca_pem=ca.cert_pem,
+                hba_rules=TLS_ONLY_HBA,
+                listen_addr=pg_ip,
+                port=r.pg_port,
+                superuser_network_login=False,
+            )
+        )
         # The managed service's admin login (what the team puts in postgresAdminUser/Password).
         from psycopg2 import sql
-        pg.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEROLE CREATEDB PASSWORD {}").format(
-            sql.Identifier(ADMIN_USER), sql.Literal(admin_password)))
-        s3 = stack.enter_context(svc.s3_server(
-            work / "s3", cert_pem=r.minio_tls["tls.crt"], key_pem=r.minio_tls["tls.key"],
-            listen_addr=s3_ip, port=r.s3_port))
+
+        pg.execute(
+            sql.SQL("CREATE ROLE {} LOGIN CREATEROLE CREATEDB PASSWORD {}").format(
+                sql.Identifier(ADMIN_USER), sql.Literal(admin_password)
+            )
+        )
+        s3 = stack.enter_context(
+            svc.s3_server(
+                work / "s3",
+                cert_pem=r.minio_tls["tls.crt"],
+                key_pem=r.minio_tls["tls.key"],
+                listen_addr=s3_ip,
+                port=r.s3_port,
+            )
+        )
 
         # pulumi-postgresql, as `pulumi up` runs it from the project directory.
-        applied = operators.pulumi_postgresql_apply(provider, roles, databases, hostaddr=pg_ip,
-                                                    project_dir=ROOT)
+        applied = operators.pulumi_postgresql_apply(provider, roles, databases, hostaddr=pg_ip, project_dir=ROOT)
         bootstrap = wiring.MinioBootstrap(r, work / "minio-bootstrap", host_map)
         bootstrap_run = bootstrap.run()
         bucket = wiring.one(list(bootstrap_run.state["buckets"]), "bucket")
@@ -109,31 +133,64 @@ def external(tmp_path_factory):
         job_runs = []
         for c in [*(r.job_pod.get("initContainers") or []), *r.job_pod["containers"]]:
             prepared, rc, output = svc.run_container_job(
-                c, secrets=r.secrets, config_maps=r.config_maps, host_map=host_map,
-                files_by_mount=svc.files_by_mount_from_pod(r.job_pod, c, secrets=r.secrets,
-                                                           config_maps=r.config_maps),
-                workdir=work / "migrate" / c["name"], timeout=150)
+                c,
+                secrets=r.secrets,
+                config_maps=r.config_maps,
+                host_map=host_map,
+                files_by_mount=svc.files_by_mount_from_pod(r.job_pod, c, secrets=r.secrets, config_maps=r.config_maps),
+                workdir=work / "migrate" / c["name"],
+                timeout=150,
+            )
             job_runs.append(SimpleNamespace(name=c["name"], prepared=prepared, rc=rc, output=output))
-        files = svc.files_by_mount_from_pod(r.pod, r.container, secrets=r.secrets,
-                                            config_maps=r.config_maps)
-        server = stack.enter_context(svc.mlflow_server_from_container(
-            r.container, secrets=r.secrets, files_by_mount=files, host_map=host_map,
-            workdir=work / "mlflow", listen_addr=mlflow_ip, config_maps=r.config_maps, timeout=150))
+        files = svc.files_by_mount_from_pod(r.pod, r.container, secrets=r.secrets, config_maps=r.config_maps)
+        server = stack.enter_context(
+            svc.mlflow_server_from_container(
+                r.container,
+                secrets=r.secrets,
+                files_by_mount=files,
+                host_map=host_map,
+                workdir=work / "mlflow",
+                listen_addr=mlflow_ip,
+                config_maps=r.config_maps,
+                timeout=150,
+            )
+        )
         tracking_host, tracking_port = wiring.host_port(r.outputs["trackingUrl"], 80)
         client = svc.run_python_client(
-            LAPTOP_CLIENT, workdir=work, name="laptop-external", timeout=300,
+            LAPTOP_CLIENT,
+            workdir=work,
+            name="laptop-external",
+            timeout=300,
             host_map={f"{tracking_host}:{tracking_port}": f"{server.address}:{server.port}"},
             deny=("*.svc", "*.svc.cluster.local", DB_HOST),
-            env={"MLFLOW_TRACKING_URI": r.outputs["trackingUrl"],
-                 "MLFLOW_TRACKING_USERNAME": r.outputs["adminUser"],
-                 "MLFLOW_TRACKING_PASSWORD": r.outputs["adminPassword"],
-                 **CLIENT_TUNING, "CLIENT_MODE": "roundtrip", "EXPERIMENT_NAME": "external-pg",
-                 "BIG_ARTIFACT_BYTES": str(2 * 1024 * 1024)})
+            env={
+                "MLFLOW_TRACKING_URI": r.outputs["trackingUrl"],
+                "MLFLOW_TRACKING_USERNAME": r.outputs["adminUser"],
+                "MLFLOW_TRACKING_PASSWORD": r.outputs["adminPassword"],
+                **CLIENT_TUNING,
+                "CLIENT_MODE": "roundtrip",
+                "EXPERIMENT_NAME": "external-pg",
+                "BIG_ARTIFACT_BYTES": str(2 * 1024 * 1024),
+            },
+        )
         yield SimpleNamespace(
-            r=r, work=work, ca=ca, ca_file=ca_file, provider=provider, roles=roles,
-            databases=databases, admin_password=admin_password, pg=pg, s3=s3, applied=applied,
-            bucket=bucket, job_runs=job_runs, server=server, host_map=host_map,
-            laptop=svc.last_json_line(client.stdout))
+            r=r,
+            work=work,
+            ca=ca,
+            ca_file=ca_file,
+            provider=provider,
+            roles=roles,
+            databases=databases,
+            admin_password=admin_password,
+            pg=pg,
+            s3=s3,
+            applied=applied,
+            bucket=bucket,
+            job_runs=job_runs,
+            server=server,
+            host_map=host_map,
+            laptop=svc.last_json_line(client.stdout),
+        )
     assert not (ROOT / ca_file).exists()
 
 
@@ -147,10 +204,11 @@ def test_external_stack_renders_the_provider_and_no_cnpg_objects(external):
     role = wiring.one(external.roles, "postgresql Role")
     assert role["login"] is True
     assert sorted((d["name"], d["owner"]) for d in external.databases) == [
-        ("mlflow", role["name"]), ("mlflow_auth", role["name"])]
+        ("mlflow", role["name"]),
+        ("mlflow_auth", role["name"]),
+    ]
     for key, db in (("MLFLOW_BACKEND_STORE_URI", "mlflow"), ("MLFLOW_AUTH_DATABASE_URI", "mlflow_auth")):
-        uri = r.env.get(key) or next(s["auth-database-uri"] for s in r.secrets.values()
-                                     if "auth-database-uri" in s)
+        uri = r.env.get(key) or next(s["auth-database-uri"] for s in r.secrets.values() if "auth-database-uri" in s)
         parts = urlsplit(uri.replace("postgresql+psycopg2://", "postgresql://"))
         assert (unquote(parts.username), unquote(parts.password)) == (role["name"], role["password"])
         assert (parts.hostname, parts.port, parts.path) == (DB_HOST, 5432, f"/{db}")
@@ -162,16 +220,21 @@ def test_external_stack_renders_the_provider_and_no_cnpg_objects(external):
 def test_provider_created_role_and_databases_over_verify_full(external):
     pg, role = external.pg, wiring.one(external.roles, "Role")
     assert external.applied == {"ssl": True, "sslrootcert": str(ROOT / external.ca_file)}
-    assert pg.execute("SELECT rolcanlogin, rolsuper FROM pg_roles WHERE rolname = %s",
-                      (role["name"],)) == [(True, False)]
-    assert sorted(pg.execute(
-        "SELECT datname, pg_get_userbyid(datdba) FROM pg_database "
-        "WHERE datname NOT IN ('postgres', 'template0', 'template1')")) == [
-        ("mlflow", role["name"]), ("mlflow_auth", role["name"])]
+    assert pg.execute("SELECT rolcanlogin, rolsuper FROM pg_roles WHERE rolname = %s", (role["name"],)) == [
+        (True, False)
+    ]
+    assert sorted(
+        pg.execute(
+            "SELECT datname, pg_get_userbyid(datdba) FROM pg_database "
+            "WHERE datname NOT IN ('postgres', 'template0', 'template1')"
+        )
+    ) == [("mlflow", role["name"]), ("mlflow_auth", role["name"])]
     # The admin is no superuser and kept no membership in MLflow's role.
     assert pg.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (ADMIN_USER,)) == [(False,)]
-    assert pg.execute("SELECT count(*) FROM pg_auth_members WHERE member = "
-                      "(SELECT oid FROM pg_roles WHERE rolname = %s)", (ADMIN_USER,)) == [(0,)]
+    assert pg.execute(
+        "SELECT count(*) FROM pg_auth_members WHERE member = (SELECT oid FROM pg_roles WHERE rolname = %s)",
+        (ADMIN_USER,),
+    ) == [(0,)]
 
 
 def test_provider_login_refuses_a_foreign_ca_and_a_foreign_name(external):
@@ -179,11 +242,9 @@ def test_provider_login_refuses_a_foreign_ca_and_a_foreign_name(external):
 
     login = {"user": ADMIN_USER, "password": external.admin_password, "dbname": "postgres"}
     with pytest.raises(psycopg2.OperationalError, match="certificate verify failed"):
-        external.pg.connect_tcp(host_name=DB_HOST, sslrootcert=str(external.work / "other-ca.crt"),
-                                **login)
+        external.pg.connect_tcp(host_name=DB_HOST, sslrootcert=str(external.work / "other-ca.crt"), **login)
     with pytest.raises(psycopg2.OperationalError, match="does not match host name"):
-        external.pg.connect_tcp(host_name=NOT_IN_SANS, sslrootcert=str(ROOT / external.ca_file),
-                                **login)
+        external.pg.connect_tcp(host_name=NOT_IN_SANS, sslrootcert=str(ROOT / external.ca_file), **login)
     with pytest.raises(psycopg2.OperationalError, match="no encryption"):
         external.pg.connect_tcp(host_name=DB_HOST, sslmode="disable", **login)
 
@@ -206,8 +267,9 @@ def test_migration_and_mlflow_ran_against_the_external_server_with_verify_full(e
     assert res["read"]["downloaded"] == res["uploaded"]
     assert res["shim_denials"] == []
     role = wiring.one(external.roles, "Role")["name"]
-    sessions = pg.execute("SELECT s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) "
-                          "WHERE a.usename = %s", (role,))
+    sessions = pg.execute(
+        "SELECT s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.usename = %s", (role,)
+    )
     assert sessions and all(ssl for (ssl,) in sessions), sessions
     assert pg.execute("SELECT count(*) FROM runs WHERE status = 'FINISHED'", dbname="mlflow") == [(1,)]
     # The artifacts went to the bucket the bootstrap Job created.
@@ -215,7 +277,11 @@ def test_migration_and_mlflow_ran_against_the_external_server_with_verify_full(e
     with svc.dns_patched(external.host_map):
         ca = external.work / "object-store-ca.crt"
         ca.write_text(r.minio_tls["ca.crt"])
-        keys = {o["Key"] for o in external.s3.client(endpoint_name=r.s3_host, ca_file=str(ca))
-                .list_objects_v2(Bucket=external.bucket)["Contents"]}
+        keys = {
+            o["Key"]
+            for o in external.s3.client(endpoint_name=r.s3_host, ca_file=str(ca)).list_objects_v2(
+                Bucket=external.bucket
+            )["Contents"]
+        }
     prefix = f"artifacts/{res['experiment_id']}/{res['run_id']}/artifacts/"
     assert {prefix + "small.txt", prefix + "data/big.bin"} <= keys

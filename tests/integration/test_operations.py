@@ -25,7 +25,9 @@ pytestmark = pytest.mark.integration
 
 NAMESPACE = "mlflow-dev"
 
-CLIENT = svc.CLIENT_PRELUDE + r'''
+CLIENT = (
+    svc.CLIENT_PRELUDE
+    + r"""
 import json, os, tempfile
 import mlflow
 from mlflow import MlflowClient
@@ -44,13 +46,16 @@ for name in ("live", "deleted"):
     ids[name] = run.info.run_id
 client.delete_run(ids["deleted"])
 print(json.dumps({"experiment_id": exp, **ids}))
-'''
+"""
+)
 
 
 def scrape(server, auth) -> tuple[int, str]:
     conn = http.client.HTTPConnection(server.address, server.port, timeout=15)
-    headers = {"Host": f"{server.address}:{server.port}",  # Prometheus scrapes the pod by its address
-               "Authorization": "Basic " + base64.b64encode(":".join(auth).encode()).decode()}
+    headers = {
+        "Host": f"{server.address}:{server.port}",  # Prometheus scrapes the pod by its address
+        "Authorization": "Basic " + base64.b64encode(":".join(auth).encode()).decode(),
+    }
     try:
         conn.request("GET", "/metrics", headers=headers)
         response = conn.getresponse()
@@ -73,32 +78,72 @@ def ops(tmp_path_factory):
     mlflow_ip = svc.free_loopback_address(int(r.container["ports"][0]["containerPort"]))
     host_map = {r.pg_host: pg_ip, r.s3_host: s3_ip}
     with contextlib.ExitStack() as stack:
-        pg = stack.enter_context(svc.postgres_server(
-            work / "pg", server_cert_pem=r.pg_tls["tls.crt"], server_key_pem=r.pg_tls["tls.key"],
-            ca_pem=r.pg_tls["ca.crt"], hba_rules=svc.cnpg_hba(r.pg_hba), listen_addr=pg_ip, port=r.pg_port,
-            superuser_network_login=False))
-        s3 = stack.enter_context(svc.s3_server(work / "s3", cert_pem=r.minio_tls["tls.crt"],
-                                               key_pem=r.minio_tls["tls.key"], listen_addr=s3_ip, port=r.s3_port))
+        pg = stack.enter_context(
+            svc.postgres_server(
+                work / "pg",
+                server_cert_pem=r.pg_tls["tls.crt"],
+                server_key_pem=r.pg_tls["tls.key"],
+                ca_pem=r.pg_tls["ca.crt"],
+                hba_rules=svc.cnpg_hba(r.pg_hba),
+                listen_addr=pg_ip,
+                port=r.pg_port,
+                superuser_network_login=False,
+            )
+        )
+        s3 = stack.enter_context(
+            svc.s3_server(
+                work / "s3",
+                cert_pem=r.minio_tls["tls.crt"],
+                key_pem=r.minio_tls["tls.key"],
+                listen_addr=s3_ip,
+                port=r.s3_port,
+            )
+        )
         operators.cnpg_reconcile_roles(pg, r.cluster, r.objects)
         operators.cnpg_reconcile_databases(pg, r.cluster, r.databases)
-        bucket = wiring.one(list(wiring.MinioBootstrap(r, work / "bootstrap", host_map).run().state["buckets"]), "bucket")
+        bucket = wiring.one(
+            list(wiring.MinioBootstrap(r, work / "bootstrap", host_map).run().state["buckets"]), "bucket"
+        )
         for c in [*(r.job_pod.get("initContainers") or []), *r.job_pod["containers"]]:
-            svc.run_container_job(c, secrets=r.secrets, config_maps=r.config_maps, host_map=host_map,
-                                  files_by_mount=svc.files_by_mount_from_pod(r.job_pod, c, secrets=r.secrets,
-                                                                             config_maps=r.config_maps),
-                                  workdir=work / "migrate" / c["name"], timeout=300)
-        server = stack.enter_context(svc.mlflow_server_from_container(
-            r.container, secrets=r.secrets, config_maps=r.config_maps, host_map=host_map, workdir=work / "mlflow",
-            files_by_mount=svc.files_by_mount_from_pod(r.pod, r.container, secrets=r.secrets, config_maps=r.config_maps),
-            listen_addr=mlflow_ip, timeout=300))
+            svc.run_container_job(
+                c,
+                secrets=r.secrets,
+                config_maps=r.config_maps,
+                host_map=host_map,
+                files_by_mount=svc.files_by_mount_from_pod(r.job_pod, c, secrets=r.secrets, config_maps=r.config_maps),
+                workdir=work / "migrate" / c["name"],
+                timeout=300,
+            )
+        server = stack.enter_context(
+            svc.mlflow_server_from_container(
+                r.container,
+                secrets=r.secrets,
+                config_maps=r.config_maps,
+                host_map=host_map,
+                workdir=work / "mlflow",
+                files_by_mount=svc.files_by_mount_from_pod(
+                    r.pod, r.container, secrets=r.secrets, config_maps=r.config_maps
+                ),
+                listen_addr=mlflow_ip,
+                timeout=300,
+            )
+        )
         auth = (r.outputs["adminUser"], r.outputs["adminPassword"])
         before = scrape(server, auth)
         tracking_host = wiring.host_port(r.outputs["trackingUrl"], 80)
         client = svc.run_python_client(
-            CLIENT, workdir=work, name="client", timeout=300,
+            CLIENT,
+            workdir=work,
+            name="client",
+            timeout=300,
             host_map={f"{tracking_host[0]}:{tracking_host[1]}": f"{server.address}:{server.port}"},
-            env={"MLFLOW_TRACKING_URI": r.outputs["trackingUrl"], "MLFLOW_TRACKING_USERNAME": auth[0],
-                 "MLFLOW_TRACKING_PASSWORD": auth[1], "MLFLOW_DISABLE_TELEMETRY": "true"})
+            env={
+                "MLFLOW_TRACKING_URI": r.outputs["trackingUrl"],
+                "MLFLOW_TRACKING_USERNAME": auth[0],
+                "MLFLOW_TRACKING_PASSWORD": auth[1],
+                "MLFLOW_DISABLE_TELEMETRY": "true",
+            },
+        )
         runs = svc.last_json_line(client.stdout)
         after = scrape(server, auth)
         unauthenticated = http.client.HTTPConnection(server.address, server.port, timeout=15)
@@ -113,8 +158,10 @@ def ops(tmp_path_factory):
                 return {o["Key"]: o["Size"] for page in pages for o in page.get("Contents", [])}
 
         def rows(run_id: str) -> dict[str, int]:
-            return {table: pg.execute(f"SELECT count(*) FROM {table} WHERE run_uuid = %s", (run_id,),
-                                      dbname="mlflow")[0][0] for table in ("runs", "params", "metrics", "latest_metrics")}
+            return {
+                table: pg.execute(f"SELECT count(*) FROM {table} WHERE run_uuid = %s", (run_id,), dbname="mlflow")[0][0]
+                for table in ("runs", "params", "metrics", "latest_metrics")
+            }
 
         before_gc = {"objects": objects(), "live": rows(runs["live"]), "deleted": rows(runs["deleted"])}
         [cron] = r.ev.k8s("CronJob")
@@ -122,12 +169,28 @@ def ops(tmp_path_factory):
         [gc] = job_pod["containers"]
         internal = wiring.host_port(r.outputs["internalUrl"], 80)
         _, rc, output = svc.run_container_job(
-            gc, secrets=r.secrets, config_maps=r.config_maps, workdir=work / "gc", timeout=300,
+            gc,
+            secrets=r.secrets,
+            config_maps=r.config_maps,
+            workdir=work / "gc",
+            timeout=300,
             host_map={**host_map, f"{internal[0]}:{internal[1]}": f"{server.address}:{server.port}"},
-            files_by_mount=svc.files_by_mount_from_pod(job_pod, gc, secrets=r.secrets, config_maps=r.config_maps))
+            files_by_mount=svc.files_by_mount_from_pod(job_pod, gc, secrets=r.secrets, config_maps=r.config_maps),
+        )
         after_gc = {"objects": objects(), "live": rows(runs["live"]), "deleted": rows(runs["deleted"])}
-        yield SimpleNamespace(r=r, server=server, before=before, after=after, anonymous_status=anonymous_status,
-                              runs=runs, before_gc=before_gc, after_gc=after_gc, gc=gc, gc_rc=rc, gc_output=output)
+        yield SimpleNamespace(
+            r=r,
+            server=server,
+            before=before,
+            after=after,
+            anonymous_status=anonymous_status,
+            runs=runs,
+            before_gc=before_gc,
+            after_gc=after_gc,
+            gc=gc,
+            gc_rc=rc,
+            gc_output=output,
+        )
 
 
 def test_metrics_count_the_client_round_trip(ops):
@@ -156,5 +219,7 @@ def test_gc_deletes_the_deleted_run_and_leaves_the_live_one(ops):
     assert deleted_keys and live_keys
     assert not deleted_keys & set(after["objects"])
     assert {k: after["objects"][k] for k in live_keys} == {k: before["objects"][k] for k in live_keys}
-    print(f"\n[gc] removed {len(deleted_keys)} artifact object(s) and the rows of run {deleted}; "
-          f"run {live} kept ({len(live_keys)} object(s))")
+    print(
+        f"\n[gc] removed {len(deleted_keys)} artifact object(s) and the rows of run {deleted}; "
+        f"run {live} kept ({len(live_keys)} object(s))"
+    )

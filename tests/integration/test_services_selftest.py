@@ -32,10 +32,8 @@ DB_PASSWORD = "db-pw-with-some-length"
 # The container spec is what the Pulumi program is expected to render (shape-wise): secrets via
 # secretKeyRef, files via volumes, in-cluster DNS names in every URI, pod-style 0.0.0.0 binding.
 PG_CA = "/etc/mlflow/pg-ca/ca.crt"
-BACKEND_URI = (f"postgresql+psycopg2://mlflow@{PG_RW}:5432/mlflow"
-               f"?sslmode=verify-full&sslrootcert={PG_CA}")
-AUTH_DB_URI = (f"postgresql+psycopg2://mlflow@{PG_RW}:5432/mlflow_auth"
-               f"?sslmode=verify-full&sslrootcert={PG_CA}")
+BACKEND_URI = f"postgresql+psycopg2://mlflow@{PG_RW}:5432/mlflow?sslmode=verify-full&sslrootcert={PG_CA}"
+AUTH_DB_URI = f"postgresql+psycopg2://mlflow@{PG_RW}:5432/mlflow_auth?sslmode=verify-full&sslrootcert={PG_CA}"
 AUTH_INI = f"""[mlflow]
 default_permission = READ
 database_uri = {AUTH_DB_URI}
@@ -61,62 +59,80 @@ def _rendered_objects(ca, mlflow_cert):
     """Stand-ins for ev.k8s_objects: base64 `data` and `stringData` Secrets plus a ConfigMap."""
     return [
         _secret("mlflow-db", data={"password": DB_PASSWORD}),
-        _secret("mlflow-admin", string_data={"password": ADMIN_PASSWORD,
-                                             "flask-secret-key": "flask-secret-0123456789"}),
+        _secret(
+            "mlflow-admin", string_data={"password": ADMIN_PASSWORD, "flask-secret-key": "flask-secret-0123456789"}
+        ),
         _secret("mlflow-s3", data={"accessKey": "mlflow", "secretKey": "mlflow-s3-secret-key"}),
         _secret("mlflow-tls", data={"tls.crt": mlflow_cert.cert_pem, "tls.key": mlflow_cert.key_pem}),
         _secret("platform-ca", string_data={"ca.crt": ca.cert_pem}),
-        {"apiVersion": "v1", "kind": "ConfigMap",
-         "metadata": {"name": "mlflow-auth", "namespace": NS},
-         "data": {"basic_auth.ini": AUTH_INI}},
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "mlflow-auth", "namespace": NS},
+            "data": {"basic_auth.ini": AUTH_INI},
+        },
     ]
 
 
 POD_SPEC = {
     "volumes": [
         {"name": "tls", "secret": {"secretName": "mlflow-tls"}},
-        {"name": "ca", "secret": {"secretName": "platform-ca",
-                                  "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"name": "ca", "secret": {"secretName": "platform-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
         {"name": "auth", "configMap": {"name": "mlflow-auth"}},
         {"name": "tmp", "emptyDir": {}},
     ],
-    "containers": [{
-        "name": "mlflow",
-        "image": "ghcr.io/mlflow/mlflow:v3.18.0",
-        "command": ["mlflow"],
-        "args": [
-            "server", "--app-name", "basic-auth", "--host", "0.0.0.0", "--port", "5000",
-            "--workers", "2", "--backend-store-uri", BACKEND_URI,
-            "--serve-artifacts", "--artifacts-destination", f"s3://{BUCKET}/artifacts",
-            "--allowed-hosts", f"{INGRESS},{MLFLOW_SVC},{MLFLOW_SVC}:5000",
-            "--cors-allowed-origins", f"https://{INGRESS}",  # the UI's own origin
-            "--uvicorn-opts",
-            "--ssl-keyfile /etc/mlflow/tls/tls.key --ssl-certfile /etc/mlflow/tls/tls.crt",
-        ],
-        "env": [
-            _secret_ref("PGPASSWORD", "mlflow-db", "password"),  # libpq fallback: no pw in URIs
-            {"name": "MLFLOW_AUTH_CONFIG_PATH", "value": "/etc/mlflow/auth/basic_auth.ini"},
-            _secret_ref("MLFLOW_AUTH_ADMIN_PASSWORD", "mlflow-admin", "password"),
-            _secret_ref("MLFLOW_FLASK_SERVER_SECRET_KEY", "mlflow-admin", "flask-secret-key"),
-            {"name": "MLFLOW_S3_ENDPOINT_URL", "value": f"https://{MINIO}:9000"},
-            _secret_ref("AWS_ACCESS_KEY_ID", "mlflow-s3", "accessKey"),
-            _secret_ref("AWS_SECRET_ACCESS_KEY", "mlflow-s3", "secretKey"),
-            {"name": "AWS_DEFAULT_REGION", "value": "us-east-1"},
-            {"name": "CA_DIR", "value": "/etc/mlflow/ca"},
-            {"name": "AWS_CA_BUNDLE", "value": "$(CA_DIR)/ca.crt"},  # k8s $(VAR) expansion
-            {"name": "MLFLOW_DISABLE_TELEMETRY", "value": "true"},
-            {"name": "DO_NOT_TRACK", "value": "true"},
-            {"name": "TMPDIR", "value": "/tmp"},
-        ],
-        "volumeMounts": [
-            {"name": "tls", "mountPath": "/etc/mlflow/tls", "readOnly": True},
-            {"name": "ca", "mountPath": "/etc/mlflow/ca", "readOnly": True},
-            {"name": "ca", "mountPath": PG_CA, "subPath": "ca.crt", "readOnly": True},
-            {"name": "auth", "mountPath": "/etc/mlflow/auth", "readOnly": True},
-            {"name": "tmp", "mountPath": "/tmp"},
-        ],
-        "readinessProbe": {"httpGet": {"path": "/health", "port": 5000, "scheme": "HTTPS"}},
-    }],
+    "containers": [
+        {
+            "name": "mlflow",
+            "image": "ghcr.io/mlflow/mlflow:v3.18.0",
+            "command": ["mlflow"],
+            "args": [
+                "server",
+                "--app-name",
+                "basic-auth",
+                "--host",
+                "0.0.0.0",
+                "--port",
+                "5000",
+                "--workers",
+                "2",
+                "--backend-store-uri",
+                BACKEND_URI,
+                "--serve-artifacts",
+                "--artifacts-destination",
+                f"s3://{BUCKET}/artifacts",
+                "--allowed-hosts",
+                f"{INGRESS},{MLFLOW_SVC},{MLFLOW_SVC}:5000",
+                "--cors-allowed-origins",
+                f"https://{INGRESS}",  # the UI's own origin
+                "--uvicorn-opts",
+                "--ssl-keyfile /etc/mlflow/tls/tls.key --ssl-certfile /etc/mlflow/tls/tls.crt",
+            ],
+            "env": [
+                _secret_ref("PGPASSWORD", "mlflow-db", "password"),  # libpq fallback: no pw in URIs
+                {"name": "MLFLOW_AUTH_CONFIG_PATH", "value": "/etc/mlflow/auth/basic_auth.ini"},
+                _secret_ref("MLFLOW_AUTH_ADMIN_PASSWORD", "mlflow-admin", "password"),
+                _secret_ref("MLFLOW_FLASK_SERVER_SECRET_KEY", "mlflow-admin", "flask-secret-key"),
+                {"name": "MLFLOW_S3_ENDPOINT_URL", "value": f"https://{MINIO}:9000"},
+                _secret_ref("AWS_ACCESS_KEY_ID", "mlflow-s3", "accessKey"),
+                _secret_ref("AWS_SECRET_ACCESS_KEY", "mlflow-s3", "secretKey"),
+                {"name": "AWS_DEFAULT_REGION", "value": "us-east-1"},
+                {"name": "CA_DIR", "value": "/etc/mlflow/ca"},
+                {"name": "AWS_CA_BUNDLE", "value": "$(CA_DIR)/ca.crt"},  # k8s $(VAR) expansion
+                {"name": "MLFLOW_DISABLE_TELEMETRY", "value": "true"},
+                {"name": "DO_NOT_TRACK", "value": "true"},
+                {"name": "TMPDIR", "value": "/tmp"},
+            ],
+            "volumeMounts": [
+                {"name": "tls", "mountPath": "/etc/mlflow/tls", "readOnly": True},
+                {"name": "ca", "mountPath": "/etc/mlflow/ca", "readOnly": True},
+                {"name": "ca", "mountPath": PG_CA, "subPath": "ca.crt", "readOnly": True},
+                {"name": "auth", "mountPath": "/etc/mlflow/auth", "readOnly": True},
+                {"name": "tmp", "mountPath": "/tmp"},
+            ],
+            "readinessProbe": {"httpGet": {"path": "/health", "port": 5000, "scheme": "HTTPS"}},
+        }
+    ],
 }
 
 # Schema migrations as a Job run before the Deployment (see report: replicas racing on an empty
@@ -124,23 +140,30 @@ POD_SPEC = {
 MIGRATE_JOB_POD = {
     "restartPolicy": "Never",
     "volumes": [{"name": "ca", "secret": {"secretName": "platform-ca"}}],
-    "containers": [{
-        "name": "mlflow-db-migrate",
-        "image": "ghcr.io/mlflow/mlflow:v3.18.0",
-        "command": ["sh", "-c",
-                    'mlflow db upgrade "$MLFLOW_BACKEND_STORE_URI" && '
-                    'python -m mlflow.server.auth db upgrade --url "$AUTH_DB_URI"'],
-        "env": [
-            _secret_ref("PGPASSWORD", "mlflow-db", "password"),
-            {"name": "MLFLOW_BACKEND_STORE_URI", "value": BACKEND_URI},
-            {"name": "AUTH_DB_URI", "value": AUTH_DB_URI},
-            {"name": "MLFLOW_DISABLE_TELEMETRY", "value": "true"},
-        ],
-        "volumeMounts": [{"name": "ca", "mountPath": PG_CA, "subPath": "ca.crt"}],
-    }],
+    "containers": [
+        {
+            "name": "mlflow-db-migrate",
+            "image": "ghcr.io/mlflow/mlflow:v3.18.0",
+            "command": [
+                "sh",
+                "-c",
+                'mlflow db upgrade "$MLFLOW_BACKEND_STORE_URI" && '
+                'python -m mlflow.server.auth db upgrade --url "$AUTH_DB_URI"',
+            ],
+            "env": [
+                _secret_ref("PGPASSWORD", "mlflow-db", "password"),
+                {"name": "MLFLOW_BACKEND_STORE_URI", "value": BACKEND_URI},
+                {"name": "AUTH_DB_URI", "value": AUTH_DB_URI},
+                {"name": "MLFLOW_DISABLE_TELEMETRY", "value": "true"},
+            ],
+            "volumeMounts": [{"name": "ca", "mountPath": PG_CA, "subPath": "ca.crt"}],
+        }
+    ],
 }
 
-LAPTOP_CLIENT = svc.CLIENT_PRELUDE + r'''
+LAPTOP_CLIENT = (
+    svc.CLIENT_PRELUDE
+    + r"""
 import json, logging, os, tempfile, traceback
 import requests
 import mlflow
@@ -217,7 +240,8 @@ else:  # default client settings: trust /server-info
         out["upload_error"] = f"{type(exc).__name__}: {exc}"[:500]
 out["shim_denials"] = shim_denials[:5]
 print(json.dumps(out))
-'''
+"""
+)
 
 
 @pytest.fixture(scope="module")
@@ -237,14 +261,18 @@ def stack(tmp_path_factory):
     mlflow_ip = svc.free_loopback_address(5000)
     host_map = {PG_RW: pg_ip, MINIO: s3_ip}
 
-    with svc.postgres_server(work / "pg", server_cert_pem=pg_cert.cert_pem,
-                             server_key_pem=pg_cert.key_pem, ca_pem=ca.cert_pem,
-                             # as CNPG renders spec.postgresql.pg_hba (+ its catch-all)
-                             hba_rules=svc.cnpg_hba(["hostnossl all all all reject",
-                                                     "hostssl all all all scram-sha-256"]),
-                             listen_addr=pg_ip) as pg, \
-            svc.s3_server(work / "s3", cert_pem=s3_cert.cert_pem, key_pem=s3_cert.key_pem,
-                          listen_addr=s3_ip) as s3:
+    with (
+        svc.postgres_server(
+            work / "pg",
+            server_cert_pem=pg_cert.cert_pem,
+            server_key_pem=pg_cert.key_pem,
+            ca_pem=ca.cert_pem,
+            # as CNPG renders spec.postgresql.pg_hba (+ its catch-all)
+            hba_rules=svc.cnpg_hba(["hostnossl all all all reject", "hostssl all all all scram-sha-256"]),
+            listen_addr=pg_ip,
+        ) as pg,
+        svc.s3_server(work / "s3", cert_pem=s3_cert.cert_pem, key_pem=s3_cert.key_pem, listen_addr=s3_ip) as s3,
+    ):
         pg.ensure_role("mlflow", DB_PASSWORD)
         pg.ensure_database("mlflow", "mlflow")
         pg.ensure_database("mlflow_auth", "mlflow")
@@ -256,34 +284,61 @@ def stack(tmp_path_factory):
         config_maps = svc.k8s_config_maps(objects, namespace=NS)
         job = MIGRATE_JOB_POD["containers"][0]
         _, job_rc, job_output = svc.run_container_job(
-            job, secrets=secrets, host_map=host_map, workdir=work / "migrate", timeout=150,
-            files_by_mount=svc.files_by_mount_from_pod(MIGRATE_JOB_POD, job, secrets=secrets))
+            job,
+            secrets=secrets,
+            host_map=host_map,
+            workdir=work / "migrate",
+            timeout=150,
+            files_by_mount=svc.files_by_mount_from_pod(MIGRATE_JOB_POD, job, secrets=secrets),
+        )
         container = POD_SPEC["containers"][0]
-        files = svc.files_by_mount_from_pod(POD_SPEC, container, secrets=secrets,
-                                            config_maps=config_maps)
-        with svc.mlflow_server_from_container(
-                container, secrets=secrets, files_by_mount=files, host_map=host_map,
-                workdir=work / "mlflow", listen_addr=mlflow_ip, config_maps=config_maps,
-                timeout=150) as server, \
-                svc.ingress_proxy(work / "ingress", cert_pem=ingress_cert.cert_pem,
-                                  key_pem=ingress_cert.key_pem, upstream_address=server.address,
-                                  upstream_port=server.port, upstream_server_name=MLFLOW_SVC,
-                                  upstream_ca_file=str(work / "ca.crt"),
-                                  listen_addr=svc.free_loopback_address(8443),
-                                  deny_paths=SERVER_INFO_PATHS) as ingress:
+        files = svc.files_by_mount_from_pod(POD_SPEC, container, secrets=secrets, config_maps=config_maps)
+        with (
+            svc.mlflow_server_from_container(
+                container,
+                secrets=secrets,
+                files_by_mount=files,
+                host_map=host_map,
+                workdir=work / "mlflow",
+                listen_addr=mlflow_ip,
+                config_maps=config_maps,
+                timeout=150,
+            ) as server,
+            svc.ingress_proxy(
+                work / "ingress",
+                cert_pem=ingress_cert.cert_pem,
+                key_pem=ingress_cert.key_pem,
+                upstream_address=server.address,
+                upstream_port=server.port,
+                upstream_server_name=MLFLOW_SVC,
+                upstream_ca_file=str(work / "ca.crt"),
+                listen_addr=svc.free_loopback_address(8443),
+                deny_paths=SERVER_INFO_PATHS,
+            ) as ingress,
+        ):
             yield SimpleNamespace(
-                work=work, ca=ca, pg=pg, s3=s3, server=server, ingress=ingress,
-                job_rc=job_rc, job_output=job_output,
+                work=work,
+                ca=ca,
+                pg=pg,
+                s3=s3,
+                server=server,
+                ingress=ingress,
+                job_rc=job_rc,
+                job_output=job_output,
                 host_map=host_map,
                 # laptop -> the tracking server directly (its cert carries the ingress name)
                 direct_map={f"{INGRESS}:443": f"{server.address}:{server.port}"},
                 # laptop -> ingress stand-in that hides /server-info -> tracking server
-                ingress_map={f"{INGRESS}:443": f"{ingress.host}:{ingress.port}"})
+                ingress_map={f"{INGRESS}:443": f"{ingress.host}:{ingress.port}"},
+            )
 
 
 def _laptop(stack, mode, name, host_map, **env):
     proc = svc.run_python_client(
-        LAPTOP_CLIENT, workdir=stack.work, name=name, host_map=host_map,
+        LAPTOP_CLIENT,
+        workdir=stack.work,
+        name=name,
+        host_map=host_map,
         env={
             "CLIENT_MODE": mode,
             "MLFLOW_TRACKING_URI": f"https://{INGRESS}",
@@ -298,40 +353,53 @@ def _laptop(stack, mode, name, host_map, **env):
             "BIG_ARTIFACT_BYTES": str(2 * 1024 * 1024),
             **env,
         },
-        timeout=120)
+        timeout=120,
+    )
     return svc.last_json_line(proc.stdout)
 
 
 @pytest.fixture(scope="module")
 def pinned_run(stack):
     """Laptop client pinned to the proxied artifact path (multipart via presigned URLs off)."""
-    return _laptop(stack, "roundtrip", "laptop-pinned", stack.direct_map,
-                   EXPERIMENT_NAME="pinned-client",
-                   MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD="false",
-                   MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD="false")
+    return _laptop(
+        stack,
+        "roundtrip",
+        "laptop-pinned",
+        stack.direct_map,
+        EXPERIMENT_NAME="pinned-client",
+        MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD="false",
+        MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD="false",
+    )
 
 
 @pytest.fixture(scope="module")
 def hidden_info_run(stack):
     """Laptop client with default settings, via an ingress that answers 404 for /server-info."""
-    return _laptop(stack, "roundtrip", "laptop-via-ingress", stack.ingress_map,
-                   EXPERIMENT_NAME="default-client-via-ingress")
+    return _laptop(
+        stack, "roundtrip", "laptop-via-ingress", stack.ingress_map, EXPERIMENT_NAME="default-client-via-ingress"
+    )
 
 
 def test_migration_job_prepared_both_schemas_before_the_server_started(stack):
     assert stack.job_rc == 0
     assert "Creating initial MLflow database tables" in stack.job_output
     assert "Creating initial MLflow database tables" not in stack.server.log_text()
-    assert stack.pg.execute("SELECT count(*) FROM alembic_version_auth",
-                            dbname="mlflow_auth") == [(1,)]
+    assert stack.pg.execute("SELECT count(*) FROM alembic_version_auth", dbname="mlflow_auth") == [(1,)]
 
 
 def test_server_ran_the_container_command_with_only_infrastructure_env_added(stack):
     server = stack.server
     assert server.argv[:2] == ["mlflow", "server"]
     assert server.argv[server.argv.index("--host") + 1] == server.address
-    assert set(server.added_env) <= {"PATH", "HOME", "LANG", "PYTHONUNBUFFERED", "PYTHONPATH",
-                                     "K8S_DNS_SHIM", "PGHOSTADDR"}
+    assert set(server.added_env) <= {
+        "PATH",
+        "HOME",
+        "LANG",
+        "PYTHONUNBUFFERED",
+        "PYTHONPATH",
+        "K8S_DNS_SHIM",
+        "PGHOSTADDR",
+    }
     assert server.added_env["PGHOSTADDR"] == stack.pg.host
     assert "REQUESTS_CA_BUNDLE" not in server.env and "SSL_CERT_FILE" not in server.env
     assert server.env["AWS_CA_BUNDLE"] == str(server.host_path("/etc/mlflow/ca/ca.crt"))
@@ -368,8 +436,15 @@ def test_default_client_stays_on_the_proxy_unless_the_server_opts_in(stack, pinn
     direct transfers need an endpoint clients reach and trust."""
     assert pinned_run["server_info"]["multipart_downloads_enabled"] is False
     assert pinned_run["server_info"]["multipart_uploads_enabled"] is False
-    r = _laptop(stack, "default", "laptop-default", stack.direct_map, RUN_ID=pinned_run["run_id"],
-                EXPERIMENT_ID=pinned_run["experiment_id"], MLFLOW_HTTP_REQUEST_MAX_RETRIES="0")
+    r = _laptop(
+        stack,
+        "default",
+        "laptop-default",
+        stack.direct_map,
+        RUN_ID=pinned_run["run_id"],
+        EXPERIMENT_ID=pinned_run["experiment_id"],
+        MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
+    )
     assert r["presigned_status"] == 200
     assert r["presigned_url_host"] == MINIO
     assert r["download_error"] is None
@@ -377,8 +452,7 @@ def test_default_client_stays_on_the_proxy_unless_the_server_opts_in(stack, pinn
     assert r["shim_denials"] == []
 
 
-def test_default_client_uses_proxied_artifacts_when_ingress_hides_server_info(stack,
-                                                                              hidden_info_run):
+def test_default_client_uses_proxied_artifacts_when_ingress_hides_server_info(stack, hidden_info_run):
     """No client-side settings at all: /server-info answered 404 by the ingress makes the client
     treat multipart/presigned as unsupported, so up- and downloads go through the tracking
     server (and the laptop never resolves the S3 name)."""
@@ -390,8 +464,7 @@ def test_default_client_uses_proxied_artifacts_when_ingress_hides_server_info(st
     assert r["shim_denials"] == []
     seen = stack.ingress.requests_seen
     assert ("GET", "/api/3.0/mlflow/server-info") in seen
-    assert not any("/mlflow-artifacts/presigned/" in p or "/mlflow-artifacts/mpu/" in p
-                   for _, p in seen)
+    assert not any("/mlflow-artifacts/presigned/" in p or "/mlflow-artifacts/mpu/" in p for _, p in seen)
     assert any(m == "PUT" and p.endswith("/data/big.bin") for m, p in seen)
 
 
@@ -404,8 +477,12 @@ def test_allowed_hosts_and_cors_origins(stack):
         conn = http.client.HTTPConnection(stack.server.address, stack.server.port, timeout=10)
         conn.sock = ctx.wrap_socket(raw, server_hostname=INGRESS)
         try:
-            conn.request(method, path, body=b"{}" if method == "POST" else None,
-                         headers={"Host": host, "Content-Type": "application/json", **headers})
+            conn.request(
+                method,
+                path,
+                body=b"{}" if method == "POST" else None,
+                headers={"Host": host, "Content-Type": "application/json", **headers},
+            )
             return conn.getresponse().status
         finally:
             conn.close()
@@ -436,17 +513,19 @@ def test_postgres_requires_tls_trusted_ca_and_san_match(stack):
     finally:
         ok.close()
     # auth DB migrated and admin bootstrapped from the secret, on PostgreSQL
-    assert pg.execute("SELECT username, is_admin FROM users", dbname="mlflow_auth") == [
-        (ADMIN_USER, True)]
+    assert pg.execute("SELECT username, is_admin FROM users", dbname="mlflow_auth") == [(ADMIN_USER, True)]
     with pytest.raises(psycopg2.OperationalError, match="no encryption"):
-        pg.connect_tcp(host_name=PG_RW, user="mlflow", password=DB_PASSWORD, dbname="mlflow",
-                       sslmode="disable")
+        pg.connect_tcp(host_name=PG_RW, user="mlflow", password=DB_PASSWORD, dbname="mlflow", sslmode="disable")
     with pytest.raises(psycopg2.OperationalError, match="certificate verify failed"):
-        pg.connect_tcp(host_name=PG_RW, user="mlflow", password=DB_PASSWORD, dbname="mlflow",
-                       sslrootcert=str(stack.work / "other-ca.crt"))
+        pg.connect_tcp(
+            host_name=PG_RW,
+            user="mlflow",
+            password=DB_PASSWORD,
+            dbname="mlflow",
+            sslrootcert=str(stack.work / "other-ca.crt"),
+        )
     with pytest.raises(psycopg2.OperationalError, match="does not match host name"):
-        pg.connect_tcp(host_name=PG_NOT_IN_SAN, user="mlflow", password=DB_PASSWORD,
-                       dbname="mlflow")
+        pg.connect_tcp(host_name=PG_NOT_IN_SAN, user="mlflow", password=DB_PASSWORD, dbname="mlflow")
 
 
 def test_s3_requires_tls_trusted_ca_and_san_match(stack):
@@ -457,8 +536,7 @@ def test_s3_requires_tls_trusted_ca_and_san_match(stack):
     with svc.dns_patched({**stack.host_map, wrong_name: stack.s3.host}):
         assert stack.s3.client(endpoint_name=MINIO, ca_file=ca).head_bucket(Bucket=BUCKET)
         with pytest.raises(SSLError, match="CERTIFICATE_VERIFY_FAILED"):
-            stack.s3.client(endpoint_name=MINIO, ca_file=str(stack.work / "other-ca.crt")) \
-                .head_bucket(Bucket=BUCKET)
+            stack.s3.client(endpoint_name=MINIO, ca_file=str(stack.work / "other-ca.crt")).head_bucket(Bucket=BUCKET)
         with pytest.raises(SSLError, match="[Hh]ostname mismatch|doesn't match"):
             stack.s3.client(endpoint_name=wrong_name, ca_file=ca).head_bucket(Bucket=BUCKET)
     # plain HTTP to the TLS port never yields an S3 answer
@@ -481,14 +559,10 @@ def test_tracking_server_tls_refuses_wrong_ca_wrong_name_and_plain_http(stack):
     laptop = {INGRESS: stack.server.address, wrong_name: stack.server.address}
     port = stack.server.port
     with svc.dns_patched(laptop):
-        assert requests.get(f"{url_ok}:{port}/health", verify=str(stack.work / "ca.crt"),
-                            timeout=10).status_code == 200
+        assert requests.get(f"{url_ok}:{port}/health", verify=str(stack.work / "ca.crt"), timeout=10).status_code == 200
         with pytest.raises(requests.exceptions.SSLError, match="CERTIFICATE_VERIFY_FAILED"):
-            requests.get(f"{url_ok}:{port}/health", verify=str(stack.work / "other-ca.crt"),
-                         timeout=10)
+            requests.get(f"{url_ok}:{port}/health", verify=str(stack.work / "other-ca.crt"), timeout=10)
         with pytest.raises(requests.exceptions.SSLError, match="[Hh]ostname mismatch|match"):
-            requests.get(f"https://{wrong_name}:{port}/health",
-                         verify=str(stack.work / "ca.crt"), timeout=10)
+            requests.get(f"https://{wrong_name}:{port}/health", verify=str(stack.work / "ca.crt"), timeout=10)
         with pytest.raises(requests.exceptions.ConnectionError):
             requests.get(f"http://{INGRESS}:{port}/health", timeout=10)
-

@@ -76,7 +76,9 @@ PARALLEL_CLIENTS = 4
 
 # --------------------------------------------------------------------------- the laptop client
 
-LAPTOP_CLIENT = svc.CLIENT_PRELUDE + r'''
+LAPTOP_CLIENT = (
+    svc.CLIENT_PRELUDE
+    + r'''
 import json, logging, os, sys, tempfile, time
 import requests
 
@@ -204,6 +206,7 @@ out["requests"] = seen
 out["shim_denials"] = shim_denials[:5]
 print(json.dumps(out))
 '''
+)
 
 
 # --------------------------------------------------------------------------- rendered material
@@ -223,8 +226,9 @@ def _san_dns_names(cert_pem: str) -> set[str]:
     from cryptography import x509
 
     cert = x509.load_pem_x509_certificate(cert_pem.encode())
-    return set(cert.extensions.get_extension_for_class(
-        x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName))
+    return set(
+        cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    )
 
 
 # --------------------------------------------------------------------------- services
@@ -260,8 +264,9 @@ def _managed_role(r) -> SimpleNamespace:
     """MLflow's role as the operator sees it: the Cluster's managed role + its password Secret."""
     role = _one(r.cluster["spec"]["managed"]["roles"], "managed role")
     secret_name = role["passwordSecret"]["name"]
-    return SimpleNamespace(spec=role, name=role["name"], secret_obj=r.secret_obj(secret_name),
-                           password=r.secrets[secret_name]["password"])
+    return SimpleNamespace(
+        spec=role, name=role["name"], secret_obj=r.secret_obj(secret_name), password=r.secrets[secret_name]["password"]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -284,13 +289,27 @@ def wired(tmp_path_factory):
     with contextlib.ExitStack() as stack:
         # enableSuperuserAccess: false -> no password for the superuser, socket access only.
         assert r.cluster["spec"]["enableSuperuserAccess"] is False
-        pg = stack.enter_context(svc.postgres_server(
-            work / "pg", server_cert_pem=r.pg_tls["tls.crt"], server_key_pem=r.pg_tls["tls.key"],
-            ca_pem=r.pg_tls["ca.crt"], hba_rules=svc.cnpg_hba(r.pg_hba), listen_addr=pg_ip,
-            port=r.pg_port, superuser_network_login=False))
-        s3 = stack.enter_context(svc.s3_server(
-            work / "s3", cert_pem=r.minio_tls["tls.crt"], key_pem=r.minio_tls["tls.key"],
-            listen_addr=s3_ip, port=r.s3_port))
+        pg = stack.enter_context(
+            svc.postgres_server(
+                work / "pg",
+                server_cert_pem=r.pg_tls["tls.crt"],
+                server_key_pem=r.pg_tls["tls.key"],
+                ca_pem=r.pg_tls["ca.crt"],
+                hba_rules=svc.cnpg_hba(r.pg_hba),
+                listen_addr=pg_ip,
+                port=r.pg_port,
+                superuser_network_login=False,
+            )
+        )
+        s3 = stack.enter_context(
+            svc.s3_server(
+                work / "s3",
+                cert_pem=r.minio_tls["tls.crt"],
+                key_pem=r.minio_tls["tls.key"],
+                listen_addr=s3_ip,
+                port=r.s3_port,
+            )
+        )
 
         # What CloudNativePG's instance manager does with the rendered objects (local superuser).
         role_actions = operators.cnpg_reconcile_roles(pg, r.cluster, r.objects)
@@ -308,28 +327,50 @@ def wired(tmp_path_factory):
         job_runs = []
         for c in [*(r.job_pod.get("initContainers") or []), *r.job_pod["containers"]]:
             prepared, rc, output = svc.run_container_job(
-                c, secrets=r.secrets, config_maps=r.config_maps, host_map=host_map,
-                files_by_mount=svc.files_by_mount_from_pod(r.job_pod, c, secrets=r.secrets,
-                                                           config_maps=r.config_maps),
-                workdir=work / "migrate" / c["name"], timeout=150)
-            job_runs.append(SimpleNamespace(name=c["name"], prepared=prepared, rc=rc,
-                                            output=output))
+                c,
+                secrets=r.secrets,
+                config_maps=r.config_maps,
+                host_map=host_map,
+                files_by_mount=svc.files_by_mount_from_pod(r.job_pod, c, secrets=r.secrets, config_maps=r.config_maps),
+                workdir=work / "migrate" / c["name"],
+                timeout=150,
+            )
+            job_runs.append(SimpleNamespace(name=c["name"], prepared=prepared, rc=rc, output=output))
 
-        files = svc.files_by_mount_from_pod(r.pod, r.container, secrets=r.secrets,
-                                            config_maps=r.config_maps)
-        runner = ServerRunner(container=r.container, secrets=r.secrets, files_by_mount=files,
-                              host_map=host_map, workdir=work / "mlflow", listen_addr=mlflow_ip,
-                              config_maps=r.config_maps, timeout=150)
+        files = svc.files_by_mount_from_pod(r.pod, r.container, secrets=r.secrets, config_maps=r.config_maps)
+        runner = ServerRunner(
+            container=r.container,
+            secrets=r.secrets,
+            files_by_mount=files,
+            host_map=host_map,
+            workdir=work / "mlflow",
+            listen_addr=mlflow_ip,
+            config_maps=r.config_maps,
+            timeout=150,
+        )
         stack.callback(runner.stop)
         runner.start()
 
         tracking_host, tracking_port = _host_port(r.outputs["trackingUrl"], 80)
         yield SimpleNamespace(
-            r=r, work=work, pg=pg, s3=s3, pg_ca=pg_ca, minio_ca=minio_ca, host_map=host_map,
-            role=role, role_actions=role_actions, database_actions=database_actions,
-            bootstrap=bootstrap, bootstrap_runs=bootstrap_runs, bucket=bucket,
-            job_runs=job_runs, runner=runner, tracking_host=tracking_host,
-            tracking_port=tracking_port)
+            r=r,
+            work=work,
+            pg=pg,
+            s3=s3,
+            pg_ca=pg_ca,
+            minio_ca=minio_ca,
+            host_map=host_map,
+            role=role,
+            role_actions=role_actions,
+            database_actions=database_actions,
+            bootstrap=bootstrap,
+            bootstrap_runs=bootstrap_runs,
+            bucket=bucket,
+            job_runs=job_runs,
+            runner=runner,
+            tracking_host=tracking_host,
+            tracking_port=tracking_port,
+        )
 
 
 def _laptop(w, mode: str, name: str, check: bool = True, **env):
@@ -337,22 +378,28 @@ def _laptop(w, mode: str, name: str, check: bool = True, **env):
     server = w.runner.server
     proc = svc.run_python_client(
         # A bound, not a proof: generous because the machine may be shared with heavy jobs.
-        LAPTOP_CLIENT, workdir=w.work, name=name, check=check, timeout=300,
+        LAPTOP_CLIENT,
+        workdir=w.work,
+        name=name,
+        check=check,
+        timeout=300,
         host_map={f"{w.tracking_host}:{w.tracking_port}": f"{server.address}:{server.port}"},
         deny=("*.svc", "*.svc.cluster.local"),
         env={
             "MLFLOW_TRACKING_URI": w.r.outputs["trackingUrl"],
             "MLFLOW_TRACKING_USERNAME": w.r.outputs["adminUser"],
             "MLFLOW_TRACKING_PASSWORD": w.r.outputs["adminPassword"],
-            **CLIENT_TUNING, "CLIENT_MODE": mode, **env,
-        })
+            **CLIENT_TUNING,
+            "CLIENT_MODE": mode,
+            **env,
+        },
+    )
     if not check:
         return proc
     return svc.last_json_line(proc.stdout)
 
 
-def _http(server, path: str, host: str, auth: tuple[str, str] | None = None,
-          method: str = "GET") -> tuple[int, bytes]:
+def _http(server, path: str, host: str, auth: tuple[str, str] | None = None, method: str = "GET") -> tuple[int, bytes]:
     conn = http.client.HTTPConnection(server.address, server.port, timeout=15)
     headers = {"Host": host}
     if auth:
@@ -376,15 +423,19 @@ def _assert_proxied_only(result: dict, tracking_host: str) -> None:
     """Every request went to the tracking URL host; no presigned/multipart endpoint was used."""
     hosts = {h for _, h, _, _ in result["requests"]}
     assert hosts == {tracking_host}, hosts
-    assert not [p for _, _, _, p in result["requests"]
-                if "/mlflow-artifacts/mpu/" in p or "/presigned/" in p]
+    assert not [p for _, _, _, p in result["requests"] if "/mlflow-artifacts/mpu/" in p or "/presigned/" in p]
     assert result["shim_denials"] == []
 
 
 @pytest.fixture(scope="module")
 def first_run(wired):
-    return _laptop(wired, "roundtrip", "laptop-roundtrip", EXPERIMENT_NAME="wired-stack",
-                   BIG_ARTIFACT_BYTES=str(BIG_ARTIFACT_BYTES))
+    return _laptop(
+        wired,
+        "roundtrip",
+        "laptop-roundtrip",
+        EXPERIMENT_NAME="wired-stack",
+        BIG_ARTIFACT_BYTES=str(BIG_ARTIFACT_BYTES),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -393,9 +444,17 @@ def after_restart(wired, first_run):
     old_pid = old.process.pid
     new = wired.runner.restart()
     assert not old.process.alive()
-    return SimpleNamespace(old_pid=old_pid, server=new, result=_laptop(
-        wired, "readback", "laptop-after-restart", RUN_ID=first_run["run_id"],
-        EXPERIMENT_ID=first_run["experiment_id"]))
+    return SimpleNamespace(
+        old_pid=old_pid,
+        server=new,
+        result=_laptop(
+            wired,
+            "readback",
+            "laptop-after-restart",
+            RUN_ID=first_run["run_id"],
+            EXPERIMENT_ID=first_run["experiment_id"],
+        ),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -404,9 +463,16 @@ def parallel_runs(wired, first_run, after_restart):
     barrier.mkdir()
 
     def one(i: int):
-        return _laptop(wired, "parallel", f"laptop-parallel-{i}", check=False, WORKER=str(i),
-                       EXPERIMENT_ID=first_run["experiment_id"], BARRIER_DIR=str(barrier),
-                       BARRIER_N=str(PARALLEL_CLIENTS))
+        return _laptop(
+            wired,
+            "parallel",
+            f"laptop-parallel-{i}",
+            check=False,
+            WORKER=str(i),
+            EXPERIMENT_ID=first_run["experiment_id"],
+            BARRIER_DIR=str(barrier),
+            BARRIER_N=str(PARALLEL_CLIENTS),
+        )
 
     with ThreadPoolExecutor(PARALLEL_CLIENTS) as pool:
         procs = list(pool.map(one, range(PARALLEL_CLIENTS)))
@@ -427,9 +493,10 @@ def test_rendered_material_is_self_consistent(wired):
     assert "superuserSecret" not in r.cluster["spec"]
     assert not [n for n, data in r.secrets.items() if data.get("username") == "postgres"]
     # The two Database objects of this Cluster, owned by that role.
-    assert {(d["spec"]["name"], d["spec"]["owner"], d["spec"]["cluster"]["name"])
-            for d in r.databases} == {("mlflow", role.name, r.cluster["metadata"]["name"]),
-                                      ("mlflow_auth", role.name, r.cluster["metadata"]["name"])}
+    assert {(d["spec"]["name"], d["spec"]["owner"], d["spec"]["cluster"]["name"]) for d in r.databases} == {
+        ("mlflow", role.name, r.cluster["metadata"]["name"]),
+        ("mlflow_auth", role.name, r.cluster["metadata"]["name"]),
+    }
     # The URIs carry exactly that role, its Secret's password and those databases.
     for key, db in (("backend-store-uri", "mlflow"), ("auth-database-uri", "mlflow_auth")):
         env_secret = next(s for s in r.secrets.values() if key in s)
@@ -448,27 +515,39 @@ def test_rendered_material_is_self_consistent(wired):
     assert f"s3://{wired.bucket}/artifacts" in r.container["args"]
     assert r.outputs["bucket"] == wired.bucket
     # The pods' egress policy covers exactly what this run uses: DNS, PostgreSQL, MinIO.
-    egress = _one([p for p in r.ev.k8s("NetworkPolicy")
-                   if p["spec"].get("policyTypes") == ["Egress"]
-                   and p["spec"]["podSelector"]["matchLabels"].items()
-                   <= r.pod_labels.items()], "MLflow egress NetworkPolicy")
-    ports = {(port["port"], port.get("protocol", "TCP"))
-             for rule in egress["spec"]["egress"] for port in rule.get("ports", [])}
+    egress = _one(
+        [
+            p
+            for p in r.ev.k8s("NetworkPolicy")
+            if p["spec"].get("policyTypes") == ["Egress"]
+            and p["spec"]["podSelector"]["matchLabels"].items() <= r.pod_labels.items()
+        ],
+        "MLflow egress NetworkPolicy",
+    )
+    ports = {
+        (port["port"], port.get("protocol", "TCP"))
+        for rule in egress["spec"]["egress"]
+        for port in rule.get("ports", [])
+    }
     assert ports == {(53, "UDP"), (53, "TCP"), (PG_PORT, "TCP"), (S3_PORT, "TCP")}
 
 
 def test_operator_created_role_and_databases_from_the_rendered_objects(wired):
     pg, role = wired.pg, wired.role
-    assert wired.role_actions == [{"name": role.name, "action": "created",
-                                   "password_from": role.secret_obj["metadata"]["name"]}]
+    assert wired.role_actions == [
+        {"name": role.name, "action": "created", "password_from": role.secret_obj["metadata"]["name"]}
+    ]
     assert pg.execute(
         "SELECT rolcanlogin, rolsuper, rolinherit, rolcreatedb, rolcreaterole, "
         "shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s",
-        (role.name,)) == [(True, False, True, False, False, role.spec["comment"])]
-    assert sorted(pg.execute(
-        "SELECT datname, pg_get_userbyid(datdba) FROM pg_database "
-        "WHERE datname NOT IN ('postgres', 'template0', 'template1')")) == [
-        ("mlflow", role.name), ("mlflow_auth", role.name)]
+        (role.name,),
+    ) == [(True, False, True, False, False, role.spec["comment"])]
+    assert sorted(
+        pg.execute(
+            "SELECT datname, pg_get_userbyid(datdba) FROM pg_database "
+            "WHERE datname NOT IN ('postgres', 'template0', 'template1')"
+        )
+    ) == [("mlflow", role.name), ("mlflow_auth", role.name)]
     assert [a["status"] for a in wired.database_actions] == [{"applied": True}] * 2
     # Reconciling again (the operator loops) changes nothing and fails on nothing.
     assert operators.cnpg_reconcile_roles(pg, wired.r.cluster, wired.r.objects)[0]["action"] == "altered"
@@ -481,16 +560,20 @@ def test_postgres_has_no_superuser_login_over_the_network(wired):
     import psycopg2
 
     pg = wired.pg
-    assert pg.execute("SELECT rolpassword IS NULL FROM pg_authid WHERE rolname = %s",
-                      (pg.superuser,)) == [(True,)]
+    assert pg.execute("SELECT rolpassword IS NULL FROM pg_authid WHERE rolname = %s", (pg.superuser,)) == [(True,)]
     for password in (pg.superuser_password, ""):
-        with pytest.raises(psycopg2.OperationalError, match="password authentication failed|"
-                                                           "no password supplied"):
-            pg.connect_tcp(host_name=PG_HOST, sslrootcert=str(wired.pg_ca), user=pg.superuser,
-                           password=password, dbname="postgres")
+        with pytest.raises(psycopg2.OperationalError, match="password authentication failed|no password supplied"):
+            pg.connect_tcp(
+                host_name=PG_HOST, sslrootcert=str(wired.pg_ca), user=pg.superuser, password=password, dbname="postgres"
+            )
     # Control: the same path as MLflow's role works.
-    pg.connect_tcp(host_name=PG_HOST, sslrootcert=str(wired.pg_ca), user=wired.role.name,
-                   password=wired.role.password, dbname="mlflow").close()
+    pg.connect_tcp(
+        host_name=PG_HOST,
+        sslrootcert=str(wired.pg_ca),
+        user=wired.role.name,
+        password=wired.role.password,
+        dbname="mlflow",
+    ).close()
 
 
 def _call_kinds(calls: list[dict]) -> list[str]:
@@ -505,7 +588,8 @@ def test_minio_bootstrap_runs_its_script_in_order_with_the_rendered_env(wired):
     script_path = c["command"][-1]
     assert run.prepared.argv == ["/bin/sh", str(run.prepared.host_path(script_path))]
     assert run.prepared.host_path(script_path).read_text() == svc._rewrite(
-        REPO_BOOTSTRAP_SCRIPT.read_text(), run.prepared.path_map)
+        REPO_BOOTSTRAP_SCRIPT.read_text(), run.prepared.path_map
+    )
     assert set(run.prepared.added_env) <= INFRA_ENV | set(BOOTSTRAP_STANDIN_ENV)
     env = svc.resolve_container_env(c, secrets=r.secrets, config_maps=r.config_maps)
     for name, value in env.items():  # every rendered env var, only mount paths rewritten
@@ -513,22 +597,36 @@ def test_minio_bootstrap_runs_its_script_in_order_with_the_rendered_env(wired):
 
     # Order: wait for MinIO (2 refusals, then ready), bucket, user, policy, attachment.
     assert _call_kinds(run.calls) == ["admin info platform"] * 3 + [
-        "mb", "admin user add", "admin policy create", "admin policy attach"]
+        "mb",
+        "admin user add",
+        "admin policy create",
+        "admin policy attach",
+    ]
     assert [x["exit"] for x in run.calls] == [1, 1, 0, 0, 0, 0, 0]
     mb, user_add, policy_create, attach = (x["argv"] for x in run.calls[3:])
     assert mb == ["mb", "--ignore-existing", "--region", env["REGION"], f"platform/{env['BUCKET']}"]
     assert user_add == ["admin", "user", "add", "platform", env["USER_ACCESS_KEY"], env["USER_SECRET_KEY"]]
-    assert policy_create == ["admin", "policy", "create", "platform", env["POLICY_NAME"],
-                             str(run.prepared.host_path(env["POLICY_FILE"]))]
-    assert attach == ["admin", "policy", "attach", "platform", env["POLICY_NAME"], "--user",
-                      env["USER_ACCESS_KEY"]]
+    assert policy_create == [
+        "admin",
+        "policy",
+        "create",
+        "platform",
+        env["POLICY_NAME"],
+        str(run.prepared.host_path(env["POLICY_FILE"])),
+    ]
+    assert attach == ["admin", "policy", "attach", "platform", env["POLICY_NAME"], "--user", env["USER_ACCESS_KEY"]]
     # Every call: root credentials from MinIO's env-file Secret, the in-cluster endpoint, and
     # MinIO's CA (only) where mc looks for trusted CAs, inside the pod's /tmp emptyDir.
     root = wiring.env_file_values(r.minio_root_env)
     for x in run.calls:
-        assert x["mc_hosts"] == {"MC_HOST_platform": {
-            "scheme": "https", "user": root["MINIO_ROOT_USER"], "endpoint": env["MINIO_ENDPOINT"],
-            "password_is_root": True}}, x
+        assert x["mc_hosts"] == {
+            "MC_HOST_platform": {
+                "scheme": "https",
+                "user": root["MINIO_ROOT_USER"],
+                "endpoint": env["MINIO_ENDPOINT"],
+                "password_is_root": True,
+            }
+        }, x
         assert x["ca_files"] == {"platform-ca.crt": r.minio_tls["ca.crt"]}
         assert x["mc_config_dir"].startswith(str(run.prepared.host_path("/tmp")) + "/")
 
@@ -538,8 +636,9 @@ def test_minio_bootstrap_runs_its_script_in_order_with_the_rendered_env(wired):
     assert state["buckets"] == {wired.bucket: {"region": env["REGION"]}}
     files = next(v["configMap"]["name"] for v in wired.r.bootstrap_pod["volumes"] if "configMap" in v)
     assert state["policies"] == {env["POLICY_NAME"]: json.loads(r.config_maps[files]["policy.json"])}
-    assert state["users"] == {r.env["AWS_ACCESS_KEY_ID"]: {"secret_key": r.env["AWS_SECRET_ACCESS_KEY"],
-                                                           "status": "enabled"}}
+    assert state["users"] == {
+        r.env["AWS_ACCESS_KEY_ID"]: {"secret_key": r.env["AWS_SECRET_ACCESS_KEY"], "status": "enabled"}
+    }
     assert state["attachments"] == {r.env["AWS_ACCESS_KEY_ID"]: [env["POLICY_NAME"]]}
     resources = {res for st in state["policies"][env["POLICY_NAME"]]["Statement"] for res in st["Resource"]}
     assert resources == {f"arn:aws:s3:::{wired.bucket}", f"arn:aws:s3:::{wired.bucket}/*"}
@@ -552,11 +651,17 @@ def test_minio_bootstrap_second_run_changes_nothing(wired):
     first, second = wired.bootstrap_runs
     assert second.rc == 0, second.output
     # MinIO answers at once now; the same calls; the attachment is reported, not an error.
-    assert _call_kinds(second.calls) == ["admin info platform", "mb", "admin user add",
-                                         "admin policy create", "admin policy attach"]
+    assert _call_kinds(second.calls) == [
+        "admin info platform",
+        "mb",
+        "admin user add",
+        "admin policy create",
+        "admin policy attach",
+    ]
     # (each run is a new pod: its materialised volumes live under its own root)
-    assert [[a.replace(str(second.prepared.root), "<pod>") for a in x["argv"]] for x in second.calls[1:]] \
-        == [[a.replace(str(first.prepared.root), "<pod>") for a in x["argv"]] for x in first.calls[3:]]
+    assert [[a.replace(str(second.prepared.root), "<pod>") for a in x["argv"]] for x in second.calls[1:]] == [
+        [a.replace(str(first.prepared.root), "<pod>") for a in x["argv"]] for x in first.calls[3:]
+    ]
     assert second.calls[-1]["exit"] == 1
     assert second.calls[-1]["stderr"] == mc_standin.ALREADY_IN_EFFECT
     assert "already attached" in second.output
@@ -569,8 +674,9 @@ def test_minio_bootstrap_applies_a_rotated_key_and_a_changed_policy(wired, tmp_p
     applied by the next run on the existing store; bucket and attachment stay as they are."""
     r = wired.r
     env = svc.resolve_container_env(r.bootstrap_container, secrets=r.secrets, config_maps=r.config_maps)
-    key_secret = next(e["valueFrom"]["secretKeyRef"]["name"] for e in r.bootstrap_container["env"]
-                      if e["name"] == "USER_SECRET_KEY")
+    key_secret = next(
+        e["valueFrom"]["secretKeyRef"]["name"] for e in r.bootstrap_container["env"] if e["name"] == "USER_SECRET_KEY"
+    )
     files = next(v["configMap"]["name"] for v in r.bootstrap_pod["volumes"] if "configMap" in v)
     policy = json.loads(r.config_maps[files]["policy.json"])
     policy["Statement"][1]["Action"].remove("s3:DeleteObject")
@@ -598,21 +704,26 @@ def test_migration_job_ran_in_order_against_tls_postgres(wired):
         assert j.prepared.added_env["PGHOSTADDR"] == wired.pg.host
         assert f"@{PG_HOST}:{PG_PORT}/" in j.prepared.argv[-1]
     assert wired.pg.execute("SELECT count(*) FROM alembic_version", dbname="mlflow") == [(1,)]
-    assert wired.pg.execute("SELECT count(*) FROM alembic_version_auth",
-                            dbname="mlflow_auth") == [(1,)]
+    assert wired.pg.execute("SELECT count(*) FROM alembic_version_auth", dbname="mlflow_auth") == [(1,)]
     # The server found both schemas ready (it did not create them itself).
     assert "Creating initial MLflow database tables" not in wired.runner.server.log_text()
 
 
 def test_server_runs_the_rendered_container_unpatched_with_multipart_off(wired):
     r, server = wired.r, wired.runner.server
-    # $(POD_IP) (metrics: the pod's own address is an allowed Host) is expanded as the kubelet does.
-    expected = [svc.expand_k8s_vars(a, {"POD_IP": server.address})
-                for a in [*r.container["command"], *r.container["args"]]]
+    # $(POD_IP) (metrics: the pod's own address is an allowed Host) is expanded as the kubelet does;
+    # the metrics emptyDir's mount path is rewritten like every mount path.
+    expected = [
+        svc._rewrite(svc.expand_k8s_vars(a, {"POD_IP": server.address}), server.path_map)
+        for a in [*r.container["command"], *r.container["args"]]
+    ]
     i = expected.index("--host")
-    assert server.argv == [*expected[:i + 1], server.address, *expected[i + 2:]]
+    assert server.argv == [*expected[: i + 1], server.address, *expected[i + 2 :]]
     assert set(server.added_env) <= INFRA_ENV
     for name, value in r.env.items():  # every rendered env var, only mount paths rewritten
+        if name == "POD_IP":  # the downward API: this pod's address
+            assert server.env[name] == server.address
+            continue
         if name not in server.added_env:
             assert server.env[name] == svc._rewrite(value, server.path_map), name
     assert server.env["MLFLOW_S3_ENDPOINT_URL"] == f"https://{S3_HOST}:{S3_PORT}"
@@ -641,12 +752,14 @@ def test_server_runs_the_rendered_container_unpatched_with_multipart_off(wired):
     # The server's own PostgreSQL sessions are TLS (verify-full passed on the real name).
     assert _http(server, SEARCH, wired.tracking_host, auth=creds)[0] == 200
     sessions = wired.pg.execute(
-        "SELECT a.datname, s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) "
-        "WHERE a.usename = %s", (wired.role.name,))
+        "SELECT a.datname, s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.usename = %s",
+        (wired.role.name,),
+    )
     assert sessions and all(ssl for _, ssl in sessions), sessions
     # ... and the admin was bootstrapped from the rendered Secret into the auth database.
     assert wired.pg.execute("SELECT username, is_admin FROM users", dbname="mlflow_auth") == [
-        (r.outputs["adminUser"], True)]
+        (r.outputs["adminUser"], True)
+    ]
 
 
 def test_laptop_round_trip_through_tracking_url_only(wired, first_run):
@@ -658,10 +771,14 @@ def test_laptop_round_trip_through_tracking_url_only(wired, first_run):
     # The big artifact crossed the (lowered) threshold, nothing forced the path by env: the
     # client followed /server-info and chose the proxied path.
     assert res["client_decision"] == {
-        "repo": "MlflowArtifactsRepository", "big_crosses_threshold": True,
+        "repo": "MlflowArtifactsRepository",
+        "big_crosses_threshold": True,
         "forced_by_env": False,
-        "capabilities": {"multipart_uploads_enabled": False,
-                         "multipart_downloads_enabled": False},
+        "capabilities": {
+            "multipart_uploads_enabled": False,
+            "multipart_downloads_enabled": False,
+            "artifacts_presigned_only": False,
+        },
         "would_multipart_upload_big": False,
     }
     read = res["read"]
@@ -671,15 +788,14 @@ def test_laptop_round_trip_through_tracking_url_only(wired, first_run):
     assert read["params"] == {"alpha": "0.5", "layers": "3"}
     assert read["metrics"] == {"loss": 0.25, "accuracy": 0.875}
     assert read["loss_history"] == [[0, 0.5], [1, 0.25]]
-    assert read["artifacts"] == [["data/big.bin", BIG_ARTIFACT_BYTES],
-                                 ["small.txt", res["sizes"]["small.txt"]]]
+    assert read["artifacts"] == [["data/big.bin", BIG_ARTIFACT_BYTES], ["small.txt", res["sizes"]["small.txt"]]]
     assert read["downloaded"] == res["uploaded"]
     _assert_proxied_only(res, wired.tracking_host)
     # ... and the client itself asked /server-info right before the big upload (its decision).
     calls = [(m, p) for m, _, _, p in res["requests"]]
     big_put = next(i for i, (m, p) in enumerate(calls) if m == "PUT" and p.endswith("/data/big.bin"))
     first_info = calls.index(("GET", SERVER_INFO))  # the explicit check above
-    assert ("GET", SERVER_INFO) in calls[first_info + 1:big_put]
+    assert ("GET", SERVER_INFO) in calls[first_info + 1 : big_put]
     # The bytes live in the rendered bucket under the artifacts/ prefix.
     prefix = f"artifacts/{res['experiment_id']}/{res['run_id']}/artifacts/"
     objects = _s3_objects(wired, "artifacts/")
@@ -720,11 +836,12 @@ def test_parallel_clients_log_without_errors(wired, first_run, parallel_runs):
         key = f"artifacts/{first_run['experiment_id']}/{x['run_id']}/artifacts/out/worker-{worker}.bin"
         assert objects.get(key) == 256 * 1024
         _assert_proxied_only(x, wired.tracking_host)
-    assert sorted(x["read"]["params"]["worker"] for x in results) == \
-        [str(i) for i in range(PARALLEL_CLIENTS)]
+    assert sorted(x["read"]["params"]["worker"] for x in results) == [str(i) for i in range(PARALLEL_CLIENTS)]
     rows = wired.pg.execute(
         "SELECT count(*) FROM runs WHERE experiment_id = %s AND status = 'FINISHED'",
-        (int(first_run["experiment_id"]),), dbname="mlflow")
+        (int(first_run["experiment_id"]),),
+        dbname="mlflow",
+    )
     assert rows == [(1 + PARALLEL_CLIENTS,)]
     log = wired.runner.server.log_text()
     assert "Traceback" not in log, log[-3000:]
@@ -754,11 +871,9 @@ def test_s3_endpoint_trusts_only_minio_ca(wired):
     from botocore.exceptions import SSLError
 
     with svc.dns_patched(wired.host_map):
-        assert wired.s3.client(endpoint_name=S3_HOST, ca_file=str(wired.minio_ca)).head_bucket(
-            Bucket=wired.bucket)
+        assert wired.s3.client(endpoint_name=S3_HOST, ca_file=str(wired.minio_ca)).head_bucket(Bucket=wired.bucket)
         with pytest.raises(SSLError, match="CERTIFICATE_VERIFY_FAILED"):
-            wired.s3.client(endpoint_name=S3_HOST, ca_file=str(wired.pg_ca)).head_bucket(
-                Bucket=wired.bucket)
+            wired.s3.client(endpoint_name=S3_HOST, ca_file=str(wired.pg_ca)).head_bucket(Bucket=wired.bucket)
 
 
 def test_mlflow_requires_credentials_and_an_allowed_host(wired):
@@ -783,11 +898,9 @@ def test_server_wrote_only_to_its_emptydir_volumes(wired, parallel_runs):
     assert {p.name for p in cwd.iterdir()} <= {"rootfs", "mlflow-server.log", "home"}
     assert not any((cwd / "home").iterdir())  # the helper's default HOME stayed unused
     volumes = {v["name"]: v for v in r.pod["volumes"]}
-    writable = [m["mountPath"] for m in r.container["volumeMounts"]
-                if "emptyDir" in volumes[m["name"]]]
+    writable = [m["mountPath"] for m in r.container["volumeMounts"] if "emptyDir" in volumes[m["name"]]]
     assert set(writable) == {"/tmp", "/home/mlflow", "/dev/shm", "/var/lib/mlflow/prometheus"}
-    mounted = svc.files_by_mount_from_pod(r.pod, r.container, secrets=r.secrets,
-                                          config_maps=r.config_maps)
+    mounted = svc.files_by_mount_from_pod(r.pod, r.container, secrets=r.secrets, config_maps=r.config_maps)
     expected = {f"{mount}/{rel}" for mount, files in mounted.items() for rel in files}
     unexpected = []
     for path in server.root.rglob("*"):

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Iterator, Mapping
 from urllib.parse import urlsplit
 
 from tests.harness import evaluate_stack
@@ -30,8 +30,12 @@ def host_port(url: str, default_port: int) -> tuple[str, int]:
 
 
 def _labelled(objects: list[dict], name: str, component: str) -> list[dict]:
-    return [o for o in objects if (o["metadata"].get("labels") or {}).get("app.kubernetes.io/name") == name
-            and o["metadata"]["labels"].get("app.kubernetes.io/component") == component]
+    return [
+        o
+        for o in objects
+        if (o["metadata"].get("labels") or {}).get("app.kubernetes.io/name") == name
+        and o["metadata"]["labels"].get("app.kubernetes.io/component") == component
+    ]
 
 
 def render(stack: str = "dev", config: dict | None = None, namespace: str | None = None) -> SimpleNamespace:
@@ -53,18 +57,37 @@ def render(stack: str = "dev", config: dict | None = None, namespace: str | None
     bootstrap_jobs = _labelled(jobs, "minio", "bootstrap")
 
     # status.podIP (MLflow lists its own address among the allowed hosts when metrics are on).
-    env = svc.resolve_container_env(container, secrets=secrets, config_maps=config_maps,
-                                    field_values={"status.podIP": "127.0.0.1"})
-    pg_host, pg_port = host_port(env["MLFLOW_BACKEND_STORE_URI"].replace(
-        "postgresql+psycopg2://", "postgresql://"), 5432)
+    env = svc.resolve_container_env(
+        container, secrets=secrets, config_maps=config_maps, field_values={"status.podIP": "127.0.0.1"}
+    )
+    pg_host, pg_port = host_port(
+        env["MLFLOW_BACKEND_STORE_URI"].replace("postgresql+psycopg2://", "postgresql://"), 5432
+    )
     s3_host, s3_port = host_port(env["MLFLOW_S3_ENDPOINT_URL"], 443)
     r = SimpleNamespace(
-        ev=ev, namespace=namespace, objects=objects, outputs=ev.outputs, secrets=secrets,
-        config_maps=config_maps, pod=pod, container=container, job_pod=job_pod, env=env,
+        ev=ev,
+        namespace=namespace,
+        objects=objects,
+        outputs=ev.outputs,
+        secrets=secrets,
+        config_maps=config_maps,
+        pod=pod,
+        container=container,
+        job_pod=job_pod,
+        env=env,
         pod_labels=deployment["spec"]["template"]["metadata"]["labels"],
-        pg_host=pg_host, pg_port=pg_port, s3_host=s3_host, s3_port=s3_port,
-        cluster=None, pg_tls=None, pg_hba=None, databases=[], minio_tls=None,
-        bootstrap_pod=None, bootstrap_container=None, secret_obj=secret_obj,
+        pg_host=pg_host,
+        pg_port=pg_port,
+        s3_host=s3_host,
+        s3_port=s3_port,
+        cluster=None,
+        pg_tls=None,
+        pg_hba=None,
+        databases=[],
+        minio_tls=None,
+        bootstrap_pod=None,
+        bootstrap_container=None,
+        secret_obj=secret_obj,
     )
     clusters = ev.k8s("Cluster")
     if clusters:
@@ -74,8 +97,7 @@ def render(stack: str = "dev", config: dict | None = None, namespace: str | None
         r.pg_tls = secrets[pg_tls_obj["metadata"]["name"]]
         assert {"tls.crt", "tls.key", "ca.crt"} <= set(r.pg_tls)
         r.pg_hba = list(r.cluster["spec"]["postgresql"]["pg_hba"])
-        r.databases = [d for d in ev.k8s("Database")
-                       if d["apiVersion"] == "postgresql.cnpg.io/v1"]
+        r.databases = [d for d in ev.k8s("Database") if d["apiVersion"] == "postgresql.cnpg.io/v1"]
     statefulsets = ev.k8s("StatefulSet")
     if statefulsets:
         minio_pod = one(statefulsets, "MinIO StatefulSet")["spec"]["template"]["spec"]
@@ -122,8 +144,9 @@ class MinioBootstrap:
             return []
         return [json.loads(line) for line in self.log_file.read_text().splitlines()]
 
-    def run(self, *, secrets: Mapping | None = None, config_maps: Mapping | None = None,
-            check: bool = True) -> SimpleNamespace:
+    def run(
+        self, *, secrets: Mapping | None = None, config_maps: Mapping | None = None, check: bool = True
+    ) -> SimpleNamespace:
         r = self.r
         secrets = r.secrets if secrets is None else secrets
         config_maps = r.config_maps if config_maps is None else config_maps
@@ -133,22 +156,36 @@ class MinioBootstrap:
         root_password = env_file_values(r.minio_root_env)["MINIO_ROOT_PASSWORD"]
         c, pod = r.bootstrap_container, r.bootstrap_pod
         prepared, rc, output = svc.run_container_job(
-            c, secrets=secrets, config_maps=config_maps, host_map=self.host_map,
+            c,
+            secrets=secrets,
+            config_maps=config_maps,
+            host_map=self.host_map,
             files_by_mount=svc.files_by_mount_from_pod(pod, c, secrets=secrets, config_maps=config_maps),
-            workdir=self.workdir / f"run-{len(self.runs) + 1}", timeout=120, check=check,
+            workdir=self.workdir / f"run-{len(self.runs) + 1}",
+            timeout=120,
+            check=check,
             path_prepend=[self.bin_dir],
-            extra_env={mc_standin.STATE_ENV: str(self.state_file),
-                       mc_standin.LOG_ENV: str(self.log_file),
-                       mc_standin.ROOT_PASSWORD_ENV: root_password})
-        run = SimpleNamespace(prepared=prepared, rc=rc, output=output,
-                              calls=self.calls()[before:], state=self.state())
+            extra_env={
+                mc_standin.STATE_ENV: str(self.state_file),
+                mc_standin.LOG_ENV: str(self.log_file),
+                mc_standin.ROOT_PASSWORD_ENV: root_password,
+            },
+        )
+        run = SimpleNamespace(prepared=prepared, rc=rc, output=output, calls=self.calls()[before:], state=self.state())
         self.runs.append(run)
         return run
 
 
 @contextlib.contextmanager
-def data_services(r: SimpleNamespace, workdir: Path, *, pg_ip: str, s3_ip: str, s3_port: int = 9000,
-                  hba_rules: list[str] | None = None) -> Iterator[SimpleNamespace]:
+def data_services(
+    r: SimpleNamespace,
+    workdir: Path,
+    *,
+    pg_ip: str,
+    s3_ip: str,
+    s3_port: int = 9000,
+    hba_rules: list[str] | None = None,
+) -> Iterator[SimpleNamespace]:
     """The rendered stack's data services, ready for MLflow: PostgreSQL with the Cluster's TLS material and
     pg_hba, moto S3 with MinIO's certificate, the operator's roles and databases, the MinIO bootstrap Job
     (which makes the bucket) and the migration Job. ``s3_port`` is MinIO's in-cluster port (a stack that
@@ -157,17 +194,36 @@ def data_services(r: SimpleNamespace, workdir: Path, *, pg_ip: str, s3_ip: str, 
 
     workdir = Path(workdir)
     host_map = {r.pg_host: pg_ip, f"minio.{r.namespace}.svc": s3_ip}
-    with svc.postgres_server(workdir / "pg", server_cert_pem=r.pg_tls["tls.crt"], server_key_pem=r.pg_tls["tls.key"],
-                             ca_pem=r.pg_tls["ca.crt"], hba_rules=hba_rules or svc.cnpg_hba(r.pg_hba),
-                             listen_addr=pg_ip, port=r.pg_port, superuser_network_login=False) as pg, \
-            svc.s3_server(workdir / "s3", cert_pem=r.minio_tls["tls.crt"], key_pem=r.minio_tls["tls.key"],
-                          listen_addr=s3_ip, port=s3_port) as s3:
+    with (
+        svc.postgres_server(
+            workdir / "pg",
+            server_cert_pem=r.pg_tls["tls.crt"],
+            server_key_pem=r.pg_tls["tls.key"],
+            ca_pem=r.pg_tls["ca.crt"],
+            hba_rules=hba_rules or svc.cnpg_hba(r.pg_hba),
+            listen_addr=pg_ip,
+            port=r.pg_port,
+            superuser_network_login=False,
+        ) as pg,
+        svc.s3_server(
+            workdir / "s3",
+            cert_pem=r.minio_tls["tls.crt"],
+            key_pem=r.minio_tls["tls.key"],
+            listen_addr=s3_ip,
+            port=s3_port,
+        ) as s3,
+    ):
         operators.cnpg_reconcile_roles(pg, r.cluster, r.objects)
         operators.cnpg_reconcile_databases(pg, r.cluster, r.databases)
         MinioBootstrap(r, workdir / "minio-bootstrap", host_map).run()
         for c in [*(r.job_pod.get("initContainers") or []), *r.job_pod["containers"]]:
-            svc.run_container_job(c, secrets=r.secrets, config_maps=r.config_maps, host_map=host_map,
-                                  files_by_mount=svc.files_by_mount_from_pod(r.job_pod, c, secrets=r.secrets,
-                                                                             config_maps=r.config_maps),
-                                  workdir=workdir / "migrate" / c["name"], timeout=300)
+            svc.run_container_job(
+                c,
+                secrets=r.secrets,
+                config_maps=r.config_maps,
+                host_map=host_map,
+                files_by_mount=svc.files_by_mount_from_pod(r.job_pod, c, secrets=r.secrets, config_maps=r.config_maps),
+                workdir=workdir / "migrate" / c["name"],
+                timeout=300,
+            )
         yield SimpleNamespace(pg=pg, s3=s3, host_map=host_map)
