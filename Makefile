@@ -9,7 +9,8 @@ PULUMI ?= pulumi
 # (PULUMI_CONFIG_PASSPHRASE or PULUMI_CONFIG_PASSPHRASE_FILE), one is generated once into
 # .pulumi-passphrase (git-ignored, mode 600): keep it with your state, it decrypts your secrets.
 ifeq ($(origin PULUMI_CONFIG_PASSPHRASE)$(origin PULUMI_CONFIG_PASSPHRASE_FILE),undefinedundefined)
-export PULUMI_CONFIG_PASSPHRASE_FILE := $(CURDIR)/.pulumi-passphrase
+GENERATED_PASSPHRASE := $(CURDIR)/.pulumi-passphrase
+export PULUMI_CONFIG_PASSPHRASE_FILE := $(GENERATED_PASSPHRASE)
 endif
 STACK_ARGS := --stack $(STACK) --policy-pack policy
 
@@ -52,13 +53,17 @@ render: $(VENV)/.dev  ## write every Kubernetes object of STACK to build/manifes
 docs: $(VENV)/.runtime  ## regenerate README's configuration reference from Pulumi.yaml
 	$(PY) -m tools.config_reference
 
-stack: $(VENV)/.runtime $(PULUMI_CONFIG_PASSPHRASE_FILE)
+stack: $(VENV)/.runtime $(GENERATED_PASSPHRASE)
+	@if [ -n "$$PULUMI_CONFIG_PASSPHRASE_FILE" ] && [ ! -f "$$PULUMI_CONFIG_PASSPHRASE_FILE" ]; then \
+	  echo "PULUMI_CONFIG_PASSPHRASE_FILE=$$PULUMI_CONFIG_PASSPHRASE_FILE does not exist: point it at your passphrase file, or unset it to let make generate .pulumi-passphrase" >&2; exit 2; fi
 	@case "$(STACK)" in pr-*) [ -f Pulumi.$(STACK).yaml ] || cp profiles/pr.yaml Pulumi.$(STACK).yaml;; esac
 	@$(PULUMI) stack select --create $(STACK) >/dev/null
 
-$(CURDIR)/.pulumi-passphrase:
+ifdef GENERATED_PASSPHRASE
+$(GENERATED_PASSPHRASE):
 	@umask 077 && $(PYTHON) -c "import secrets; print(secrets.token_urlsafe(32))" > $@
 	@echo "Generated $@: it encrypts this project's stack secrets. Back it up with your state."
+endif
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)

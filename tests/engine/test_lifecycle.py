@@ -79,7 +79,9 @@ class Pulumi:
             "PULUMI_SKIP_CONFIRMATIONS": "true",
             "PULUMI_DIY_BACKEND_NO_LEGACY_WARNING": "true",
         }
-        self.env.pop("PULUMI_ACCESS_TOKEN", None)
+        # Nothing of the caller's Pulumi login/passphrase or of an enclosing `make test` leaks in.
+        for inherited in ("PULUMI_ACCESS_TOKEN", "PULUMI_CONFIG_PASSPHRASE_FILE", "MAKEFLAGS", "MFLAGS", "MAKELEVEL"):
+            self.env.pop(inherited, None)
 
     def __call__(self, cwd: Path, *args: str, step: str = "", ok: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
         started = time.monotonic()
@@ -238,27 +240,43 @@ def test_report_step_times():
 
 
 def test_the_readme_make_targets_run_under_the_real_engine(engine):
-    """`make stack/preview/up/destroy`, the commands README gives users, against a render-mode PR stack."""
+    """`make stack/check/preview/up/destroy` as README gives them: no passphrase set, so make generates one
+    (mode 600) and later direct `pulumi` commands use it through PULUMI_CONFIG_PASSPHRASE_FILE."""
     pulumi, base = engine
     work = checkout(base / "make")
     rendered = base / "rendered-make"
     stack = "pr-8"
+    user_env = {key: value for key, value in pulumi.env.items() if key != "PULUMI_CONFIG_PASSPHRASE"}
 
     def make(target: str) -> subprocess.CompletedProcess:
-        result = subprocess.run(["make", target, f"STACK={stack}"], cwd=work, env=pulumi.env,
+        result = subprocess.run(["make", target, f"STACK={stack}"], cwd=work, env=user_env,
                                 capture_output=True, text=True, timeout=900)
         assert result.returncode == 0, f"make {target} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
         return result
 
     make("stack")
+    passphrase = work / ".pulumi-passphrase"
+    assert passphrase.stat().st_mode & 0o777 == 0o600 and len(passphrase.read_text().strip()) >= 32
+    exported = {**user_env, "PULUMI_CONFIG_PASSPHRASE_FILE": str(passphrase)}  # README: export it once
     for key, value in {**RENDER_CONFIG, "renderYamlToDirectory": str(rendered)}.items():
-        pulumi(work, "config", "set", "--stack", stack, f"mlflow-platform:{key}", value)
+        subprocess.run(["pulumi", "config", "set", "--stack", stack, f"mlflow-platform:{key}", value, "--non-interactive"],
+                       cwd=work, env=exported, check=True, capture_output=True)
     assert "configuration is valid" in make("check").stdout
     assert "mlflow-platform-baseline" in make("preview").stdout  # the policy pack ran
     make("up")
     assert any(o["kind"] == "Deployment" for o in rendered_objects(rendered))
     make("destroy")
     assert not rendered_objects(rendered)
+
+
+def test_make_names_a_missing_passphrase_file(engine):
+    pulumi, base = engine
+    work = checkout(base / "missing-passphrase")
+    env = {key: value for key, value in pulumi.env.items() if key != "PULUMI_CONFIG_PASSPHRASE"}
+    env["PULUMI_CONFIG_PASSPHRASE_FILE"] = str(work / "nowhere" / "passphrase")
+    result = subprocess.run(["make", "stack", "STACK=pr-9"], cwd=work, env=env, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert f"PULUMI_CONFIG_PASSPHRASE_FILE={work / 'nowhere' / 'passphrase'} does not exist" in result.stderr
 
 
 def test_a_misspelt_key_with_or_without_namespace_fails_preview_and_make_check(engine):
