@@ -28,9 +28,10 @@ preview: check stack  ## show what `up` would change (drift check)
 destroy: stack  ## remove everything the stack created (prod data is protected)
 	$(PULUMI) destroy --stack $(STACK)
 
-test: $(VENV)/.dev $(CHECKOV_VENV)/.installed engine  ## every layer: ruff, unit, manifests, policy, workflows, integration, real engine
+test: $(VENV)/.dev $(CHECKOV_VENV)/.installed engine  ## every layer: ruff, mypy, unit, manifests, policy, workflows, integration, real engine
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	CHECKOV=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest tests
 
 test-unit: $(VENV)/.dev  ## the fast layer only (no checkov, no real services, no engine)

@@ -7,13 +7,13 @@ import settings as config
 from components.cnpg_operator import CnpgOperator
 from components.external_object_store import ExternalObjectStore
 from components.external_postgres import ExternalPostgres
-from components.minio_store import MinioStore
+from components.minio_store import MinioStore, MinioStoreArgs
 from components.mlflow_gc import MlflowGarbageCollector
 from components.mlflow_server import CLIENT_POD_LABELS, POSTGRES_CA_PATH, MlflowServer
 from components.monitoring import PlatformMonitoring
 from components.platform_namespace import PlatformNamespace
 from components.postgres_backup import PostgresBackup
-from components.postgres_cluster import PostgresCluster
+from components.postgres_cluster import PostgresCluster, PostgresClusterArgs
 
 settings = config.load_settings()
 
@@ -42,7 +42,11 @@ namespace = PlatformNamespace(
 )
 
 store_args = config.object_store_args(settings, namespace.name, CLIENT_POD_LABELS)
-store = (MinioStore if settings.object_store.in_cluster else ExternalObjectStore)("minio", store_args, opts=cluster)
+store = (
+    MinioStore("minio", store_args, opts=cluster)
+    if isinstance(store_args, MinioStoreArgs)
+    else ExternalObjectStore("minio", store_args, opts=cluster)
+)
 
 # Where PostgreSQL archives WAL and base backups (and restores from): the Cluster spec uses its outputs.
 backup_args = config.backup_args(settings, namespace.name, operator_namespace, store)
@@ -51,8 +55,10 @@ backup = PostgresBackup("postgres-backup", backup_args, opts=cluster) if backup_
 database_args = config.database_args(
     settings, namespace.name, operator_namespace, CLIENT_POD_LABELS, POSTGRES_CA_PATH, backup
 )
-database = (ExternalPostgres if settings.postgres.external else PostgresCluster)(
-    "postgres", database_args, opts=cluster
+database = (
+    PostgresCluster("postgres", database_args, opts=cluster)
+    if isinstance(database_args, PostgresClusterArgs)
+    else ExternalPostgres("postgres", database_args, opts=cluster)
 )
 
 mlflow = MlflowServer("mlflow", config.mlflow_args(settings, namespace.name, database, store), opts=cluster)

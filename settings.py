@@ -240,7 +240,7 @@ class Settings:
     mlflow: MlflowSettings
     allow_storage_layout_change: bool
     # Backups, metrics, garbage collection (the "day-2" keys).
-    operations: OperationsSettings | None = None
+    operations: OperationsSettings
 
     @property
     def protect_data(self) -> bool:
@@ -322,7 +322,7 @@ class _Reader:
         example = "256Mi or 1Gi" if memory else "100m or 1"
         return self.checked(
             key,
-            lambda v: parse_quantity(v) is not None and parse_quantity(v) > 0,
+            lambda v: (parse_quantity(v) or 0) > 0,
             "not a positive Kubernetes quantity",
             f"use a quantity such as {example}",
         )
@@ -420,6 +420,14 @@ def parse_quantity(value: Any) -> float | None:
     """A Kubernetes quantity in base units (cores or bytes); None when malformed."""
     match = _QUANTITY.match(value) if isinstance(value, str) else None
     return float(match[1]) * _UNITS[match[2]] if match else None
+
+
+def quantity(value: str) -> float:
+    """A quantity already validated (a malformed one here is a bug, not a user error)."""
+    parsed = parse_quantity(value)
+    if parsed is None:
+        raise ValueError(f"not a Kubernetes quantity: {value!r}")
+    return parsed
 
 
 def is_ip(value: str) -> bool:
@@ -728,13 +736,13 @@ def _artifact_transfer(
     mode = read.choice("artifactTransferMode", ARTIFACT_TRANSFER_MODES)
     threshold = read.checked(
         "artifactMultipartThreshold",
-        lambda v: bool(_STORAGE.match(v)) and parse_quantity(v) >= S3_MIN_PART_BYTES,
+        lambda v: bool(_STORAGE.match(v)) and quantity(v) >= S3_MIN_PART_BYTES,
         "not a size of at least 5Mi",
         "use a binary size such as 100Mi or 1Gi",
     )
     chunk = read.checked(
         "artifactMultipartChunkSize",
-        lambda v: bool(_STORAGE.match(v)) and S3_MIN_PART_BYTES <= parse_quantity(v) <= S3_MAX_PART_BYTES,
+        lambda v: bool(_STORAGE.match(v)) and S3_MIN_PART_BYTES <= quantity(v) <= S3_MAX_PART_BYTES,
         "S3 multipart parts are 5Mi to 5Gi",
         "use a binary size such as 10Mi or 100Mi",
     )
@@ -770,8 +778,8 @@ def client_environment(s: Settings) -> dict[str, str]:
     """What an MLflow client should set for this stack (exported as the output clientEnvironment)."""
     env = {"MLFLOW_HTTP_REQUEST_TIMEOUT": str(s.mlflow.request_timeout_seconds)}
     if s.mlflow.artifact_transfer == "direct":
-        threshold = str(int(parse_quantity(s.mlflow.multipart_threshold)))
-        chunk = str(int(parse_quantity(s.mlflow.multipart_chunk_size)))
+        threshold = str(int(quantity(s.mlflow.multipart_threshold)))
+        chunk = str(int(quantity(s.mlflow.multipart_chunk_size)))
         env.update(
             {
                 "MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE": threshold,
@@ -1041,7 +1049,7 @@ def storage_layout_changes(previous: dict | None, current: dict) -> list[str]:
         old = int(previous[key]) if isinstance(previous[key], float) else previous[key]  # the engine sends floats
         if old == value:
             continue
-        if key == "postgresStorageSize" and parse_quantity(value) > parse_quantity(old):
+        if key == "postgresStorageSize" and quantity(str(value)) > quantity(str(old)):
             continue  # growing is applied in place by CloudNativePG
         problems.append(
             f"  - {PROJECT_NAME}:{key} changed from {json.dumps(old)} to {json.dumps(value)}: "
@@ -1162,7 +1170,7 @@ def object_store_args(
             ingress_timeout_seconds=s.mlflow.request_timeout_seconds,
             **_minio_operations_args(s),
         )
-    credentials = (
+    credentials: dict[str, Any] = (
         {"admin_user": store.admin_user, "admin_password": pulumi.Output.secret(store.admin_password)}
         if store.mode == "externalMinio"
         else {"access_key": store.access_key, "secret_key": pulumi.Output.secret(store.secret_key)}
@@ -1528,7 +1536,7 @@ def backup_args(
         "requests": {"cpu": BACKUP_SIDECAR_CPU_REQUEST, "memory": BACKUP_SIDECAR_MEMORY_REQUEST},
         "limits": {"cpu": "1", "memory": "512Mi"},
     }
-    common = dict(
+    common: dict[str, Any] = dict(
         namespace=namespace,
         server_name=backup.server_name,
         region=s.object_store.region,

@@ -62,6 +62,8 @@ class ExternalObjectStore(pulumi.ComponentResource):
         host, port = endpoint_host_port(args.endpoint)
         if args.admin_user:
             self.bucket, self.access_key, self.secret_key = self._minio_user(name, args, host, port)
+        elif args.access_key is None or args.secret_key is None:
+            raise ValueError(f"{name}: ExternalObjectStoreArgs needs access_key and secret_key, or admin_user")
         else:
             self.bucket = pulumi.Output.from_input(args.bucket)
             self.access_key = pulumi.Output.secret(args.access_key)
@@ -131,5 +133,5 @@ class ExternalObjectStore(pulumi.ComponentResource):
         return (
             pulumi.Output.all(bucket.bucket, attachment.id).apply(lambda v: v[0]),
             pulumi.Output.all(user.name, attachment.id).apply(lambda v: v[0]),
-            pulumi.Output.secret(user_secret.result),
+            user_secret.result,  # RandomPassword marks it secret
         )

@@ -92,7 +92,7 @@ def egress_policy(
     name: str,
     namespace: pulumi.Input[str],
     pod_selector: Mapping[str, str],
-    destinations: Sequence[pulumi.Input[dict]],
+    destinations: Sequence[pulumi.Input[Mapping]],
     parent: pulumi.Resource,
 ) -> k8s.networking.v1.NetworkPolicy:
     """Pods that never call the Kubernetes API reach DNS and the listed destinations, nothing else."""

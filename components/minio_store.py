@@ -295,7 +295,7 @@ class MinioStore(pulumi.ComponentResource):
             "POLICY_FILE": f"{BOOTSTRAP_DIR}/files/policy.json",
             "HOME": "/tmp",
         }
-        env = [{"name": key, "value": value} for key, value in plain.items()] + [
+        env: list[dict] = [{"name": key, "value": value} for key, value in plain.items()] + [
             {"name": var, "valueFrom": {"secretKeyRef": {"name": user_credentials.metadata.name, "key": key}}}
             for var, key in (("USER_ACCESS_KEY", "access-key"), ("USER_SECRET_KEY", "secret-key"))
         ]

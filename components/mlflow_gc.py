@@ -11,21 +11,18 @@ NetworkPolicies admit.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components import k8s as kube
 from components.mlflow_server import (
-    CA_DIR,
-    ENV_KEYS,
-    HOME,
-    OBJECT_STORE_CA_PATH,
+    CONTAINER_ENV,
     PORT,
-    POSTGRES_CA_PATH,
     SECRET_ENV_REASON,
     SERVER_LABELS,
+    ca_and_scratch,
+    env_from_secret,
 )
 
 GC_LABELS = kube.labels("mlflow", "gc")
@@ -62,44 +59,17 @@ class MlflowGarbageCollector(pulumi.ComponentResource):
             f"{name}-service-account", **kube.service_account(args.namespace, GC_LABELS), opts=child
         )
 
-        def from_secret(var: str) -> dict:
-            return {"name": var, "valueFrom": {"secretKeyRef": {"name": args.env_secret_name, "key": ENV_KEYS[var]}}}
-
         env = [
-            from_secret("MLFLOW_BACKEND_STORE_URI"),
+            env_from_secret(args.env_secret_name, "MLFLOW_BACKEND_STORE_URI"),
             {"name": "MLFLOW_TRACKING_URI", "value": args.tracking_url},
-            {"name": "HOME", "value": HOME},
-            {"name": "TMPDIR", "value": "/tmp"},
-            {"name": "MLFLOW_DISABLE_TELEMETRY", "value": "true"},
-            {"name": "DO_NOT_TRACK", "value": "true"},
+            *({"name": var, "value": value} for var, value in CONTAINER_ENV.items()),
         ]
         if args.auth:
             env += [
                 {"name": "MLFLOW_TRACKING_USERNAME", "value": args.admin_user},
-                {
-                    "name": "MLFLOW_TRACKING_PASSWORD",
-                    "valueFrom": {
-                        "secretKeyRef": {"name": args.env_secret_name, "key": ENV_KEYS["MLFLOW_AUTH_ADMIN_PASSWORD"]}
-                    },
-                },
+                env_from_secret(args.env_secret_name, "MLFLOW_TRACKING_PASSWORD", source="MLFLOW_AUTH_ADMIN_PASSWORD"),
             ]
-        ca_sources = [
-            {
-                "secret": {
-                    "name": args.postgres_ca_secret_name,
-                    "items": [{"key": "ca.crt", "path": Path(POSTGRES_CA_PATH).name}],
-                }
-            }
-        ]
-        if args.object_store_ca_secret_name is not None:
-            ca_sources.append(
-                {
-                    "secret": {
-                        "name": args.object_store_ca_secret_name,
-                        "items": [{"key": "ca.crt", "path": Path(OBJECT_STORE_CA_PATH).name}],
-                    }
-                }
-            )
+        volumes, mounts = ca_and_scratch(args.postgres_ca_secret_name, args.object_store_ca_secret_name)
         container = {
             "name": "gc",
             "image": args.image,
@@ -112,17 +82,8 @@ class MlflowGarbageCollector(pulumi.ComponentResource):
                 "requests": {"cpu": GC_CPU_REQUEST, "memory": GC_MEMORY_REQUEST},
                 "limits": {"cpu": "1", "memory": "512Mi"},
             },
-            "volumeMounts": [
-                {"name": "ca", "mountPath": CA_DIR, "readOnly": True},
-                {"name": "tmp", "mountPath": "/tmp"},
-                {"name": "home", "mountPath": HOME},
-            ],
+            "volumeMounts": mounts,
         }
-        volumes = [
-            {"name": "ca", "projected": {"defaultMode": 0o444, "sources": ca_sources}},
-            {"name": "tmp", **kube.writable_scratch()},
-            {"name": "home", **kube.writable_scratch()},
-        ]
         cron = k8s.batch.v1.CronJob(
             f"{name}-cron-job",
             metadata={

@@ -115,6 +115,41 @@ def allowed_hosts(namespace: str, fqdn: str) -> list[str]:
     return [pattern for name in names for pattern in (name, f"{name}:*")]
 
 
+# Every MLflow container's plain environment: HOME and TMPDIR on writable scratch (the root
+# filesystem is read-only) and no telemetry leaving the cluster.
+CONTAINER_ENV = {"HOME": HOME, "TMPDIR": "/tmp", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+
+
+def env_from_secret(secret_name: pulumi.Input[str], var: str, source: str | None = None) -> dict:
+    """`var` read from the env Secret's key for `source` (default: `var` itself)."""
+    return {"name": var, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": ENV_KEYS[source or var]}}}
+
+
+def ca_and_scratch(
+    postgres_ca_secret_name: pulumi.Input[str],
+    object_store_ca_secret_name: pulumi.Input[str] | None,
+    scratch_size: str = "256Mi",
+) -> tuple[list[dict], list[dict]]:
+    """Volumes and mounts of every MLflow container: the CA bundle read-only, writable /tmp and HOME."""
+    ca_secrets = [(postgres_ca_secret_name, POSTGRES_CA_PATH), (object_store_ca_secret_name, OBJECT_STORE_CA_PATH)]
+    ca_sources = [
+        {"secret": {"name": secret, "items": [{"key": "ca.crt", "path": Path(path).name}]}}
+        for secret, path in ca_secrets
+        if secret is not None
+    ]
+    volumes: list[dict] = [
+        {"name": "ca", "projected": {"defaultMode": 0o444, "sources": ca_sources}},
+        {"name": "tmp", **kube.writable_scratch(scratch_size)},
+        {"name": "home", **kube.writable_scratch()},
+    ]
+    mounts: list[dict] = [
+        {"name": "ca", "mountPath": CA_DIR, "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "home", "mountPath": HOME},
+    ]
+    return volumes, mounts
+
+
 def package_values(values: dict) -> str:
     """The classic MLflow package values file (e.g. for the Carvel package), rendered with PyYAML."""
     return yaml.safe_dump(values, sort_keys=True, default_flow_style=False)
@@ -263,34 +298,10 @@ class MlflowServer(pulumi.ComponentResource):
     def _config_volumes(
         self, name: str, args: MlflowServerArgs, env_values: dict, child: pulumi.ResourceOptions
     ) -> tuple[list[dict], list[dict]]:
-        """CA bundle, auth config and start-up module: files shared by the server and the migration Job."""
-        ca_sources = [
-            {
-                "secret": {
-                    "name": args.postgres_ca_secret_name,
-                    "items": [{"key": "ca.crt", "path": Path(POSTGRES_CA_PATH).name}],
-                }
-            }
-        ]
-        if args.object_store_ca_secret_name is not None:
-            ca_sources.append(
-                {
-                    "secret": {
-                        "name": args.object_store_ca_secret_name,
-                        "items": [{"key": "ca.crt", "path": Path(OBJECT_STORE_CA_PATH).name}],
-                    }
-                }
-            )
-        volumes = [
-            {"name": "ca", "projected": {"defaultMode": 0o444, "sources": ca_sources}},
-            {"name": "tmp", **kube.writable_scratch(args.scratch_size)},
-            {"name": "home", **kube.writable_scratch()},
-        ]
-        mounts = [
-            {"name": "ca", "mountPath": CA_DIR, "readOnly": True},
-            {"name": "tmp", "mountPath": "/tmp"},
-            {"name": "home", "mountPath": HOME},
-        ]
+        """CA bundle, scratch and auth config: files shared by the server and the migration Job."""
+        volumes, mounts = ca_and_scratch(
+            args.postgres_ca_secret_name, args.object_store_ca_secret_name, args.scratch_size
+        )
         if args.auth:
             auth_config = k8s.core.v1.Secret(
                 f"{name}-auth-config",
@@ -321,25 +332,19 @@ class MlflowServer(pulumi.ComponentResource):
 
     @staticmethod
     def _env(args: MlflowServerArgs, env_secret, names: list[str]) -> list[dict]:
-        def from_secret(var: str) -> dict:
-            return {
-                "name": var,
-                "valueFrom": {"secretKeyRef": {"name": env_secret.metadata.name, "key": ENV_KEYS[var]}},
-            }
-
         plain = {
-            "HOME": HOME,
-            "TMPDIR": "/tmp",
+            **CONTAINER_ENV,
             "MLFLOW_S3_ENDPOINT_URL": args.s3_endpoint_url,
             "AWS_DEFAULT_REGION": args.region,
             "AWS_CA_BUNDLE": OBJECT_STORE_CA_PATH,
             "MLFLOW_AUTH_CONFIG_PATH": AUTH_CONFIG_PATH,
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true" if args.job_execution else "false",
             **dict.fromkeys(DIRECT_TRANSFER_ENV, "true"),
-            "MLFLOW_DISABLE_TELEMETRY": "true",
-            "DO_NOT_TRACK": "true",
         }
-        return [from_secret(var) if var in ENV_KEYS else {"name": var, "value": plain[var]} for var in names]
+        return [
+            env_from_secret(env_secret.metadata.name, var) if var in ENV_KEYS else {"name": var, "value": plain[var]}
+            for var in names
+        ]
 
     def _server_env_names(self, args: MlflowServerArgs) -> list[str]:
         names = [

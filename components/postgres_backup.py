@@ -153,7 +153,7 @@ class PostgresBackup(pulumi.ComponentResource):
             spec=spec,
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends, protect=args.protect_data),
         )
-        store_name = store.metadata["name"]  # type: ignore[attr-defined]  # CustomResource outputs are dynamic
+        store_name = store.metadata["name"]
         self.object_store_name = store_name
         self.plugins = pulumi.Output.from_input(
             [

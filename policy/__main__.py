@@ -34,8 +34,8 @@ def main() -> None:
     """Start the analyzer (blocks, serving the engine over gRPC)."""
     PolicyPack(
         name=PACK_NAME,
-        description="Security baseline for the mlflow-platform stacks (Pod Security 'restricted', "
-        "resource limits, no plaintext secrets, pinned images, TLS everywhere).",
+        description="Preview-time checks for the mlflow-platform stacks beyond server-side Pod Security: "
+        "resource limits, no plaintext secrets, pinned images, TLS everywhere, protected data in prod.",
         enforcement_level=ENFORCEMENT_LEVEL,
         policies=POLICIES,
     )

@@ -1,5 +1,10 @@
 """Policy functions of the ``mlflow-platform-baseline`` policy pack.
 
+The pack holds only what nothing else checks on the real stack before it is applied. Pod Security
+``restricted`` is not here: the stack namespace enforces it server-side
+(``pod-security.kubernetes.io/enforce: restricted``) and tests/test_manifests.py proves every
+rendered pod passes it offline.
+
 This module is deliberately free of any dependency on the Pulumi engine or on
 ``pulumi_policy``: every ``validate_*`` function takes an object that looks like
 ``pulumi_policy.ResourceValidationArgs`` (``resource_type``, ``props``, ``name``,
@@ -48,14 +53,7 @@ _UNKNOWN_SENTINELS = frozenset(
 
 
 class _Unknown:
-    """Marker for a value that is unknown during preview."""
-
-    _instance: _Unknown | None = None
-
-    def __new__(cls) -> _Unknown:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
+    """Marker for a value that is unknown during preview (one instance: ``UNKNOWN``)."""
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
         return "<unknown>"
@@ -93,9 +91,6 @@ def to_plain(value: Any) -> Any:
         if isinstance(inner_seq, (list, tuple)):
             return [to_plain(v) for v in inner_seq]
         return [to_plain(_raw_get(value, i)) for i in range(len(value))]
-    # pulumi_policy.Secret wrapper (only used with remediation proxies).
-    if hasattr(value, "value") and type(value).__name__ == "Secret":
-        return to_plain(value.value)
     return value
 
 
@@ -226,168 +221,10 @@ def _pod_spec_or_skip(args: Any) -> dict | None:
 
 
 # ---------------------------------------------------------------------------
-# 1. restricted-pod-security
+# 1. resource-limits
 # ---------------------------------------------------------------------------
-
-RESTRICTED_VOLUME_TYPES = frozenset(
-    {
-        "configMap",
-        "csi",
-        "downwardAPI",
-        "emptyDir",
-        "ephemeral",
-        "persistentVolumeClaim",
-        "projected",
-        "secret",
-    }
-)
-ALLOWED_ADDED_CAPABILITIES = frozenset({"NET_BIND_SERVICE"})
-ALLOWED_SECCOMP_TYPES = frozenset({"RuntimeDefault", "Localhost"})
-
-RESTRICTED_POD_SECURITY_DESCRIPTION = (
-    "Pods (Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob) must satisfy the "
-    "Kubernetes Pod Security Standard 'restricted': runAsNonRoot, a RuntimeDefault/Localhost "
-    "seccomp profile, allowPrivilegeEscalation=false, capabilities drop ALL (add only "
-    "NET_BIND_SERVICE), no privileged containers, no host namespaces/ports, no hostPath and only "
-    "restricted volume types, and never runAsUser 0."
-)
-
-
-def validate_restricted_pod_security(args: Any, report_violation: ReportViolation) -> None:
-    pod = _pod_spec_or_skip(args)
-    if pod is None:
-        return
-    where = _label(args)
-    pod_sc = pod.get("securityContext")
-    pod_sc_unknown = is_unknown(pod_sc)
-    pod_sc = pod_sc if isinstance(pod_sc, dict) else {}
-
-    # Host namespaces.
-    for field in ("hostNetwork", "hostPID", "hostIPC"):
-        val = pod.get(field)
-        if not is_unknown(val) and _truthy(val):
-            report_violation(
-                f"{where}: pod sets {field}=true, which shares the node's namespace. "
-                f"Remove {field} (or set it to false)."
-            )
-
-    # Volumes.
-    for idx, vol in enumerate(_as_list(pod.get("volumes"))):
-        if not isinstance(vol, dict):
-            continue
-        vname = vol.get("name") if isinstance(vol.get("name"), str) else f"volumes[{idx}]"
-        for key, val in vol.items():
-            if key == "name" or val is None:
-                continue
-            if key == "hostPath":
-                report_violation(
-                    f"{where}: volume '{vname}' is a hostPath volume, which exposes the node's "
-                    f"filesystem. Use a persistentVolumeClaim, emptyDir, configMap or secret volume instead."
-                )
-            elif key not in RESTRICTED_VOLUME_TYPES:
-                report_violation(
-                    f"{where}: volume '{vname}' uses volume type '{key}', which the restricted "
-                    f"Pod Security Standard forbids. Allowed types: {', '.join(sorted(RESTRICTED_VOLUME_TYPES))}."
-                )
-
-    # Pod level security context.
-    pod_run_as_user = pod_sc.get("runAsUser")
-    if not is_unknown(pod_run_as_user) and pod_run_as_user is not None and _is_zero(pod_run_as_user):
-        report_violation(f"{where}: pod securityContext.runAsUser is 0 (root). Set a non-zero UID, e.g. 1000.")
-    pod_non_root = UNKNOWN if pod_sc_unknown else pod_sc.get("runAsNonRoot")
-    pod_seccomp = UNKNOWN if pod_sc_unknown else dig(pod_sc, "seccompProfile", "type")
-    if isinstance(pod_seccomp, str) and pod_seccomp not in ALLOWED_SECCOMP_TYPES:
-        report_violation(
-            f"{where}: pod securityContext.seccompProfile.type is '{pod_seccomp}'. "
-            f"Set it to 'RuntimeDefault' (or 'Localhost')."
-        )
-
-    for c in iter_containers(pod):
-        sc = c.spec.get("securityContext")
-        if is_unknown(sc):
-            continue
-        sc = sc if isinstance(sc, dict) else {}
-        cw = f"{where} {c.label}"
-
-        ape = sc.get("allowPrivilegeEscalation")
-        if not is_unknown(ape) and not (ape is False or (isinstance(ape, str) and ape.lower() == "false")):
-            report_violation(
-                f"{cw}: securityContext.allowPrivilegeEscalation must be false "
-                f"(currently {'unset' if ape is None else ape!r}). Set allowPrivilegeEscalation: false."
-            )
-
-        priv = sc.get("privileged")
-        if not is_unknown(priv) and _truthy(priv):
-            report_violation(f"{cw}: runs privileged. Remove securityContext.privileged (or set it to false).")
-
-        caps = sc.get("capabilities")
-        if not is_unknown(caps):
-            caps = caps if isinstance(caps, dict) else {}
-            drop = caps.get("drop")
-            if not is_unknown(drop):
-                dropped = {d for d in _as_list(drop) if isinstance(d, str)}
-                if "ALL" not in dropped:
-                    report_violation(
-                        f"{cw}: securityContext.capabilities.drop does not contain 'ALL'. "
-                        f"Add capabilities: {{drop: ['ALL']}}."
-                    )
-            add = caps.get("add")
-            if not is_unknown(add):
-                extra = sorted(a for a in _as_list(add) if isinstance(a, str) and a not in ALLOWED_ADDED_CAPABILITIES)
-                if extra:
-                    report_violation(
-                        f"{cw}: adds capabilities {extra}; only NET_BIND_SERVICE may be added. "
-                        f"Remove them from securityContext.capabilities.add."
-                    )
-
-        non_root = sc.get("runAsNonRoot")
-        if not is_unknown(non_root):
-            if non_root is not None and not _truthy(non_root):
-                report_violation(f"{cw}: securityContext.runAsNonRoot is false. Set runAsNonRoot: true.")
-            elif non_root is None and not is_unknown(pod_non_root) and not _truthy(pod_non_root):
-                report_violation(
-                    f"{cw}: runAsNonRoot is not true at pod or container level. Set "
-                    f"securityContext.runAsNonRoot: true on the pod (or on every container)."
-                )
-
-        run_as_user = sc.get("runAsUser")
-        if not is_unknown(run_as_user) and run_as_user is not None and _is_zero(run_as_user):
-            report_violation(f"{cw}: securityContext.runAsUser is 0 (root). Set a non-zero UID.")
-
-        seccomp = dig(sc, "seccompProfile", "type")
-        if not is_unknown(seccomp):
-            if isinstance(seccomp, str):
-                if seccomp not in ALLOWED_SECCOMP_TYPES:
-                    report_violation(
-                        f"{cw}: securityContext.seccompProfile.type is '{seccomp}'. "
-                        f"Set it to 'RuntimeDefault' (or 'Localhost')."
-                    )
-            elif not is_unknown(pod_seccomp) and pod_seccomp not in ALLOWED_SECCOMP_TYPES:
-                report_violation(
-                    f"{cw}: no seccomp profile at pod or container level. Set "
-                    f"securityContext.seccompProfile.type: RuntimeDefault on the pod (or every container)."
-                )
-
-        proc_mount = sc.get("procMount")
-        if isinstance(proc_mount, str) and proc_mount != "Default":
-            report_violation(f"{cw}: securityContext.procMount is '{proc_mount}'. Remove it (use 'Default').")
-
-        for port in _as_list(c.spec.get("ports")):
-            hp = port.get("hostPort") if isinstance(port, dict) else None
-            if hp is not None and not is_unknown(hp) and not _is_zero(hp):
-                report_violation(f"{cw}: binds hostPort {hp}. Remove hostPort and expose the port through a Service.")
-
-
-def _is_zero(value: Any) -> bool:
-    try:
-        return int(value) == 0
-    except (TypeError, ValueError):
-        return False
-
-
-# ---------------------------------------------------------------------------
-# 2. resource-limits
-# ---------------------------------------------------------------------------
+# Why: the PR budget (settings.py) sums requests, and a pod without limits can starve its
+# neighbours on a shared cluster. checkov sees only the test stacks; this sees every real one.
 
 RESOURCE_LIMITS_DESCRIPTION = (
     "Every container and initContainer must declare resources.requests.cpu, "
@@ -426,8 +263,10 @@ def validate_resource_limits(args: Any, report_violation: ReportViolation) -> No
 
 
 # ---------------------------------------------------------------------------
-# 3. no-plaintext-secrets-in-env
+# 2. no-plaintext-secrets-in-env
 # ---------------------------------------------------------------------------
+# Why: neither Pod Security nor checkov looks at env values; a literal password there ends up in
+# the rendered manifest, the Pulumi state and `kubectl describe`.
 
 NO_PLAINTEXT_SECRETS_DESCRIPTION = (
     "Containers must not carry secrets in plain text: env vars whose names look secret "
@@ -498,8 +337,10 @@ def validate_no_plaintext_secrets_in_env(args: Any, report_violation: ReportViol
 
 
 # ---------------------------------------------------------------------------
-# 4. pinned-images
+# 3. pinned-images
 # ---------------------------------------------------------------------------
+# Why: a mutable tag changes what runs without a diff. checkov checks container images only;
+# this also covers the CNPG operand image and Helm chart versions.
 
 PINNED_IMAGES_DESCRIPTION = (
     "Every container image must be pinned to an explicit tag other than 'latest' or to a digest "
@@ -571,8 +412,9 @@ def validate_pinned_images(args: Any, report_violation: ReportViolation) -> None
 
 
 # ---------------------------------------------------------------------------
-# 5. tls-required
+# 4. tls-required
 # ---------------------------------------------------------------------------
+# Why: every hop to PostgreSQL and MinIO must verify the server; nothing server-side enforces it.
 
 TLS_REQUIRED_DESCRIPTION = (
     "Connections must use verified TLS: CloudNativePG Clusters must use their own server "
@@ -766,6 +608,51 @@ def validate_tls_required(args: Any, report_violation: ReportViolation) -> None:
 
 
 # ---------------------------------------------------------------------------
+# 5. protected-data-in-prod
+# ---------------------------------------------------------------------------
+# Why: in prod a mistaken destroy, rename or replacement must not delete the database or the
+# bucket. The program sets protect=True from its profile; this catches a resource that misses it.
+# A policy pack cannot read stack config, so "prod" is the stack name's default profile
+# (settings.profile_for_stack: a stack named prod* is prod).
+
+PROTECTED_DATA_DESCRIPTION = (
+    "In a prod stack (stack name starting with 'prod'), every resource that holds data must be "
+    "protected (protect=True): CloudNativePG Cluster and Database, StatefulSets and "
+    "PersistentVolumeClaims, and the external PostgreSQL databases and MinIO buckets."
+)
+
+DATA_TYPES = frozenset(
+    {
+        CNPG_CLUSTER_TYPE,
+        "kubernetes:postgresql.cnpg.io/v1:Database",
+        "kubernetes:apps/v1:StatefulSet",  # MinIO: its volumes hold the artifacts
+        "kubernetes:core/v1:PersistentVolumeClaim",
+        "postgresql:index/database:Database",
+        "minio:index/s3Bucket:S3Bucket",
+    }
+)
+
+
+def stack_of(urn: Any) -> str:
+    """The stack name in ``urn:pulumi:<stack>::<project>::<type>::<name>`` ("" if not a URN)."""
+    if not isinstance(urn, str) or not urn.startswith("urn:pulumi:"):
+        return ""
+    return urn[len("urn:pulumi:") :].split("::", 1)[0]
+
+
+def validate_protected_data_in_prod(args: Any, report_violation: ReportViolation) -> None:
+    if getattr(args, "resource_type", None) not in DATA_TYPES:
+        return
+    if not stack_of(getattr(args, "urn", None)).startswith("prod"):
+        return
+    if getattr(getattr(args, "opts", None), "protect", False) is not True:
+        report_violation(
+            f"{_label(args)}: holds data in prod stack '{stack_of(args.urn)}' but is not protected. "
+            f"Create it with pulumi.ResourceOptions(protect=True, retain_on_delete=True)."
+        )
+
+
+# ---------------------------------------------------------------------------
 # Registry used by __main__.py and the tests
 # ---------------------------------------------------------------------------
 
@@ -777,11 +664,11 @@ class PolicySpec(NamedTuple):
 
 
 POLICY_SPECS: tuple[PolicySpec, ...] = (
-    PolicySpec("restricted-pod-security", RESTRICTED_POD_SECURITY_DESCRIPTION, validate_restricted_pod_security),
     PolicySpec("resource-limits", RESOURCE_LIMITS_DESCRIPTION, validate_resource_limits),
     PolicySpec("no-plaintext-secrets-in-env", NO_PLAINTEXT_SECRETS_DESCRIPTION, validate_no_plaintext_secrets_in_env),
     PolicySpec("pinned-images", PINNED_IMAGES_DESCRIPTION, validate_pinned_images),
     PolicySpec("tls-required", TLS_REQUIRED_DESCRIPTION, validate_tls_required),
+    PolicySpec("protected-data-in-prod", PROTECTED_DATA_DESCRIPTION, validate_protected_data_in_prod),
 )
 
 POLICY_NAMES = tuple(p.name for p in POLICY_SPECS)

@@ -26,7 +26,13 @@ def violations(ev) -> list[str]:
     for reg in ev.registrations:
         if not reg.custom:
             continue
-        args = SimpleNamespace(resource_type=reg.type, props=reg.inputs, urn=reg.urn, name=reg.name)
+        args = SimpleNamespace(
+            resource_type=reg.type,
+            props=reg.inputs,
+            urn=reg.urn,
+            name=reg.name,
+            opts=SimpleNamespace(protect=reg.protect),
+        )
         for policy in baseline.POLICY_SPECS:
             policy.validate(
                 args, lambda message, urn=None, p=policy.name, r=reg: found.append(f"{p}: {r.name}: {message}")
@@ -55,10 +61,22 @@ def test_the_baseline_catches_a_weakened_stack():
     ev.one("pulumi:providers:postgresql", "postgres-admin-provider").inputs["sslmode"] = "require"
     ev.one("pulumi:providers:minio", "minio-admin-provider").inputs["minioInsecure"] = "true"
     bootstrap = evaluate_stack("dev").one("kubernetes:batch/v1:Job", "minio-bootstrap")
-    bootstrap.inputs["spec"]["template"]["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
+    bootstrap.inputs["spec"]["template"]["spec"]["containers"][0]["env"].append(
+        {"name": "MINIO_ROOT_PASSWORD", "value": "planted"}
+    )
     ev.registrations.append(bootstrap)
     found = violations(ev)
     assert any("mlflow-deployment" in v and "tls-required" in v for v in found), found
     assert any("postgres-admin-provider" in v and "verify-full" in v for v in found), found
     assert any("minio-admin-provider" in v and "minioInsecure" in v for v in found), found
-    assert any("minio-bootstrap" in v and "restricted-pod-security" in v for v in found), found
+    assert any("minio-bootstrap" in v and "no-plaintext-secrets-in-env" in v for v in found), found
+
+
+def test_the_baseline_catches_unprotected_data_in_prod():
+    ev = evaluate_stack("prod")
+    assert violations(ev) == []
+    ev.one("kubernetes:apps/v1:StatefulSet", "minio-statefulset").protect = False
+    ev.one("kubernetes:postgresql.cnpg.io/v1:Cluster", "postgres-cluster").protect = False
+    found = violations(ev)
+    assert sorted(v.split(":", 2)[1].strip() for v in found) == ["minio-statefulset", "postgres-cluster"], found
+    assert all(v.startswith("protected-data-in-prod:") for v in found), found

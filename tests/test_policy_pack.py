@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -25,11 +26,11 @@ def _load(name: str, filename: str):
 baseline = _load("mlflow_policy_baseline", "baseline.py")
 
 EXPECTED_POLICIES = {
-    "restricted-pod-security",
     "resource-limits",
     "no-plaintext-secrets-in-env",
     "pinned-images",
     "tls-required",
+    "protected-data-in-prod",
 }
 
 UNKNOWN_STRING = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # engine sentinel for unknown strings
@@ -70,9 +71,10 @@ class Recorder:
         return any(all(f in m for f in fragments) for m in self.messages)
 
 
-def run(validate, resource_type, props, name="res"):
+def run(validate, resource_type, props, name="res", stack="dev", protect=False):
     rec = Recorder()
-    validate(FakeArgs(resource_type, props, name=name), rec)
+    urn = f"urn:pulumi:{stack}::mlflow-platform::{resource_type}::{name}"
+    validate(FakeArgs(resource_type, props, name=name, urn=urn, opts=SimpleNamespace(protect=protect)), rec)
     return rec
 
 
@@ -103,30 +105,12 @@ def good_container(name="app", image="ghcr.io/mlflow/mlflow:v2.16.2"):
             {"name": "PGSSLMODE", "value": "verify-full"},
             {"name": "MLFLOW_S3_IGNORE_TLS", "value": "false"},
         ],
-        "ports": [{"containerPort": 5000}],
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "readOnlyRootFilesystem": True,
-        },
     }
 
 
 def good_pod_spec():
-    init = good_container("migrate")
-    return {
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
-        "initContainers": [init],
-        "containers": [good_container()],
-        "volumes": [
-            {"name": "tmp", "emptyDir": {}},
-            {"name": "ca", "secret": {"secretName": "ca"}},
-            {"name": "data", "persistentVolumeClaim": {"claimName": "data"}},
-            {"name": "cfg", "configMap": {"name": "cfg"}},
-            {"name": "proj", "projected": {"sources": []}},
-        ],
-    }
+    return {"initContainers": [good_container("migrate")], "containers": [good_container()]}
 
 
 def wrap(resource_type, pod_spec):
@@ -211,114 +195,7 @@ def test_compliant_non_pod_resources_pass(resource_type, props):
 
 
 # ---------------------------------------------------------------------------
-# 1. restricted-pod-security
-# ---------------------------------------------------------------------------
-
-V_PSS = baseline.validate_restricted_pod_security
-
-
-def _drop_pod_field(path):
-    def mutate(spec):
-        spec["securityContext"].pop(path)
-
-    return mutate
-
-
-@pytest.mark.parametrize(
-    "mutate,fragments",
-    [
-        (lambda s: container(s).pop("securityContext"), ("container 'app'", "allowPrivilegeEscalation")),
-        (
-            lambda s: container(s)["securityContext"].update(allowPrivilegeEscalation=True),
-            ("container 'app'", "allowPrivilegeEscalation must be false"),
-        ),
-        (
-            lambda s: s["initContainers"][0]["securityContext"].pop("allowPrivilegeEscalation"),
-            ("initContainer 'migrate'", "allowPrivilegeEscalation"),
-        ),
-        (lambda s: container(s)["securityContext"].update(privileged=True), ("runs privileged",)),
-        (
-            lambda s: container(s)["securityContext"].update(capabilities={"drop": ["NET_RAW"]}),
-            ("capabilities.drop", "'ALL'"),
-        ),
-        (
-            lambda s: container(s)["securityContext"].update(capabilities={"drop": ["ALL"], "add": ["SYS_ADMIN"]}),
-            ("SYS_ADMIN", "NET_BIND_SERVICE"),
-        ),
-        (_drop_pod_field("runAsNonRoot"), ("runAsNonRoot is not true",)),
-        (lambda s: container(s)["securityContext"].update(runAsNonRoot=False), ("runAsNonRoot is false",)),
-        (lambda s: s["securityContext"].update(runAsUser=0), ("pod securityContext.runAsUser is 0",)),
-        (lambda s: container(s)["securityContext"].update(runAsUser=0), ("container 'app'", "runAsUser is 0")),
-        (_drop_pod_field("seccompProfile"), ("no seccomp profile",)),
-        (lambda s: s["securityContext"].update(seccompProfile={"type": "Unconfined"}), ("'Unconfined'",)),
-        (
-            lambda s: container(s)["securityContext"].update(seccompProfile={"type": "Unconfined"}),
-            ("container 'app'", "'Unconfined'"),
-        ),
-        (lambda s: s.update(hostNetwork=True), ("hostNetwork=true",)),
-        (lambda s: s.update(hostPID=True), ("hostPID=true",)),
-        (lambda s: s.update(hostIPC=True), ("hostIPC=true",)),
-        (
-            lambda s: s["volumes"].append({"name": "host", "hostPath": {"path": "/var/run"}}),
-            ("volume 'host'", "hostPath", "node's filesystem"),
-        ),
-        (
-            lambda s: s["volumes"].append({"name": "nfs", "nfs": {"server": "x", "path": "/"}}),
-            ("volume 'nfs'", "'nfs'"),
-        ),
-        (lambda s: container(s)["ports"].append({"containerPort": 80, "hostPort": 80}), ("hostPort 80",)),
-        (lambda s: container(s)["securityContext"].update(procMount="Unmasked"), ("procMount",)),
-    ],
-)
-def test_restricted_pod_security_violations(mutate, fragments):
-    rec = run(V_PSS, DEPLOYMENT, deployment(mutate), name="mlflow")
-    assert rec.has(*fragments), rec.messages
-    # every message names the resource
-    assert all("Deployment 'mlflow'" in m for m in rec.messages)
-
-
-def test_restricted_container_level_settings_are_enough():
-    def mutate(s):
-        s["securityContext"] = {}
-        for c in s["containers"] + s["initContainers"]:
-            c["securityContext"].update(
-                runAsNonRoot=True, seccompProfile={"type": "Localhost", "localhostProfile": "p.json"}
-            )
-
-    assert run(V_PSS, STATEFULSET, deployment(mutate, STATEFULSET)).messages == []
-
-
-def test_restricted_partial_container_level_settings_fail():
-    def mutate(s):
-        s["securityContext"] = {}
-        container(s)["securityContext"].update(runAsNonRoot=True, seccompProfile={"type": "RuntimeDefault"})
-
-    rec = run(V_PSS, STATEFULSET, deployment(mutate, STATEFULSET))
-    assert rec.has("initContainer 'migrate'", "runAsNonRoot")
-    assert rec.has("initContainer 'migrate'", "seccomp")
-    assert not rec.has("container 'app'")
-
-
-def test_restricted_allows_net_bind_service():
-    props = deployment(
-        lambda s: container(s)["securityContext"].update(capabilities={"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]})
-    )
-    assert run(V_PSS, DEPLOYMENT, props).messages == []
-
-
-@pytest.mark.parametrize("resource_type", [CRONJOB, JOB, POD])
-def test_restricted_checks_every_pod_bearing_shape(resource_type):
-    props = deployment(lambda s: s.update(hostNetwork=True), resource_type)
-    assert run(V_PSS, resource_type, props).has("hostNetwork")
-
-
-def test_restricted_ignores_non_pod_resources():
-    props = {"spec": {"template": {"spec": {"hostNetwork": True, "containers": [{"name": "x"}]}}}}
-    assert run(V_PSS, "kubernetes:core/v1:Service", props).messages == []
-
-
-# ---------------------------------------------------------------------------
-# 2. resource-limits
+# 1. resource-limits
 # ---------------------------------------------------------------------------
 
 V_RES = baseline.validate_resource_limits
@@ -365,7 +242,7 @@ def test_resource_limits_numeric_quantities_ok():
 
 
 # ---------------------------------------------------------------------------
-# 3. no-plaintext-secrets-in-env
+# 2. no-plaintext-secrets-in-env
 # ---------------------------------------------------------------------------
 
 V_SEC = baseline.validate_no_plaintext_secrets_in_env
@@ -445,7 +322,7 @@ def test_uri_without_literal_password_is_fine(value):
 
 
 # ---------------------------------------------------------------------------
-# 4. pinned-images
+# 3. pinned-images
 # ---------------------------------------------------------------------------
 
 V_PIN = baseline.validate_pinned_images
@@ -521,7 +398,7 @@ def test_helm_release_exact_versions(version):
 
 
 # ---------------------------------------------------------------------------
-# 5. tls-required
+# 4. tls-required
 # ---------------------------------------------------------------------------
 
 V_TLS = baseline.validate_tls_required
@@ -646,6 +523,46 @@ def test_container_tls_args_sslmode():
 
 
 # ---------------------------------------------------------------------------
+# 5. protected-data-in-prod
+# ---------------------------------------------------------------------------
+
+V_PROT = baseline.validate_protected_data_in_prod
+DATA_RESOURCES = [
+    (CLUSTER, "postgres-cluster"),
+    ("kubernetes:postgresql.cnpg.io/v1:Database", "postgres-mlflow-database"),
+    (STATEFULSET, "minio-statefulset"),
+    ("kubernetes:core/v1:PersistentVolumeClaim", "data"),
+    ("postgresql:index/database:Database", "postgres-mlflow"),
+    ("minio:index/s3Bucket:S3Bucket", "minio-bucket"),
+]
+
+
+@pytest.mark.parametrize("resource_type,name", DATA_RESOURCES)
+@pytest.mark.parametrize("stack", ["prod", "prod-eu"])
+def test_unprotected_data_in_prod(resource_type, name, stack):
+    rec = run(V_PROT, resource_type, {}, name=name, stack=stack)
+    assert rec.has(f"'{name}'", f"prod stack '{stack}'", "protect=True"), rec.messages
+    assert run(V_PROT, resource_type, {}, name=name, stack=stack, protect=True).messages == []
+
+
+@pytest.mark.parametrize("stack", ["dev", "pr-42", "staging"])
+def test_data_outside_prod_needs_no_protection(stack):
+    for resource_type, name in DATA_RESOURCES:
+        assert run(V_PROT, resource_type, {}, name=name, stack=stack).messages == []
+
+
+def test_stateless_resources_in_prod_need_no_protection():
+    assert run(V_PROT, DEPLOYMENT, deployment(), stack="prod").messages == []
+    assert run(V_PROT, "kubernetes:core/v1:Secret", {}, stack="prod").messages == []
+
+
+def test_stack_of_reads_nested_urns():
+    urn = "urn:pulumi:prod::mlflow-platform::mlflow-platform:index:PostgresCluster$kubernetes:x/v1:Cluster::db"
+    assert baseline.stack_of(urn) == "prod"
+    assert baseline.stack_of("") == baseline.stack_of(None) == ""
+
+
+# ---------------------------------------------------------------------------
 # engine-shaped inputs: unknown values during preview, proxies, real args class
 # ---------------------------------------------------------------------------
 
@@ -657,11 +574,11 @@ def test_real_resource_validation_args_and_unknown_proxy():
     spec = good_pod_spec()
     container(spec)["env"].append({"name": "MLFLOW_HOST", "value": UNKNOWN_STRING})
     container(spec)["image"] = "ghcr.io/mlflow/mlflow:latest"
-    spec["initContainers"][0]["securityContext"] = UNKNOWN_OBJECT
+    spec["initContainers"][0]["resources"] = UNKNOWN_OBJECT
     props = unknown_checking_proxy(wrap(DEPLOYMENT, spec))
     # Sanity: the proxy raises when an unknown is touched directly.
     with pytest.raises(Exception):  # noqa: B017 - whichever error the proxy raises, touching it must fail
-        _ = props["spec"]["template"]["spec"]["initContainers"][0]["securityContext"]
+        _ = props["spec"]["template"]["spec"]["initContainers"][0]["resources"]
 
     opts = PolicyResourceOptions(False, [], None, [], None, [], None)
     args = ResourceValidationArgs(DEPLOYMENT, props, "urn:x", "mlflow", opts, None)
@@ -782,7 +699,7 @@ def test_pack_served_over_grpc_like_the_cli_runs_it():
         assert {p.name for p in info.policies} == EXPECTED_POLICIES
         assert all(p.enforcementLevel == analyzer_pb2.MANDATORY for p in info.policies)
 
-        def analyze(resource_type, props, name):
+        def analyze(resource_type, props, name, stack="dev", protect=False):
             st = struct_pb2.Struct()
             st.update(props)
             return stub.Analyze(
@@ -790,7 +707,8 @@ def test_pack_served_over_grpc_like_the_cli_runs_it():
                     type=resource_type,
                     properties=st,
                     name=name,
-                    urn=f"urn:pulumi:dev::mlflow-platform::{resource_type}::{name}",
+                    urn=f"urn:pulumi:{stack}::mlflow-platform::{resource_type}::{name}",
+                    options=analyzer_pb2.AnalyzerResourceOptions(protect=protect),
                 ),
                 timeout=20,
             )
@@ -799,15 +717,21 @@ def test_pack_served_over_grpc_like_the_cli_runs_it():
         assert list(ok.diagnostics) == []
 
         bad_spec = good_pod_spec()
-        bad_spec["hostNetwork"] = True
         container(bad_spec)["image"] = "mlflow"
         container(bad_spec)["env"].append({"name": "API_TOKEN", "value": UNKNOWN_STRING})
         bad = analyze(DEPLOYMENT, wrap(DEPLOYMENT, bad_spec), "mlflow")
         by_policy = {}
         for d in bad.diagnostics:
             by_policy.setdefault(d.policyName, []).append(d)
-        assert set(by_policy) == {"restricted-pod-security", "pinned-images", "no-plaintext-secrets-in-env"}
+        assert set(by_policy) == {"pinned-images", "no-plaintext-secrets-in-env"}
         assert all(d.enforcementLevel == analyzer_pb2.MANDATORY for d in bad.diagnostics)
+
+        # The engine's protect option reaches the pack as args.opts.protect.
+        minio = wrap(STATEFULSET, good_pod_spec())
+        assert [d.policyName for d in analyze(STATEFULSET, minio, "minio", "prod").diagnostics] == [
+            "protected-data-in-prod"
+        ]
+        assert list(analyze(STATEFULSET, minio, "minio", "prod", protect=True).diagnostics) == []
 
         prov = analyze(PG_PROVIDER, {"host": "db", "sslmode": "disable"}, "pg")
         assert [d.policyName for d in prov.diagnostics] == ["tls-required"]

@@ -16,6 +16,12 @@ README = ROOT / "README.md"
 BEGIN, END = "<!-- config-reference:begin -->", "<!-- config-reference:end -->"
 
 
+def _markdown_text(text: str) -> str:
+    """Escape `<` outside code spans: GitHub drops `<n>` and the like as unknown HTML tags."""
+    parts = text.split("`")
+    return "`".join(part if inside_code % 2 else part.replace("<", "&lt;") for inside_code, part in enumerate(parts))
+
+
 def render() -> str:
     lines = ["| key | type | default | description |", "| --- | --- | --- | --- |"]
     for key, spec in declared_config().items():
@@ -27,10 +33,11 @@ def render() -> str:
             if isinstance(default, bool)
             else default
         )
+        description = _markdown_text(spec["description"])
         lines.append(
-            f"| `{key}` | {spec['type']} | `{shown}` | {spec['description']} |"
+            f"| `{key}` | {spec['type']} | `{shown}` | {description} |"
             if shown != ""
-            else f"| `{key}` | {spec['type']} | (empty) | {spec['description']} |"
+            else f"| `{key}` | {spec['type']} | (empty) | {description} |"
         )
     return "\n".join(lines)
 

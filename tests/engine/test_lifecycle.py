@@ -216,12 +216,15 @@ def test_stack_lifecycle_under_the_real_engine(engine, stack):
 
     # 6. The policy pack runs for real; a planted violation fails it.
     pulumi(work, "preview", "--policy-pack", "policy", "--stack", stack, step=f"{stack}: policy pack")
-    planted = work / "components" / "k8s.py"
+    planted = work / "components" / "minio_store.py"
     source = planted.read_text()
-    assert '"allowPrivilegeEscalation": False' in source
-    planted.write_text(source.replace('"allowPrivilegeEscalation": False', '"allowPrivilegeEscalation": True'))
+    assert '{"name": "MINIO_BROWSER", "value": "off"}' in source
+    planted.write_text(source.replace('{"name": "MINIO_BROWSER", "value": "off"}',
+                                      '{"name": "MINIO_ROOT_PASSWORD", "value": "planted-plaintext"}'))
     violation = pulumi(work, "preview", "--policy-pack", "policy", "--stack", stack, ok=False)
-    assert violation.returncode != 0 and "mandatory" in (violation.stdout + violation.stderr).lower(), violation.stdout[-3000:]
+    output = violation.stdout + violation.stderr
+    assert violation.returncode != 0 and "mandatory" in output.lower(), violation.stdout[-3000:]
+    assert "no-plaintext-secrets-in-env" in output and "MINIO_ROOT_PASSWORD" in output, violation.stdout[-3000:]
 
     # 7. destroy and stack rm from another checkout, which never ran the program.
     other = checkout(base / f"{stack}-b")
