@@ -206,25 +206,14 @@ def pitr(tmp_path_factory):
         stack.callback(shutil.rmtree, base, True)
         relay = Relay(base, b, log, pg_user)
         stack.callback(relay.close)
-        s3 = stack.enter_context(
-            svc.s3_server(
-                work / "s3",
-                cert_pem=r.minio_tls["tls.crt"],
-                key_pem=r.minio_tls["tls.key"],
-                listen_addr=s3_ip,
-                port=r.s3_port,
-            )
-        )
+        s3 = stack.enter_context(wiring.rendered_s3(r, work, s3_ip))
         bootstrap = wiring.MinioBootstrap(r, work / "minio-bootstrap", host_map).run()
         pg = stack.enter_context(
-            svc.postgres_server(
-                work / "pg",
-                server_cert_pem=r.pg_tls["tls.crt"],
-                server_key_pem=r.pg_tls["tls.key"],
-                ca_pem=r.pg_tls["ca.crt"],
-                hba_rules=svc.cnpg_hba(r.pg_hba),
-                listen_addr=pg_ip,
-                port=r.pg_port,
+            wiring.rendered_postgres(
+                r,
+                work,
+                pg_ip,
+                superuser_network_login=True,  # the backup tools log in as the superuser (the operator's role)
                 extra_conf={
                     "wal_level": "replica",
                     "archive_mode": "on",

@@ -114,15 +114,7 @@ def external(tmp_path_factory):
                 sql.Identifier(ADMIN_USER), sql.Literal(admin_password)
             )
         )
-        s3 = stack.enter_context(
-            svc.s3_server(
-                work / "s3",
-                cert_pem=r.minio_tls["tls.crt"],
-                key_pem=r.minio_tls["tls.key"],
-                listen_addr=s3_ip,
-                port=r.s3_port,
-            )
-        )
+        s3 = stack.enter_context(wiring.rendered_s3(r, work, s3_ip))
 
         # pulumi-postgresql, as `pulumi up` runs it from the project directory.
         applied = operators.pulumi_postgresql_apply(provider, roles, databases, hostaddr=pg_ip, project_dir=ROOT)
@@ -130,18 +122,7 @@ def external(tmp_path_factory):
         bootstrap_run = bootstrap.run()
         bucket = wiring.one(list(bootstrap_run.state["buckets"]), "bucket")
 
-        job_runs = []
-        for c in [*(r.job_pod.get("initContainers") or []), *r.job_pod["containers"]]:
-            prepared, rc, output = svc.run_container_job(
-                c,
-                secrets=r.secrets,
-                config_maps=r.config_maps,
-                host_map=host_map,
-                files_by_mount=svc.files_by_mount_from_pod(r.job_pod, c, secrets=r.secrets, config_maps=r.config_maps),
-                workdir=work / "migrate" / c["name"],
-                timeout=150,
-            )
-            job_runs.append(SimpleNamespace(name=c["name"], prepared=prepared, rc=rc, output=output))
+        job_runs = wiring.run_migration_job(r, host_map, work, timeout=150)
         files = svc.files_by_mount_from_pod(r.pod, r.container, secrets=r.secrets, config_maps=r.config_maps)
         server = stack.enter_context(
             svc.mlflow_server_from_container(

@@ -18,8 +18,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from . import operators, wiring
 from . import services as svc
+from . import wiring
 
 pytestmark = pytest.mark.integration
 
@@ -76,44 +76,9 @@ def ops(tmp_path_factory):
     pg_ip = svc.free_loopback_address(r.pg_port)
     s3_ip = svc.free_loopback_address(r.s3_port)
     mlflow_ip = svc.free_loopback_address(int(r.container["ports"][0]["containerPort"]))
-    host_map = {r.pg_host: pg_ip, r.s3_host: s3_ip}
     with contextlib.ExitStack() as stack:
-        pg = stack.enter_context(
-            svc.postgres_server(
-                work / "pg",
-                server_cert_pem=r.pg_tls["tls.crt"],
-                server_key_pem=r.pg_tls["tls.key"],
-                ca_pem=r.pg_tls["ca.crt"],
-                hba_rules=svc.cnpg_hba(r.pg_hba),
-                listen_addr=pg_ip,
-                port=r.pg_port,
-                superuser_network_login=False,
-            )
-        )
-        s3 = stack.enter_context(
-            svc.s3_server(
-                work / "s3",
-                cert_pem=r.minio_tls["tls.crt"],
-                key_pem=r.minio_tls["tls.key"],
-                listen_addr=s3_ip,
-                port=r.s3_port,
-            )
-        )
-        operators.cnpg_reconcile_roles(pg, r.cluster, r.objects)
-        operators.cnpg_reconcile_databases(pg, r.cluster, r.databases)
-        bucket = wiring.one(
-            list(wiring.MinioBootstrap(r, work / "bootstrap", host_map).run().state["buckets"]), "bucket"
-        )
-        for c in [*(r.job_pod.get("initContainers") or []), *r.job_pod["containers"]]:
-            svc.run_container_job(
-                c,
-                secrets=r.secrets,
-                config_maps=r.config_maps,
-                host_map=host_map,
-                files_by_mount=svc.files_by_mount_from_pod(r.job_pod, c, secrets=r.secrets, config_maps=r.config_maps),
-                workdir=work / "migrate" / c["name"],
-                timeout=300,
-            )
+        data = stack.enter_context(wiring.data_services(r, work, pg_ip=pg_ip, s3_ip=s3_ip, s3_port=r.s3_port))
+        pg, s3, bucket, host_map = data.pg, data.s3, data.bucket, data.host_map
         server = stack.enter_context(
             svc.mlflow_server_from_container(
                 r.container,

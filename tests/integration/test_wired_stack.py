@@ -289,27 +289,8 @@ def wired(tmp_path_factory):
     with contextlib.ExitStack() as stack:
         # enableSuperuserAccess: false -> no password for the superuser, socket access only.
         assert r.cluster["spec"]["enableSuperuserAccess"] is False
-        pg = stack.enter_context(
-            svc.postgres_server(
-                work / "pg",
-                server_cert_pem=r.pg_tls["tls.crt"],
-                server_key_pem=r.pg_tls["tls.key"],
-                ca_pem=r.pg_tls["ca.crt"],
-                hba_rules=svc.cnpg_hba(r.pg_hba),
-                listen_addr=pg_ip,
-                port=r.pg_port,
-                superuser_network_login=False,
-            )
-        )
-        s3 = stack.enter_context(
-            svc.s3_server(
-                work / "s3",
-                cert_pem=r.minio_tls["tls.crt"],
-                key_pem=r.minio_tls["tls.key"],
-                listen_addr=s3_ip,
-                port=r.s3_port,
-            )
-        )
+        pg = stack.enter_context(wiring.rendered_postgres(r, work, pg_ip))
+        s3 = stack.enter_context(wiring.rendered_s3(r, work, s3_ip))
 
         # What CloudNativePG's instance manager does with the rendered objects (local superuser).
         role_actions = operators.cnpg_reconcile_roles(pg, r.cluster, r.objects)
@@ -324,18 +305,7 @@ def wired(tmp_path_factory):
         bucket = _one(list(bootstrap_runs[0].state["buckets"]), "bucket created by the bootstrap")
 
         # The migration Job: initContainers in order, then its containers.
-        job_runs = []
-        for c in [*(r.job_pod.get("initContainers") or []), *r.job_pod["containers"]]:
-            prepared, rc, output = svc.run_container_job(
-                c,
-                secrets=r.secrets,
-                config_maps=r.config_maps,
-                host_map=host_map,
-                files_by_mount=svc.files_by_mount_from_pod(r.job_pod, c, secrets=r.secrets, config_maps=r.config_maps),
-                workdir=work / "migrate" / c["name"],
-                timeout=150,
-            )
-            job_runs.append(SimpleNamespace(name=c["name"], prepared=prepared, rc=rc, output=output))
+        job_runs = wiring.run_migration_job(r, host_map, work, timeout=150)
 
         files = svc.files_by_mount_from_pod(r.pod, r.container, secrets=r.secrets, config_maps=r.config_maps)
         runner = ServerRunner(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager as ContextManager
 from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import urlsplit
@@ -176,6 +177,49 @@ class MinioBootstrap:
         return run
 
 
+def rendered_postgres(r: SimpleNamespace, workdir: Path, pg_ip: str, **options) -> ContextManager:
+    """A real PostgreSQL serving the Cluster's certificate with its pg_hba, where MLflow expects it."""
+    options.setdefault("hba_rules", svc.cnpg_hba(r.pg_hba))
+    options.setdefault("superuser_network_login", False)
+    return svc.postgres_server(
+        Path(workdir) / "pg",
+        server_cert_pem=r.pg_tls["tls.crt"],
+        server_key_pem=r.pg_tls["tls.key"],
+        ca_pem=r.pg_tls["ca.crt"],
+        listen_addr=pg_ip,
+        port=r.pg_port,
+        **options,
+    )
+
+
+def rendered_s3(r: SimpleNamespace, workdir: Path, s3_ip: str, port: int | None = None) -> ContextManager:
+    """The S3 endpoint (moto) serving MinIO's certificate, at MinIO's port unless told otherwise."""
+    return svc.s3_server(
+        Path(workdir) / "s3",
+        cert_pem=r.minio_tls["tls.crt"],
+        key_pem=r.minio_tls["tls.key"],
+        listen_addr=s3_ip,
+        port=port or r.s3_port,
+    )
+
+
+def run_migration_job(r: SimpleNamespace, host_map: dict, workdir: Path, timeout: int = 300) -> list[SimpleNamespace]:
+    """The migration Job's pod as Kubernetes runs it: initContainers in order, then its containers."""
+    runs = []
+    for c in [*(r.job_pod.get("initContainers") or []), *r.job_pod["containers"]]:
+        prepared, rc, output = svc.run_container_job(
+            c,
+            secrets=r.secrets,
+            config_maps=r.config_maps,
+            host_map=host_map,
+            files_by_mount=svc.files_by_mount_from_pod(r.job_pod, c, secrets=r.secrets, config_maps=r.config_maps),
+            workdir=Path(workdir) / "migrate" / c["name"],
+            timeout=timeout,
+        )
+        runs.append(SimpleNamespace(name=c["name"], prepared=prepared, rc=rc, output=output))
+    return runs
+
+
 @contextlib.contextmanager
 def data_services(
     r: SimpleNamespace,
@@ -195,35 +239,12 @@ def data_services(
     workdir = Path(workdir)
     host_map = {r.pg_host: pg_ip, f"minio.{r.namespace}.svc": s3_ip}
     with (
-        svc.postgres_server(
-            workdir / "pg",
-            server_cert_pem=r.pg_tls["tls.crt"],
-            server_key_pem=r.pg_tls["tls.key"],
-            ca_pem=r.pg_tls["ca.crt"],
-            hba_rules=hba_rules or svc.cnpg_hba(r.pg_hba),
-            listen_addr=pg_ip,
-            port=r.pg_port,
-            superuser_network_login=False,
-        ) as pg,
-        svc.s3_server(
-            workdir / "s3",
-            cert_pem=r.minio_tls["tls.crt"],
-            key_pem=r.minio_tls["tls.key"],
-            listen_addr=s3_ip,
-            port=s3_port,
-        ) as s3,
+        rendered_postgres(r, workdir, pg_ip, hba_rules=hba_rules or svc.cnpg_hba(r.pg_hba)) as pg,
+        rendered_s3(r, workdir, s3_ip, s3_port) as s3,
     ):
         operators.cnpg_reconcile_roles(pg, r.cluster, r.objects)
         operators.cnpg_reconcile_databases(pg, r.cluster, r.databases)
-        MinioBootstrap(r, workdir / "minio-bootstrap", host_map).run()
-        for c in [*(r.job_pod.get("initContainers") or []), *r.job_pod["containers"]]:
-            svc.run_container_job(
-                c,
-                secrets=r.secrets,
-                config_maps=r.config_maps,
-                host_map=host_map,
-                files_by_mount=svc.files_by_mount_from_pod(r.job_pod, c, secrets=r.secrets, config_maps=r.config_maps),
-                workdir=workdir / "migrate" / c["name"],
-                timeout=300,
-            )
-        yield SimpleNamespace(pg=pg, s3=s3, host_map=host_map)
+        bootstrap = MinioBootstrap(r, workdir / "minio-bootstrap", host_map).run()
+        migration = run_migration_job(r, host_map, workdir)
+        bucket = one(list(bootstrap.state["buckets"]), "bucket created by the bootstrap")
+        yield SimpleNamespace(pg=pg, s3=s3, host_map=host_map, bucket=bucket, migration=migration)

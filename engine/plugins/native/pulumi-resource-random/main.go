@@ -71,9 +71,9 @@ func generate(in resource.PropertyMap) (string, error) {
 		special = v.StringValue()
 	}
 	classes := []struct {
-		on   bool
-		set  string
-		min  int
+		on  bool
+		set string
+		min int
 	}{
 		{shim.Bool(in, "upper"), "ABCDEFGHIJKLMNOPQRSTUVWXYZ", shim.Int(in, "minUpper")},
 		{shim.Bool(in, "lower"), "abcdefghijklmnopqrstuvwxyz", shim.Int(in, "minLower")},

@@ -491,7 +491,7 @@ func main() {
 			"tls:index/certRequest:CertRequest": {
 				Inputs: []string{"dnsNames", "ipAddresses", "privateKeyPem", "privateKeyPemWo",
 					"privateKeyPemWoVersion", "subject", "uris"},
-				Check: func(in resource.PropertyMap) (resource.PropertyMap, []string) { return in, nil },
+				Check:  func(in resource.PropertyMap) (resource.PropertyMap, []string) { return in, nil },
 				Create: createCertRequest,
 			},
 		},

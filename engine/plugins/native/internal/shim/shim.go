@@ -72,6 +72,21 @@ func (p *Provider) res(urn string) (*Resource, error) {
 	return r, nil
 }
 
+// decode resolves a request's resource kind and unmarshals its property maps, in the order given.
+func (p *Provider) decode(urn string, structs ...*structpb.Struct) (*Resource, []resource.PropertyMap, error) {
+	r, err := p.res(urn)
+	if err != nil {
+		return nil, nil, err
+	}
+	maps := make([]resource.PropertyMap, len(structs))
+	for i, s := range structs {
+		if maps[i], err = unmarshal(s); err != nil {
+			return nil, nil, err
+		}
+	}
+	return r, maps, nil
+}
+
 func (p *Provider) GetPluginInfo(context.Context, *emptypb.Empty) (*pulumirpc.PluginInfo, error) {
 	return &pulumirpc.PluginInfo{Version: p.Version}, nil
 }
@@ -94,14 +109,11 @@ func (p *Provider) Configure(context.Context, *pulumirpc.ConfigureRequest) (*pul
 }
 
 func (p *Provider) Check(_ context.Context, req *pulumirpc.CheckRequest) (*pulumirpc.CheckResponse, error) {
-	r, err := p.res(req.GetUrn())
+	r, maps, err := p.decode(req.GetUrn(), req.GetNews())
 	if err != nil {
 		return nil, err
 	}
-	news, err := unmarshal(req.GetNews())
-	if err != nil {
-		return nil, err
-	}
+	news := maps[0]
 	in := resource.PropertyMap{}
 	for _, k := range r.Inputs {
 		if v, ok := news[resource.PropertyKey(k)]; ok && !v.IsNull() {
@@ -127,18 +139,11 @@ func (p *Provider) Check(_ context.Context, req *pulumirpc.CheckRequest) (*pulum
 }
 
 func (p *Provider) Diff(_ context.Context, req *pulumirpc.DiffRequest) (*pulumirpc.DiffResponse, error) {
-	r, err := p.res(req.GetUrn())
+	r, maps, err := p.decode(req.GetUrn(), req.GetOlds(), req.GetNews())
 	if err != nil {
 		return nil, err
 	}
-	olds, err := unmarshal(req.GetOlds())
-	if err != nil {
-		return nil, err
-	}
-	news, err := unmarshal(req.GetNews())
-	if err != nil {
-		return nil, err
-	}
+	olds, news := maps[0], maps[1]
 	var replaces, diffs []string
 	detailed := map[string]*pulumirpc.PropertyDiff{}
 	for _, k := range r.Inputs {
@@ -176,14 +181,11 @@ func (p *Provider) Diff(_ context.Context, req *pulumirpc.DiffRequest) (*pulumir
 }
 
 func (p *Provider) Create(_ context.Context, req *pulumirpc.CreateRequest) (*pulumirpc.CreateResponse, error) {
-	r, err := p.res(req.GetUrn())
+	r, maps, err := p.decode(req.GetUrn(), req.GetProperties())
 	if err != nil {
 		return nil, err
 	}
-	in, err := unmarshal(req.GetProperties())
-	if err != nil {
-		return nil, err
-	}
+	in := maps[0]
 	if req.GetPreview() || in.ContainsUnknowns() {
 		return nil, fmt.Errorf("%s: preview of Create is not supported", p.Name)
 	}
@@ -203,14 +205,11 @@ func (p *Provider) Create(_ context.Context, req *pulumirpc.CreateRequest) (*pul
 }
 
 func (p *Provider) Read(_ context.Context, req *pulumirpc.ReadRequest) (*pulumirpc.ReadResponse, error) {
-	r, err := p.res(req.GetUrn())
+	r, maps, err := p.decode(req.GetUrn(), req.GetProperties())
 	if err != nil {
 		return nil, err
 	}
-	state, err := unmarshal(req.GetProperties())
-	if err != nil {
-		return nil, err
-	}
+	state := maps[0]
 	if len(state) == 0 {
 		return nil, fmt.Errorf("%s: importing %s is not supported", p.Name, req.GetUrn())
 	}
@@ -237,18 +236,11 @@ func (p *Provider) Read(_ context.Context, req *pulumirpc.ReadRequest) (*pulumir
 }
 
 func (p *Provider) Update(_ context.Context, req *pulumirpc.UpdateRequest) (*pulumirpc.UpdateResponse, error) {
-	r, err := p.res(req.GetUrn())
+	r, maps, err := p.decode(req.GetUrn(), req.GetOlds(), req.GetNews())
 	if err != nil {
 		return nil, err
 	}
-	olds, err := unmarshal(req.GetOlds())
-	if err != nil {
-		return nil, err
-	}
-	news, err := unmarshal(req.GetNews())
-	if err != nil {
-		return nil, err
-	}
+	olds, news := maps[0], maps[1]
 	state := olds.Copy()
 	for _, k := range r.Updatable {
 		key := resource.PropertyKey(k)
