@@ -7,7 +7,9 @@
 
 1. The tracking server (bench/server_bench.py): ours (the dev stack's rendered argv/env, PostgreSQL with
    the stack's TLS material verify-full, auth, S3 over TLS), the peers' setup (community Helm chart
-   style) and MLflow's own default, on this machine in one run; table + chart under build/bench/.
+   style, at MLflow's default workers and at ours') and MLflow's own default, on this machine in one
+   run: each measured alone on one CPU once settled, in interleaved rounds; the S3 ceiling; targets and
+   where the time goes; table + chart under build/bench/.
 2. Resource counts per stack, by type.
 3. Deployment critical path over the recorded dependency graph, weighted by readiness waits.
 4. CPU/memory requests and limits of every pod template, per stack; the PR budget check.

@@ -533,3 +533,26 @@ def test_mlflow_server_trusts_public_cas_when_the_object_store_has_none():
     assert not any(e["name"] == "AWS_CA_BUNDLE" for e in pod["containers"][0]["env"])
     [ca] = [v for v in pod["volumes"] if v["name"] == "ca"]
     assert [s["secret"]["name"] for s in ca["projected"]["sources"]] == ["pg-ca"]
+
+
+def test_mlflow_server_pool_keeps_connections_without_raising_the_peak():
+    from importlib.util import find_spec
+
+    ev = run_alone(mlflow_program())
+    [server] = ev.k8s("Deployment")[0]["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in server["env"]}
+    size, overflow = int(env["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"]), int(env["MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"])
+    # Kept: enough for one worker's 8 concurrent clients; at most: SQLAlchemy's default 5 + 10.
+    assert size >= 8 and size + overflow == 15
+    # Names MLflow reads (mlflow/store/db/utils.py create_sqlalchemy_engine), from the installed source.
+    spec = find_spec("mlflow")
+    assert spec is not None and spec.origin is not None
+    known = (Path(spec.origin).parent / "environment_variables.py").read_text()
+    assert all(
+        f'"{name}"' in known for name in ("MLFLOW_SQLALCHEMYSTORE_POOL_SIZE", "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW")
+    )
+    # One-shot containers (migrations) keep MLflow's defaults.
+    [job] = ev.k8s("Job")
+    pod = job["spec"]["template"]["spec"]
+    for container in [*pod.get("initContainers", []), *pod["containers"]]:
+        assert not any(e["name"].startswith("MLFLOW_SQLALCHEMYSTORE_") for e in container["env"])
