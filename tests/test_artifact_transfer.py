@@ -140,15 +140,27 @@ def test_workers_that_do_not_fit_the_memory_limit_are_refused():
 @pytest.mark.parametrize(
     "stack, config, expected",
     [
-        ("dev", {}, "true"),
+        ("dev", {}, "false"),
         ("prod", {}, "false"),
-        ("prod", {"mlflowJobRunner": "on"}, "true"),
-        ("dev", {"mlflowJobRunner": "off"}, "false"),
+        ("prod", {"mlflowJobRunner": "on", "mlflowMemoryLimit": "3Gi"}, "true"),
+        ("prod", {"mlflowJobRunner": "auto", "mlflowMemoryLimit": "3Gi"}, "false"),
+        ("dev", {"mlflowJobRunner": "auto", "mlflowMemoryLimit": "2Gi"}, "true"),
     ],
 )
-def test_job_runner_is_off_on_replicated_servers_unless_enabled(stack, config, expected):
+def test_job_runner_is_off_unless_enabled_and_never_on_replicated_servers_in_auto(stack, config, expected):
     ev = evaluate_stack(stack, config)
     assert env_value(ev, server(ev), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION") == expected
+
+
+@pytest.mark.parametrize("mode", ["on", "auto"])
+def test_a_job_runner_that_does_not_fit_the_memory_limit_is_refused(mode):
+    with pytest.raises(settings.ConfigError) as error:
+        load("dev", mlflowJobRunner=mode)
+    line = problem_line(str(error.value), "mlflowJobRunner")
+    assert (
+        "over mlflowMemoryLimit (1Gi)" in line
+        and "set mlflowJobRunner off, or raise mlflowMemoryLimit to at least 2Gi" in line
+    )
 
 
 def test_scratch_and_timeouts_follow_config():
