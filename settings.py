@@ -433,6 +433,15 @@ def quantity(value: str) -> float:
     return parsed
 
 
+def is_dns_label(value: str) -> bool:
+    return bool(_DNS_LABEL.match(value))
+
+
+def _empty_or(valid: Callable[[str], bool]) -> Callable[[str], bool]:
+    """The check of an optional key: empty (unset), or valid."""
+    return lambda value: value == "" or valid(value)
+
+
 def is_ip(value: str) -> bool:
     try:
         ipaddress.ip_address(value)
@@ -535,19 +544,19 @@ def load_settings(
         domain=domain,
         class_name=read.checked(
             "ingressClassName",
-            lambda v: v == "" or bool(_DNS_LABEL.match(v)),
+            _empty_or(is_dns_label),
             "not a valid IngressClass name",
             "use e.g. nginx or traefik, or leave it empty",
         ),
         tls_secret_name=read.checked(
             "ingressTlsSecretName",
-            lambda v: v == "" or is_dns_subdomain(v),
+            _empty_or(is_dns_subdomain),
             "not a valid Secret name",
             "use a DNS-1123 name or leave it empty",
         ),
         cluster_issuer=read.checked(
             "ingressClusterIssuer",
-            lambda v: v == "" or is_dns_subdomain(v),
+            _empty_or(is_dns_subdomain),
             "not a valid ClusterIssuer name",
             "use a DNS-1123 name or leave it empty",
         ),
@@ -586,7 +595,7 @@ def load_settings(
         ),
         operator_namespace=read.checked(
             "cnpgOperatorNamespace",
-            lambda v: bool(_DNS_LABEL.match(v)),
+            is_dns_label,
             "not a namespace name",
             "use a DNS-1123 label, e.g. cnpg-system",
         ),
@@ -1374,13 +1383,13 @@ def _operations(
     )
     server_name = read.checked(
         "backupServerName",
-        lambda v: v == "" or bool(_DNS_LABEL.match(v)),
+        _empty_or(is_dns_label),
         "not a server name",
         "use a DNS-1123 label such as mlflow-pg-2, or leave it empty",
     )
     source = read.checked(
         "postgresRestoreSource",
-        lambda v: v == "" or bool(_DNS_LABEL.match(v)),
+        _empty_or(is_dns_label),
         "not a server name",
         "use the backupServerName of the stack whose backups you restore "
         "(mlflow-pg unless it set one), or leave it empty",
@@ -1469,7 +1478,7 @@ def _operations(
         prometheus_operator=operator,
         prometheus_namespace=read.checked(
             "prometheusNamespace",
-            lambda v: bool(_DNS_LABEL.match(v)),
+            is_dns_label,
             "not a namespace name",
             "use the namespace Prometheus runs in, e.g. monitoring",
         ),
