@@ -8,6 +8,7 @@ each key, its value and the fix, and nothing is created.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import difflib
 import ipaddress
@@ -24,6 +25,7 @@ import pulumi
 import yaml
 from pulumi.runtime import config as runtime_config
 
+from components.barman_cloud_plugin import BarmanCloudPluginArgs
 from components.cnpg_operator import CnpgOperatorArgs
 from components.external_object_store import ExternalObjectStoreArgs
 from components.external_postgres import ExternalPostgresArgs
@@ -38,10 +40,15 @@ from components.monitoring import PlatformMonitoringArgs
 from components.platform_namespace import PlatformNamespaceArgs
 from components.postgres_backup import BACKUP_SIDECAR_CPU_REQUEST, BACKUP_SIDECAR_MEMORY_REQUEST, PostgresBackupArgs
 from components.postgres_cluster import PostgresClusterArgs
+from tools import pulumi_yaml
 
 PROJECT_FILE = Path(__file__).resolve().parent / "Pulumi.yaml"
 PROJECT_NAME = "mlflow-platform"
 PROFILES = ("dev", "prod", "pr")
+# The stack that owns what is cluster-wide (the CloudNativePG operator, the Barman Cloud plugin).
+CLUSTER_PROFILE = "cluster"
+# CloudNativePG features the environments use: managed roles, Database objects, CNPG-I plugins.
+MIN_OPERATOR_VERSION = (1, 26, 0)
 POSTGRES_MODES = ("inCluster", "external")
 JOB_RUNNER_MODES = ("auto", "on", "off")
 ARTIFACT_TRANSFER_MODES = ("proxied", "direct")
@@ -75,6 +82,8 @@ REMOVED_KEYS = {
         )
     },
     "postgresAdminHost": _IN_CLUSTER_INSTEAD + " (for an existing server use postgresMode: external with postgresHost)",
+    "installCnpgOperator": "the cluster stack owns the CloudNativePG operator (`make up STACK=cluster`); "
+    "environment stacks find it through clusterStack (README: Quickstart)",
 }
 TLS_ALGORITHMS = ("ECDSA", "RSA")
 # PR stacks share a cluster with many others: their steady state plus the migration Job must fit.
@@ -183,10 +192,11 @@ class PostgresSettings:
     storage_size: str
     storage_class: str
     resources: Resources
-    install_operator: bool
-    operator_chart_version: str
+    # Where the operator runs when no cluster stack tells (clusterStack empty).
     operator_namespace: str
     external: ExternalPostgres | None
+    # postgresMaxConnections: 0 sizes an in-cluster server's max_connections from the connection budget.
+    max_connections: int = 0
 
     @property
     def in_cluster(self) -> bool:
@@ -220,6 +230,10 @@ class MlflowSettings:
     artifact_transfer: str = "proxied"
     multipart_threshold: str = "500Mi"
     multipart_chunk_size: str = "100Mi"
+    # SQLAlchemy pool of each store in each worker, and the encryption passphrase's version.
+    db_pool_size: int = 10
+    db_max_overflow: int = 5
+    kek_version: int = 1
 
     @property
     def image(self) -> str:
@@ -242,6 +256,8 @@ class Settings:
     object_store: ObjectStoreSettings
     mlflow: MlflowSettings
     allow_storage_layout_change: bool
+    # The stack that owns the operator and the backup plugin ("" when someone else manages them).
+    cluster_stack: str
     # Backups, metrics, garbage collection (the "day-2" keys).
     operations: OperationsSettings
 
@@ -257,10 +273,8 @@ class Settings:
 
 
 def declared_config(project_file: Path = PROJECT_FILE) -> dict[str, dict]:
-    """The `config:` block of Pulumi.yaml: key -> {type, default, description}."""
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    with open(project_file, encoding="utf-8") as handle:
-        return yaml.load(handle, Loader=loader)["config"]
+    """The `config:` block of Pulumi.yaml: key -> {type, default, description}, read as the CLI reads it."""
+    return pulumi_yaml.load(project_file, name=project_file.name)["config"]
 
 
 class _Reader:
@@ -292,11 +306,18 @@ class _Reader:
             return text.lower() == "true"
         if kind == "array" and isinstance(value, list) and all(isinstance(v, str) for v in value):
             return value
+        if kind == "object":
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError:
+                value = None
+            if isinstance(value, dict):
+                return value
         self.fail(
             key,
             text,
-            f"expected {'a list of strings' if kind == 'array' else 'an ' + kind if kind == 'integer' else 'a ' + kind}",
-            f"`pulumi config set {key}{' --path' if kind == 'array' else ''} <{kind}>`",
+            f"expected {'a list of strings' if kind == 'array' else 'an ' + kind if kind in ('integer', 'object') else 'a ' + kind}",
+            f"`pulumi config set {key}{' --path' if kind in ('array', 'object') else ''} <{kind}>`",
         )
         return spec["default"]
 
@@ -505,6 +526,8 @@ def is_https_endpoint(value: str) -> bool:
 
 
 def profile_for_stack(stack: str) -> str:
+    if stack == CLUSTER_PROFILE:
+        return CLUSTER_PROFILE
     if _PR_STACK.match(stack):
         return "pr"
     return "prod" if stack.startswith("prod") else "dev"
@@ -525,6 +548,14 @@ def load_settings(
             "Fix: use a stack name of lowercase letters, digits and '-' (at most 56 characters), e.g. dev or pr-42"
         )
     profile = read.raw("profile") or profile_for_stack(stack)
+    if profile == CLUSTER_PROFILE:
+        read.fail(
+            "profile",
+            profile,
+            "the cluster profile owns cluster-wide services only, not an environment",
+            "deploy it as its own stack (`make up STACK=cluster`), and use dev, prod or pr here",
+        )
+        profile = "dev"
     if profile not in PROFILES:
         read.fail("profile", profile, "unknown profile", f"use one of {', '.join(PROFILES)}, or leave it empty")
         profile = "dev"
@@ -589,16 +620,7 @@ def load_settings(
         storage_size=read.storage("postgresStorageSize"),
         storage_class=read.raw("postgresStorageClass"),
         resources=read.resources("postgres"),
-        install_operator=read.raw("installCnpgOperator"),
-        operator_chart_version=read.checked(
-            "cnpgChartVersion", lambda v: bool(_VERSION.match(v)), "not a chart version", "use X.Y.Z, e.g. 0.29.0"
-        ),
-        operator_namespace=read.checked(
-            "cnpgOperatorNamespace",
-            is_dns_label,
-            "not a namespace name",
-            "use a DNS-1123 label, e.g. cnpg-system",
-        ),
+        operator_namespace=_operator_namespace(read),
         external=_external_postgres(read) if read.choice("postgresMode", POSTGRES_MODES) == "external" else None,
     )
     if postgres.in_cluster:
@@ -647,15 +669,21 @@ def load_settings(
         request_timeout_seconds=read.integer("mlflowRequestTimeoutSeconds", 30, 3600),
         auth_cache_seconds=read.integer("mlflowAuthCacheSeconds", 0, 3600),
         **_artifact_transfer(read, object_store, minio, ingress),
+        db_pool_size=read.integer("mlflowDbPoolSize", 1, 100),
+        db_max_overflow=read.integer("mlflowDbMaxOverflow", 0, 100),
+        kek_version=read.integer("mlflowKekVersion", 1, 1000),
     )
-    kubeconfig = read.raw("kubeconfig")
-    kube_context = read.raw("kubeContext")
+    kubeconfig, kube_context = _kubernetes_target(read)
     allow_layout_change = read.raw("allowStorageLayoutChange")
     render_directory = _render_directory(read, kubeconfig, kube_context, postgres)
     for prefix, res in (("postgres", postgres.resources), ("minio", minio.resources), ("mlflow", mlflow.resources)):
         _check_requests_within_limits(read, prefix, res)
 
     operations = _operations(read, profile, postgres, object_store)
+    postgres = dataclasses.replace(
+        postgres, max_connections=read.integer("postgresMaxConnections", 0, 10000, "set 0 (sized) or up to 10000")
+    )
+    _check_connection_budget(read, postgres, mlflow, operations)
     if profile == "prod":
         if postgres.in_cluster and postgres.instances < 2:
             read.fail(
@@ -673,13 +701,6 @@ def load_settings(
             )
     if profile == "pr":
         _check_pr_budget(read, postgres, minio, mlflow, object_store.in_cluster, operations)
-        if postgres.install_operator:
-            read.fail(
-                "installCnpgOperator",
-                True,
-                "PR stacks share the cluster's CloudNativePG operator",
-                "set installCnpgOperator to false (profiles/pr.yaml does)",
-            )
 
     if read.errors:
         raise ConfigError(
@@ -701,6 +722,7 @@ def load_settings(
         object_store=object_store,
         mlflow=mlflow,
         allow_storage_layout_change=allow_layout_change,
+        cluster_stack=_cluster_stack(read),
         operations=operations,
     )
 
@@ -838,13 +860,6 @@ def _render_directory(read: _Reader, kubeconfig: str, kube_context: str, postgre
                 "renderYamlToDirectory writes manifests instead of talking to a cluster",
                 f"unset {key}, or unset renderYamlToDirectory to deploy to a cluster",
             )
-    if postgres.install_operator and postgres.in_cluster:
-        read.fail(
-            "installCnpgOperator",
-            True,
-            "pulumi-kubernetes cannot render a Helm release (renderYamlToDirectory)",
-            "set installCnpgOperator to false and install the CloudNativePG operator another way",
-        )
     return directory
 
 
@@ -1029,6 +1044,93 @@ def _check_pr_budget(
         )
 
 
+# --------------------------------------------------------------------------- PostgreSQL connection budget
+# What MLflow can hold open at once, so PostgreSQL's max_connections is sized for it (in-cluster) or a
+# server that cannot take it is refused (postgresMaxConnections). Counted from MLflow 3.18's source:
+# each uvicorn worker opens one SQLAlchemy engine per store, tracking, model registry and basic auth
+# (mlflow/store/tracking|model_registry/sqlalchemy_store.py, mlflow/server/auth/sqlalchemy_store.py),
+# each pooling up to mlflowDbPoolSize + mlflowDbMaxOverflow connections.
+ENGINES_PER_WORKER = 3
+# `mlflow server` itself opens the tracking and registry stores once before it starts uvicorn and
+# keeps their pooled connection for its life (measured: tests/integration/test_connection_budget.py).
+SERVER_PROCESS_CONNECTIONS = 2
+# With mlflowJobRunner on: the job runner and its huey consumers (one per MLflow 3.18 job type, and
+# one for periodic tasks), an engine each.
+JOB_RUNNER_PROCESSES = 9
+# A single-threaded command (a migration Job step, mlflow gc): its connection and one nested session.
+COMMAND_CONNECTIONS = 2
+# Rolling updates start a new pod before an old one stops (the Deployment's maxSurge: 1).
+SURGE_PODS = 1
+# PostgreSQL keeps these slots for superusers (superuser_reserved_connections, set explicitly);
+# CloudNativePG's instance manager connects as superuser (status, the metrics exporter per database,
+# backups) and may use ordinary slots as well.
+SUPERUSER_RESERVED_CONNECTIONS = 3
+INSTANCE_MANAGER_CONNECTIONS = 5
+
+
+@dataclass(frozen=True)
+class ConnectionBudget:
+    """The connections MLflow's role can hold at once, and PostgreSQL's max_connections that fits them."""
+
+    per_pod: int
+    pods: int  # replicas and the surge pod of a rolling update
+    commands: int  # the migration Job and mlflow gc
+    reserved: int  # superuser slots and the instance manager's connections
+
+    @property
+    def mlflow(self) -> int:
+        return self.pods * self.per_pod + self.commands
+
+    @property
+    def max_connections(self) -> int:
+        return self.mlflow + self.reserved
+
+    def max_connections_for(self, postgres: PostgresSettings) -> int:
+        """An in-cluster server's max_connections: postgresMaxConnections, or (0) the budget."""
+        return postgres.max_connections or self.max_connections
+
+
+def connection_budget(mlflow: MlflowSettings, gc: bool) -> ConnectionBudget:
+    per_engine = mlflow.db_pool_size + mlflow.db_max_overflow
+    per_pod = mlflow.workers * ENGINES_PER_WORKER * per_engine + SERVER_PROCESS_CONNECTIONS
+    if mlflow.job_execution:
+        per_pod += JOB_RUNNER_PROCESSES * per_engine
+    return ConnectionBudget(
+        per_pod=per_pod,
+        pods=mlflow.replicas + SURGE_PODS,
+        commands=COMMAND_CONNECTIONS * (2 if gc else 1),
+        reserved=SUPERUSER_RESERVED_CONNECTIONS + INSTANCE_MANAGER_CONNECTIONS,
+    )
+
+
+def _check_connection_budget(
+    read: _Reader, postgres: PostgresSettings, mlflow: MlflowSettings, ops: OperationsSettings
+) -> None:
+    """postgresMaxConnections, when set, must hold MLflow's connections (and, in-cluster, the operator's)."""
+    if not postgres.max_connections:
+        return
+    budget = connection_budget(mlflow, ops.gc)
+    needed = budget.max_connections if postgres.in_cluster else budget.mlflow
+    if postgres.max_connections >= needed:
+        return
+    per_engine = f"({mlflow.db_pool_size} + {mlflow.db_max_overflow})"
+    runner = f" + job runner {JOB_RUNNER_PROCESSES} x {per_engine}" if mlflow.job_execution else ""
+    operator = (
+        f" + {budget.reserved} for PostgreSQL's superuser slots and CloudNativePG's instance manager"
+        if postgres.in_cluster
+        else ""
+    )
+    read.fail(
+        "postgresMaxConnections",
+        postgres.max_connections,
+        f"MLflow can hold {budget.mlflow} connections: {mlflow.replicas} replica(s) + {SURGE_PODS} during a "
+        f"rollout, each {mlflow.workers} worker(s) x {ENGINES_PER_WORKER} stores x {per_engine} "
+        f"+ {SERVER_PROCESS_CONNECTIONS}{runner}, + {budget.commands} for the migration Job and gc{operator}",
+        f"set postgresMaxConnections to at least {needed} (0 sizes an in-cluster server), or lower "
+        "mlflowDbPoolSize, mlflowDbMaxOverflow, mlflowWorkers or mlflowReplicas",
+    )
+
+
 # --------------------------------------------------------------------------- stored data across updates
 # Config changes that Kubernetes cannot apply to existing data in place, and the manual path for each.
 _LAYOUT_MANUAL_PATHS = {
@@ -1106,17 +1208,6 @@ def checked_storage_layout(s: Settings, previous: pulumi.Input[dict | None]) -> 
 # --------------------------------------------------------------------------- configuration -> component Args
 # The one place that maps stack configuration onto the components' (flat, Input-typed) Args;
 # __main__.py only wires components together through their outputs.
-def operator_args(s: Settings) -> CnpgOperatorArgs | None:
-    """The CloudNativePG operator, when this stack owns it (and uses an in-cluster PostgreSQL)."""
-    if not (s.postgres.install_operator and s.postgres.in_cluster):
-        return None
-    return CnpgOperatorArgs(
-        chart_version=s.postgres.operator_chart_version,
-        namespace=s.postgres.operator_namespace,
-        owner=f"{s.project}.{s.stack}",
-    )
-
-
 def namespace_args(
     s: Settings, operator_namespace: pulumi.Input[str], storage_layout: pulumi.Input[dict]
 ) -> PlatformNamespaceArgs:
@@ -1168,6 +1259,8 @@ def database_args(
         operator_namespace=operator_namespace,
         protect_data=s.protect_data,
         ephemeral=s.ephemeral,
+        max_connections=connection_budget(s.mlflow, s.operations.gc).max_connections_for(pg),
+        superuser_reserved_connections=SUPERUSER_RESERVED_CONNECTIONS,
         **_tls_args(s),
         **_cluster_backup_args(s, backup),
     )
@@ -1246,6 +1339,7 @@ def mlflow_args(s: Settings, namespace: pulumi.Input[str], database, store) -> M
         admin_user=m.admin_user,
         backend_store_uri=database.sqlalchemy_uri,
         auth_database_uri=database.auth_sqlalchemy_uri,
+        database_password=database.password,
         postgres_ca_secret_name=database.ca_secret_name,
         database_egress=database.client_egress,
         bucket=store.bucket,
@@ -1263,6 +1357,9 @@ def mlflow_args(s: Settings, namespace: pulumi.Input[str], database, store) -> M
         request_timeout_seconds=m.request_timeout_seconds,
         auth_cache_seconds=m.auth_cache_seconds,
         metrics=s.operations.metrics,
+        db_pool_size=m.db_pool_size,
+        db_max_overflow=m.db_max_overflow,
+        kek_version=m.kek_version,
     )
 
 
@@ -1313,6 +1410,25 @@ class OperationsSettings:
     gc: bool
     gc_schedule: str
     gc_older_than: str
+    # Labels of the ServiceMonitors/PodMonitor (what the Prometheus operator selects them by).
+    monitoring_labels: dict = dataclasses.field(default_factory=dict)
+
+
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+
+
+def is_label_map(value: Any) -> bool:
+    """Kubernetes labels: [prefix/]name keys (prefix a DNS subdomain) and string values of 63 at most."""
+
+    def key_ok(key: str) -> bool:
+        prefix, _, name = key.rpartition("/")
+        return bool(_LABEL_NAME.match(name)) and (not prefix or is_dns_subdomain(prefix))
+
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and key_ok(k) and isinstance(v, str) and bool(_LABEL_VALUE.match(v))
+        for k, v in value.items()
+    )
 
 
 def cron_problem(value: str, seconds: bool = False) -> str | None:
@@ -1495,6 +1611,12 @@ def _operations(
             "not an age mlflow gc understands",
             "use #d#h#m#s, e.g. 30d or 12h",
         ),
+        monitoring_labels=read.checked(
+            "monitoringLabels",
+            is_label_map,
+            "not a map of Kubernetes labels",
+            "use label keys and string values, e.g. `pulumi config set --path monitoringLabels.release prometheus`",
+        ),
     )
 
 
@@ -1553,9 +1675,7 @@ def operations_footprint(postgres: PostgresSettings, ops: OperationsSettings) ->
     )
 
 
-def backup_args(
-    s: Settings, namespace: pulumi.Input[str], operator_namespace: pulumi.Input[str], store
-) -> PostgresBackupArgs | None:
+def backup_args(s: Settings, namespace: pulumi.Input[str], store) -> PostgresBackupArgs | None:
     """The ObjectStore, when the stack archives or restores; `store` is the artifact store component."""
     backup = s.operations.backup
     if not (backup.store_needed and s.postgres.in_cluster):
@@ -1573,8 +1693,6 @@ def backup_args(
         restore_from=backup.restore_source,
         restore_target_time=backup.restore_target_time,
         sidecar_resources=sidecar,
-        plugin_namespace=operator_namespace,
-        check_plugin=not s.render_directory,
         protect_data=s.protect_data,
     )
     if backup.endpoint:
@@ -1588,6 +1706,8 @@ def backup_args(
         )
     return PostgresBackupArgs(
         destination_path=pulumi.Output.concat("s3://", store.backup_bucket, "/"),
+        # The bucket and barman's user exist once the store's bootstrap ran (its bucket output).
+        destination_ready=store.bucket,
         endpoint_url=store.endpoint_url,
         ca_secret_name=store.ca_secret_name,
         credentials_secret_name=store.backup_credentials_secret_name,
@@ -1632,6 +1752,7 @@ def monitoring_args(s: Settings, namespace: pulumi.Input[str], mlflow, store) ->
         mlflow_password_secret_name=mlflow.env_secret_name if s.mlflow.auth else None,
         mlflow_user=s.mlflow.admin_user,
         postgres_selector={"cnpg.io/cluster": "mlflow-pg"} if s.postgres.in_cluster else None,
+        monitor_labels=ops.monitoring_labels,
         **minio,
     )
 
@@ -1646,7 +1767,7 @@ def _cluster_backup_args(s: Settings, backup) -> dict:
     ops = s.operations.backup
     args: dict = {"plugins": backup.plugins}
     if ops.enabled:
-        args["backup_schedule"] = ops.schedule
+        args.update(backup_schedule=ops.schedule, backup_destination_ready=backup.ready)
     if ops.restore_source:
         args.update(bootstrap=backup.bootstrap, external_clusters=backup.external_clusters)
     return args
@@ -1659,3 +1780,285 @@ def _minio_operations_args(s: Settings) -> dict:
     if ops.backup.store_needed and s.postgres.in_cluster and not ops.backup.endpoint:
         args.update(backup_bucket=ops.backup.bucket, backup_client_pod_labels={"cnpg.io/cluster": "mlflow-pg"})
     return args
+
+
+# --------------------------------------------------------------------------- where the stack deploys
+# The standard pulumi-kubernetes keys a Pulumi user sets (`pulumi config set kubernetes:context ...`),
+# honoured by the program's own provider; any other kubernetes:* key would be ignored, so it is refused.
+KUBERNETES_KEYS = {"context": "kubeContext", "kubeconfig": "kubeconfig"}
+
+
+def _kubernetes_target(read: _Reader) -> tuple[str, str]:
+    """(kubeconfig, context) from this project's keys or the standard kubernetes:* ones."""
+    standard = pulumi.Config("kubernetes")
+    chosen = []
+    for std_key, our_key in KUBERNETES_KEYS.items():
+        ours, theirs = read.raw(our_key), standard.get(std_key) or ""
+        if ours and theirs and ours != theirs:
+            read.fail(
+                our_key,
+                ours,
+                f"conflicts with kubernetes:{std_key} = {json.dumps(theirs)}",
+                f"set only one of {our_key} and kubernetes:{std_key}",
+            )
+        chosen.append(ours or theirs)
+    for full_key in sorted(set(runtime_config.CONFIG.get()) | set(runtime_config.get_config_env())):
+        if full_key.startswith("kubernetes:") and full_key.split(":", 1)[1] not in KUBERNETES_KEYS:
+            read.errors.append(
+                f"  - {full_key} is not read by this program's Kubernetes provider. Fix: remove it "
+                f"(honoured: {', '.join('kubernetes:' + k for k in KUBERNETES_KEYS)})"
+            )
+    return chosen[0], chosen[1]
+
+
+def deploy_target(kubeconfig: str, context: str, render_directory: str = "") -> dict[str, str]:
+    """Where `up` will send objects (context and API server URL), read from the kubeconfig the
+    provider will use; shown by `make check` and as the stack output deployTarget."""
+    if render_directory:
+        return {"renderYamlToDirectory": render_directory}
+    source, document = _kubeconfig_document(kubeconfig)
+    name = context or str(document.get("current-context") or "")
+    contexts = {c.get("name"): c.get("context") or {} for c in document.get("contexts") or [] if isinstance(c, dict)}
+    clusters = {c.get("name"): c.get("cluster") or {} for c in document.get("clusters") or [] if isinstance(c, dict)}
+    server = str(clusters.get(contexts.get(name, {}).get("cluster"), {}).get("server") or "(unknown)")
+    return {"context": name or "(none)", "server": server, "kubeconfig": source}
+
+
+def _kubeconfig_document(kubeconfig: str) -> tuple[str, dict]:
+    """(where it came from, parsed kubeconfig) as the provider finds it: the config value (a path
+    or the YAML itself), else $KUBECONFIG's first existing file, else ~/.kube/config."""
+    import os
+
+    if kubeconfig and "\n" in kubeconfig:
+        source, text = "(inline in stack config)", kubeconfig
+    else:
+        candidates = [kubeconfig] if kubeconfig else [*os.environ.get("KUBECONFIG", "").split(os.pathsep)]
+        candidates = [c for c in candidates if c] or [str(Path.home() / ".kube" / "config")]
+        path = next((Path(c).expanduser() for c in candidates if Path(c).expanduser().is_file()), None)
+        if path is None:
+            return candidates[0], {}
+        source, text = str(path), path.read_text(encoding="utf-8", errors="replace")
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return source, {}
+    return source, document if isinstance(document, dict) else {}
+
+
+# --------------------------------------------------------------------------- the cluster stack
+@dataclass(frozen=True)
+class ClusterSettings:
+    """The `cluster` profile: what one stack per cluster owns for every environment on it."""
+
+    project: str
+    stack: str
+    kubeconfig: str
+    kube_context: str
+    operator: CnpgOperatorArgs
+    plugin: BarmanCloudPluginArgs | None
+
+
+def stack_profile(config: pulumi.Config | None = None, stack: str | None = None) -> str:
+    return (config or pulumi.Config(PROJECT_NAME)).get("profile") or profile_for_stack(stack or pulumi.get_stack())
+
+
+def load_cluster_settings(
+    config: pulumi.Config | None = None, stack: str | None = None, project: str | None = None
+) -> ClusterSettings:
+    project = project or pulumi.get_project()
+    stack = stack or pulumi.get_stack()
+    read = _Reader(config or pulumi.Config(project), declared_config())
+    read.unknown_keys()
+    kubeconfig, kube_context = _kubernetes_target(read)
+    if read.raw("renderYamlToDirectory"):
+        read.fail(
+            "renderYamlToDirectory",
+            read.raw("renderYamlToDirectory"),
+            "the cluster stack installs Helm releases, which pulumi-kubernetes cannot render",
+            "unset it; GitOps users install the operator and plugin from their own charts (README: GitOps)",
+        )
+    chart_version = read.checked(
+        "cnpgChartVersion", lambda v: bool(_VERSION.match(v)), "not a chart version", "use X.Y.Z, e.g. 0.29.0"
+    )
+    chart_path = read.raw("cnpgChartPath")
+    values = read.raw("cnpgChartValues")
+    local = _local_chart(read, chart_path) if chart_path else None
+    if local is not None:
+        local_version, schema = local
+        if local_version != chart_version:
+            read.fail(
+                "cnpgChartVersion",
+                chart_version,
+                f"the local chart {chart_path} is version {local_version or '(none)'}",
+                f"set cnpgChartVersion to {local_version}, or point cnpgChartPath at the {chart_version} chart",
+            )
+        _check_chart_values(read, values, schema)
+    repository = read.checked(
+        "cnpgChartRepository",
+        lambda v: urlsplit(v).scheme in ("https", "http", "oci") and bool(urlsplit(v).netloc),
+        "not a chart repository URL",
+        "use e.g. https://cloudnative-pg.github.io/charts, or set cnpgChartPath for a local chart",
+    )
+    operator = CnpgOperatorArgs(
+        chart_version=chart_version,
+        namespace=_operator_namespace(read),
+        chart_repository=repository,
+        chart_path=chart_path,
+        values=values,
+        owner=f"{project}.{stack}",
+    )
+    plugin = None
+    if read.raw("barmanPlugin"):
+        crd = read.raw("barmanPluginCrd")
+        if not crd.startswith(("https://", "http://")) and not _project_path(crd).is_file():
+            read.fail(
+                "barmanPluginCrd",
+                crd,
+                "file not found",
+                "give the URL of the plugin release's ObjectStore CRD, or a path to a local copy",
+            )
+        plugin = BarmanCloudPluginArgs(
+            namespace=operator.namespace,
+            image=read.image("barmanPluginImage", tag_hint="the plugin's release tag, e.g. v0.14.0"),
+            sidecar_image=read.image("barmanPluginSidecarImage", tag_hint="the plugin's release tag, e.g. v0.14.0"),
+            crd_source=crd if crd.startswith(("https://", "http://")) else str(_project_path(crd)),
+        )
+    if read.errors:
+        raise ConfigError(
+            f"invalid configuration for stack {stack} ({len(read.errors)} problem(s)); nothing was created:\n"
+            + "\n".join(read.errors)
+        )
+    return ClusterSettings(
+        project=project, stack=stack, kubeconfig=kubeconfig, kube_context=kube_context, operator=operator, plugin=plugin
+    )
+
+
+def _operator_namespace(read: _Reader) -> str:
+    return read.checked(
+        "cnpgOperatorNamespace", is_dns_label, "not a namespace name", "use a DNS-1123 label, e.g. cnpg-system"
+    )
+
+
+def _project_path(path: str) -> Path:
+    """Relative paths are the project directory's, where the CLI runs the program and the plugins."""
+    candidate = Path(path).expanduser()
+    return candidate if candidate.is_absolute() else PROJECT_FILE.parent / candidate
+
+
+def _local_chart(read: _Reader, chart_path: str) -> tuple[str, dict] | None:
+    """(version, values.schema.json or {}) of a local chart directory or archive; None after a problem."""
+    import tarfile
+
+    path = _project_path(chart_path)
+    fix = "give a chart directory (with Chart.yaml) or a chart archive (.tgz), relative to the project directory"
+    files: dict[str, bytes] = {}
+    try:
+        if path.is_dir():
+            files = {
+                name: (path / name).read_bytes()
+                for name in ("Chart.yaml", "values.schema.json")
+                if (path / name).is_file()
+            }
+        elif path.is_file() and tarfile.is_tarfile(path):
+            with tarfile.open(path) as archive:
+                for member in archive.getmembers():
+                    top, _, name = member.name.partition("/")
+                    handle = archive.extractfile(member) if name in ("Chart.yaml", "values.schema.json") else None
+                    if handle:
+                        files[name] = handle.read()
+        else:
+            read.fail("cnpgChartPath", chart_path, "no such chart directory or archive", fix)
+            return None
+        if "Chart.yaml" not in files:
+            read.fail("cnpgChartPath", chart_path, "not a chart (no Chart.yaml)", fix)
+            return None
+        chart = yaml.safe_load(files["Chart.yaml"]) or {}
+        schema = json.loads(files["values.schema.json"]) if "values.schema.json" in files else {}
+    except (OSError, ValueError, yaml.YAMLError, tarfile.TarError) as error:
+        read.fail("cnpgChartPath", chart_path, f"unreadable chart ({error})", fix)
+        return None
+    return str(chart.get("version") or ""), schema
+
+
+def _check_chart_values(read: _Reader, values: dict, schema: dict) -> None:
+    """Helm validates values against the chart's schema at install; do it before anything runs."""
+    import jsonschema
+
+    for error in sorted(jsonschema.Draft7Validator(schema).iter_errors(values), key=lambda e: list(e.path)):
+        where = ".".join(str(p) for p in error.path) or "(top level)"
+        read.fail(
+            "cnpgChartValues",
+            values,
+            f"at {where}: {error.message}",
+            "follow the chart's values.schema.json (its values.yaml documents every key)",
+        )
+
+
+def _cluster_stack(read: _Reader) -> str:
+    return read.checked(
+        "clusterStack",
+        lambda v: v == "" or bool(re.fullmatch(r"([A-Za-z0-9_.-]+/){0,2}[A-Za-z0-9_.-]+", v)),
+        "not a stack name",
+        "use the cluster stack's name (cluster), or org/project/stack, or leave it empty when someone else "
+        "manages the operator (then cnpgOperatorNamespace says where it runs)",
+    )
+
+
+@dataclass(frozen=True)
+class ClusterServices:
+    """What an environment stack uses from the cluster stack (or, without one, from its own config)."""
+
+    operator_namespace: str
+    operator_version: str
+    plugin_version: str
+
+
+def cluster_services(s: Settings, read_stack_outputs: Callable[[str], dict]) -> ClusterServices:
+    """The cluster stack's outputs, checked before anything is registered: a missing cluster stack,
+    an operator too old, or a missing backup plugin stops preview with the command that fixes it."""
+    needs_plugin = s.operations.backup.store_needed and s.postgres.in_cluster
+    if not s.postgres.in_cluster:
+        # An external PostgreSQL server needs neither the operator nor the backup plugin.
+        return ClusterServices(s.postgres.operator_namespace, "", "")
+    if not s.cluster_stack:
+        return ClusterServices(s.postgres.operator_namespace, "", "(managed elsewhere)" if needs_plugin else "")
+    name = s.cluster_stack if "/" in s.cluster_stack else f"{pulumi.get_organization()}/{s.project}/{s.cluster_stack}"
+    key = f"{PROJECT_NAME}:clusterStack = {json.dumps(s.cluster_stack)}"
+    create = f"`make up STACK={s.cluster_stack}`" if "/" not in s.cluster_stack else f"`pulumi up` of {name}"
+    try:
+        outputs = read_stack_outputs(name)
+    except Exception as error:  # the engine's own message: unknown stack, no access...
+        text = re.sub(r"^invoke of \S+ failed: ", "", str(error).strip())
+        first_line = text.splitlines()[-1] if text else type(error).__name__
+        raise ConfigError(
+            f"stack {s.stack}: the cluster stack {name} cannot be read ({first_line}); nothing was created.\n"
+            f"  - {key}. Fix: create it first with {create}, or set clusterStack to the stack that owns "
+            "the CloudNativePG operator (empty if someone else manages it)"
+        ) from None
+    problems = []
+    namespace = str(outputs.get("cnpgOperatorNamespace") or "")
+    version = str(outputs.get("cnpgOperatorVersion") or "")
+    plugin = str(outputs.get("barmanPluginVersion") or "")
+    if s.postgres.in_cluster and not namespace:
+        problems.append(f"  - {key}: it has no CloudNativePG operator deployed. Fix: run {create}")
+    elif s.postgres.in_cluster and _version_tuple(version) < MIN_OPERATOR_VERSION:
+        problems.append(
+            f"  - {key}: its CloudNativePG operator is {version or 'of unknown version'}, this stack needs "
+            f"{'.'.join(map(str, MIN_OPERATOR_VERSION))} or newer. Fix: raise cnpgChartVersion in "
+            f"Pulumi.{s.cluster_stack}.yaml and run {create}"
+        )
+    if needs_plugin and not plugin:
+        problems.append(
+            f"  - {key}: it does not run the Barman Cloud plugin that backups need. Fix: set barmanPlugin: true "
+            f"in Pulumi.{s.cluster_stack}.yaml and run {create}, or set backups: off here"
+        )
+    if problems:
+        raise ConfigError(
+            f"stack {s.stack} cannot use the cluster stack {name}; nothing was created:\n" + "\n".join(problems)
+        )
+    return ClusterServices(namespace or s.postgres.operator_namespace, version, plugin)
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    match = re.match(r"v?(\d+)\.(\d+)\.(\d+)", version)
+    return tuple(int(part) for part in match.groups()) if match else (0,)

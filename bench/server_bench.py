@@ -3,7 +3,8 @@
 Servers:
   ours         `mlflow server` with exactly the dev stack's rendered argv/env (tests/integration: the
                rendered container, Secrets and volumes), PostgreSQL with the stack's TLS material and
-               verify-full, basic auth on every request, S3 over TLS (moto with MinIO's certificate);
+               verify-full, basic auth on every request, S3 over TLS: the real MinIO of the pinned release
+               running the StatefulSet's container (engine/build.sh builds it), with MLflow's own user;
                its --workers is what the stack renders for the dev stack's CPU limit.
   ours-direct  the same with the two opt-ins artifactTransferMode direct renders
                (MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD/DOWNLOAD); clients reach S3 directly (in the
@@ -26,8 +27,10 @@ Fairness:
     is the median over rounds; ratios are medians of per-round pairs; latencies pool all rounds.
 Workloads: 8 client processes logging metrics (log_metric; log_batch of 100), search_runs over 1,000
 runs, artifact upload/download of 1 MiB and 256 MiB (median of repeats); the S3 server's own throughput
-(boto3 straight to it over TLS, at its default part size and at the stack's part size; the better one
-per direction) is the ceiling. Loops are bounded in count; everything listens on 127.0.0.0/8.
+(boto3 straight to it over TLS with MLflow's keys, at its default part size and at the stack's part size;
+the better one per direction) is the ceiling. Beside MLflow's client, a minimal client streaming the same
+bytes in 1 MiB pieces (through the tracking server; from the same presigned ranges in direct mode), and
+direct mode at other part sizes (MLFLOW_MULTIPART_UPLOAD/DOWNLOAD_CHUNK_SIZE). Loops are bounded in count; everything listens on 127.0.0.0/8.
 Output: a table on stdout, build/bench/server.md, build/bench/server.json and build/bench/server.png.
 """
 
@@ -62,6 +65,8 @@ SMALL_REPEATS, LARGE_REPEATS = 5, 2
 # direct mode: the bench lowers only the upload threshold (the stack's default is 500Mi) so that 256 MiB
 # crosses it; the part size is the stack's clientEnvironment value.
 DIRECT_THRESHOLD = 64 * MIB
+# direct mode at other part sizes (MiB), besides the stack's own: which setting serves MLflow's client best.
+DIRECT_SWEEP_MIB = (8, 16, 32, 64)
 SERVER_CPU, PARK_CPU = 1, 0
 # A server is settled once its process group used less than this share of a CPU over one window.
 SETTLE_WINDOW_S, SETTLE_MAX_SHARE, SETTLE_TIMEOUT_S = 2.0, 0.10, 240.0
@@ -418,6 +423,22 @@ for label, size, repeats in json.loads(os.environ["CASES"]):
         os.remove(os.path.join(dst, f"{label}.bin"))
     os.remove(path)
     out[label] = {"upload_s": statistics.median(up), "download_s": statistics.median(down)}
+    if os.environ.get("PROXIED_PROBE"):
+        # The same bytes through the tracking server, streamed in 1 MiB pieces by a minimal client: what
+        # the server gives, MLflow's client aside.
+        import requests
+        uri = client.get_run(run_id).info.artifact_uri
+        url = (os.environ["MLFLOW_TRACKING_URI"] + "/api/2.0/mlflow-artifacts/artifacts/"
+               + uri.split(":/", 1)[1].lstrip("/") + f"/{label}.bin")
+        auth = (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]) \
+            if os.environ.get("MLFLOW_TRACKING_USERNAME") else None
+        start = time.perf_counter()
+        with requests.get(url, auth=auth, stream=True, timeout=600) as response:
+            response.raise_for_status()
+            got = sum(len(piece) for piece in response.iter_content(1 << 20))
+        if got != size:
+            raise SystemExit("short stream")
+        out[label]["streamed_s"] = time.perf_counter() - start
     if os.environ.get("PRESIGNED_PROBE"):
         # The same presigned ranges MLflow's client fetched, read in parallel by streaming them in 1 MiB
         # pieces: what the object store gives a client through those URLs, MLflow's client aside.
@@ -479,13 +500,16 @@ def artifact_workloads(srv, client_env: dict, work: Path, cases: tuple) -> dict:
         }
         if "presigned_ranges_s" in result[label]:
             out[label]["presigned_ranges_MBps"] = size / MIB / result[label]["presigned_ranges_s"]
+        if "streamed_s" in result[label]:
+            out[label]["streamed_MBps"] = size / MIB / result[label]["streamed_s"]
     out["server_cpu_s"] = cpu
     return out
 
 
 def s3_ceiling(env, work: Path, part_size: int | None) -> dict:
-    """boto3 straight to the S3 server over TLS: 256 MiB up and down, at boto3's default transfer
-    settings (part_size None: 8 MiB parts) or with parts of part_size."""
+    """boto3 straight to the S3 server over TLS, with MLflow's keys into MLflow's bucket (what the server
+    itself may do): 256 MiB up and down, at boto3's default transfer settings (part_size None: 8 MiB
+    parts) or with parts of part_size."""
     from boto3.s3.transfer import TransferConfig
 
     from tests.integration import services as svc
@@ -495,19 +519,22 @@ def s3_ceiling(env, work: Path, part_size: int | None) -> dict:
         with open(path, "wb") as handle:
             for _ in range(LARGE // MIB):
                 handle.write(os.urandom(MIB))
-    from botocore.exceptions import ClientError
-
     config = TransferConfig() if part_size is None else TransferConfig(multipart_chunksize=part_size)
+    key = f"bench-ceiling/{time.time_ns()}.bin"
     with svc.dns_patched(env.host_map):
-        client = env.s3.client(endpoint_name=env.r.s3_host, ca_file=env.ca)
-        with contextlib.suppress(ClientError):  # already there from an earlier measurement
-            client.create_bucket(Bucket="ceiling")
+        client = env.s3.client(
+            endpoint_name=env.r.s3_host,
+            ca_file=env.ca,
+            access_key=env.r.env["AWS_ACCESS_KEY_ID"],
+            secret_key=env.r.env["AWS_SECRET_ACCESS_KEY"],
+        )
         start = time.perf_counter()
-        client.upload_file(str(path), "ceiling", "ceiling.bin", Config=config)
+        client.upload_file(str(path), env.bucket, key, Config=config)
         up = time.perf_counter() - start
         start = time.perf_counter()
-        client.download_file("ceiling", "ceiling.bin", str(work / "ceiling.out"), Config=config)
+        client.download_file(env.bucket, key, str(work / "ceiling.out"), Config=config)
         down = time.perf_counter() - start
+        client.delete_object(Bucket=env.bucket, Key=key)
     (work / "ceiling.out").unlink()
     return {"upload_MBps": LARGE / MIB / up, "download_MBps": LARGE / MIB / down}
 
@@ -539,7 +566,7 @@ def pg_connect_cpu_ms(env, work: Path, connections: int = 10) -> dict:
     modes = {
         "verify-full": {
             "user": url.username,
-            "password": url.password,
+            "password": env.r.env["PGPASSWORD"],  # the URI carries none (it reaches argv)
             "dbname": url.database,
             "sslmode": "verify-full",
             "sslrootcert": str(ca),
@@ -569,12 +596,12 @@ def environment(work: Path):
     (work / "minio-ca.crt").write_text(r.minio_tls["ca.crt"])
     # The peers connect without TLS: one rule for their role, before the stack's TLS-only rules.
     hba = svc.cnpg_hba([f"host {PEER_DB},{PEER_EQUAL_DB} {PEER_DB} all scram-sha-256", *r.pg_hba])
-    with wiring.data_services(r, work, pg_ip=pg_ip, s3_ip=s3_ip, s3_port=r.s3_port, hba_rules=hba) as data:
+    with wiring.data_services(r, work, pg_ip=pg_ip, s3_ip=s3_ip, hba_rules=hba) as data:
         pg, s3 = data.pg, data.s3
         pg.ensure_role(PEER_DB, PEER_PASSWORD)
         for database in (PEER_DB, PEER_EQUAL_DB):
             pg.ensure_database(database, PEER_DB)
-        yield SimpleNamespace(r=r, pg=pg, s3=s3, host_map=host_map, ca=str(work / "minio-ca.crt"))
+        yield SimpleNamespace(r=r, pg=pg, s3=s3, host_map=host_map, ca=str(work / "minio-ca.crt"), bucket=data.bucket)
 
 
 @contextlib.contextmanager
@@ -833,13 +860,21 @@ def where_the_time_goes(report: dict) -> list[str]:
         f"{report['pool']}."
     )
     c, direct = report["ceilings"], res["ours-direct"]["artifacts"]["256MiB"]
+    proxied = res["ours"]["artifacts"]["256MiB"]
+    streamed = (
+        f" A minimal client streaming the same download through the tracking server in 1 MiB pieces gets "
+        f"{proxied['streamed_MBps']:.0f} MB/s against MLflow's {proxied['download_MBps']:.0f} MB/s."
+        if "streamed_MBps" in proxied
+        else ""
+    )
     lines.append(
-        "Artifacts: the ceiling depends on the part size because moto (the S3 stand-in) answers a ranged "
-        "GET by reading the whole object: "
+        "Artifacts: the ceiling is MinIO's over TLS, boto3 with MLflow's keys into its bucket: "
         + "; ".join(f"{n} up {v['upload_MBps']:.0f} / down {v['download_MBps']:.0f} MB/s" for n, v in c.items())
         + ". The proxied server moves bytes with boto3's defaults (8 MiB ranges and parts; MLflow exposes no "
-        "transfer settings), so on moto its downloads inherit that cost; MinIO serves ranges without it. "
-        f"Direct clients use the stack's part size ({report['direct_chunk_mib']:.0f} MiB, clientEnvironment); "
+        "transfer settings) and stores an upload whole before it sends it on (two transfers in a row, at best "
+        "half the ceiling)."
+        + streamed
+        + f" Direct clients use the stack's part size ({report['direct_chunk_mib']:.0f} MiB, clientEnvironment); "
         f"the server only signs URLs ({res['ours-direct']['artifacts']['server_cpu_s']:.1f} CPU-s for all "
         "direct transfers). The same presigned ranges streamed in 1 MiB pieces come at "
         f"{direct['presigned_ranges_MBps']:.0f} MB/s against MLflow's {direct['download_MBps']:.0f} MB/s: the "
@@ -847,6 +882,17 @@ def where_the_time_goes(report: dict) -> list[str]:
         "range whole with stream=False, i.e. in requests' 10 KiB pieces, then writes it), not the server "
         "or the part size."
     )
+    sweep = report.get("direct_sweep")
+    if sweep:
+        best_up = max(sweep, key=lambda m: sweep[m]["upload_MBps"])
+        best_down = max(sweep, key=lambda m: sweep[m]["download_MBps"])
+        lines.append(
+            "Direct mode by part size (MLFLOW_MULTIPART_UPLOAD/DOWNLOAD_CHUNK_SIZE, one 256 MiB transfer each): "
+            + "; ".join(
+                f"{m} MiB up {v['upload_MBps']:.0f} / down {v['download_MBps']:.0f} MB/s" for m, v in sweep.items()
+            )
+            + f". Best for MLflow's client: {best_up} MiB parts up, {best_down} MiB down."
+        )
     return lines
 
 
@@ -1092,7 +1138,7 @@ def main() -> dict:
                     report["results"][name] = {
                         "artifacts": artifact_workloads(
                             live[name],
-                            {},
+                            {"PROXIED_PROBE": "1"},
                             work / f"{name}-artifacts",
                             (("1MiB", SMALL, SMALL_REPEATS), ("256MiB", LARGE, LARGE_REPEATS)),
                         )
@@ -1112,6 +1158,22 @@ def main() -> dict:
                     direct_runs.append(
                         artifact_workloads(srv, direct_client, work / f"direct-{repeat}", (("256MiB", LARGE, 1),))
                     )
+                sweep: dict[int, dict] = {}
+                for mib in DIRECT_SWEEP_MIB:
+                    progress(f"ours-direct: artifacts with {mib} MiB parts")
+                    chunk_env = {
+                        **direct_client,
+                        "MLFLOW_MULTIPART_UPLOAD_CHUNK_SIZE": str(mib * MIB),
+                        "MLFLOW_MULTIPART_DOWNLOAD_CHUNK_SIZE": str(mib * MIB),
+                    }
+                    sweep[mib] = artifact_workloads(srv, chunk_env, work / f"direct-{mib}", (("256MiB", LARGE, 1),))[
+                        "256MiB"
+                    ]
+                sweep[direct_chunk // MIB] = {
+                    d: median(r["256MiB"][d] for r in direct_runs)
+                    for d in ("upload_MBps", "download_MBps", "presigned_ranges_MBps")
+                }
+                report["direct_sweep"] = {str(k): sweep[k] for k in sorted(sweep)}
                 _take_retries(srv)
                 report["results"]["ours-direct"] = {
                     "artifacts": {

@@ -89,11 +89,9 @@ class ExternalPostgres(PostgresDatabase):
         self.password = pulumi.Output.secret(password.result)
         self.ca_pem = pulumi.Output.from_input(args.ca_pem)
         self.ca_secret_name = ca_secret.metadata.name
-        self.sqlalchemy_uri = postgres_uri(
-            role.name, password.result, args.host, args.port, self.database, args.client_ca_path
-        )
+        self.sqlalchemy_uri = postgres_uri(role.name, args.host, args.port, self.database, args.client_ca_path)
         self.auth_sqlalchemy_uri = postgres_uri(
-            role.name, password.result, args.host, args.port, self.auth_database, args.client_ca_path
+            role.name, args.host, args.port, self.auth_database, args.client_ca_path
         )
         # The server is outside the cluster: its port, whatever address the name resolves to.
         self.client_egress = pulumi.Output.from_input({"ports": [{"port": args.port, "protocol": "TCP"}]})

@@ -137,3 +137,51 @@ def job_spec(
         "activeDeadlineSeconds": deadline_seconds,
         "template": {"metadata": metadata, "spec": pod},
     }
+
+
+# Server-side apply: fields another manager took over (`kubectl scale`, `kubectl edit`) would make
+# the next `up` stop on a field conflict. The stack's declared state wins, so one `up` repairs drift.
+PATCH_FORCE = {"pulumi.com/patchForce": "true"}
+
+
+def declared_state_wins(args: pulumi.ResourceTransformationArgs) -> pulumi.ResourceTransformationResult | None:
+    """Resource transformation for every Kubernetes object of a stack: annotate it with PATCH_FORCE."""
+    if not args.type_.startswith("kubernetes:") or args.type_.startswith(("kubernetes:helm.sh", "kubernetes:yaml")):
+        return None
+    metadata = args.props.get("metadata")
+    if not isinstance(metadata, dict):
+        return None
+    annotations = pulumi.Output.from_input(metadata.get("annotations") or {}).apply(
+        lambda existing: {**(existing or {}), **PATCH_FORCE}
+    )
+    return pulumi.ResourceTransformationResult(
+        {**args.props, "metadata": {**metadata, "annotations": annotations}}, args.opts
+    )
+
+
+# The tracking URL comes from config, not from the ingress controller: `up` does not wait for a
+# load-balancer status that many controllers (k3d's Traefik without a LB, host-port setups) never
+# publish. `kubectl get ingress` shows what the controller did.
+INGRESS_NO_AWAIT = {"pulumi.com/skipAwait": "true"}
+
+
+# What retained data (a protected PostgreSQL Cluster, MinIO's StatefulSet and volumes) needs to run
+# again after its stack is destroyed: its TLS, CA and credential Secrets, the Services its pods
+# resolve, the ServiceAccounts they run as, and what keeps backing it up. A protected stack keeps them.
+DATA_DEPENDENCY_TYPES = (
+    "kubernetes:core/v1:Secret",
+    "kubernetes:core/v1:Service",
+    "kubernetes:core/v1:ServiceAccount",
+    # What keeps archiving the retained database: the plugin's ObjectStore and the backup schedule.
+    "kubernetes:barmancloud.cnpg.io/v1:ObjectStore",
+    "kubernetes:postgresql.cnpg.io/v1:ScheduledBackup",
+)
+
+
+def kept_with_data(args: pulumi.ResourceTransformationArgs) -> pulumi.ResourceTransformationResult | None:
+    """Resource transformation for protected stacks: what the retained data runs with is retained too."""
+    if args.type_ not in DATA_DEPENDENCY_TYPES:
+        return None
+    return pulumi.ResourceTransformationResult(
+        args.props, pulumi.ResourceOptions.merge(args.opts, pulumi.ResourceOptions(retain_on_delete=True))
+    )

@@ -14,8 +14,17 @@ cp "$MINIO_CA_FILE" "$MC_CONFIG_DIR/certs/CAs/platform-ca.crt"
 export MC_HOST_platform="https://${MINIO_ROOT_USER}:${MINIO_ROOT_PASSWORD}@${MINIO_ENDPOINT}"
 
 attempt=1
-until mc admin info platform >/dev/null 2>&1; do
+until output=$(mc admin info platform 2>&1); do
+  case "$output" in
+    # Not a server still starting: a certificate the CA does not vouch for, a root key MinIO refuses.
+    *x509:* | *"signature we calculated does not match"* | *"Access Key Id you provided does not exist"*)
+      echo "$output" >&2
+      echo "bootstrap: MinIO at $MINIO_ENDPOINT refused the bootstrap; nothing was changed" >&2
+      exit 1
+      ;;
+  esac
   if [ "$attempt" -ge 30 ]; then
+    echo "$output" >&2 # MinIO's (or mc's) own reason
     echo "bootstrap: MinIO at $MINIO_ENDPOINT did not answer after $attempt attempts" >&2
     exit 1
   fi

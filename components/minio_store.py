@@ -22,6 +22,7 @@ from components.tls_certificate import TlsCertificate, TlsCertificateArgs
 PORT = 9000
 SERVICE = "minio"
 HEADLESS_SERVICE = "minio-hl"
+HEADLESS_LABELS = {"app.kubernetes.io/component": "object-store-peers"}
 CERTS_DIR = "/etc/minio/certs"
 ENV_FILE = "/etc/minio/config/config.env"
 DATA_DIR = "/data"
@@ -129,7 +130,9 @@ class MinioStore(pulumi.ComponentResource):
                 metadata={
                     "name": svc_name,
                     "namespace": args.namespace,
-                    "labels": pod_labels,
+                    # The headless Service (the servers' own names) is labelled apart: a ServiceMonitor
+                    # selecting the object store's labels scrapes each server once, through `minio`.
+                    "labels": pod_labels if svc_name == SERVICE else {**pod_labels, **HEADLESS_LABELS},
                 },
                 spec=spec,
                 opts=child,
@@ -172,6 +175,15 @@ class MinioStore(pulumi.ComponentResource):
             ),
         )
         self._network_policy(name, args, pod_labels)
+        if args.replicas > 1:
+            # An erasure set of 4 writes with 3 drives up (parity 2): one eviction at a time, so a node
+            # drain never takes two servers and the write quorum with them.
+            k8s.policy.v1.PodDisruptionBudget(
+                f"{name}-pdb",
+                metadata={"namespace": args.namespace, "labels": pod_labels},
+                spec={"maxUnavailable": 1, "selector": {"matchLabels": kube.selector(pod_labels)}},
+                opts=child,
+            )
 
         def credentials(user: str):
             """A MinIO user's generated key pair, in a Secret (access-key, secret-key) the bootstrap reads."""
@@ -393,6 +405,21 @@ class MinioStore(pulumi.ComponentResource):
                     "serviceAccountName": account.metadata.name,
                     "automountServiceAccountToken": False,
                     "securityContext": kube.pod_security_context(),
+                    # One server per node where the cluster has the nodes (a node loss takes one drive).
+                    **(
+                        {
+                            "topologySpreadConstraints": [
+                                {
+                                    "maxSkew": 1,
+                                    "topologyKey": "kubernetes.io/hostname",
+                                    "whenUnsatisfiable": "ScheduleAnyway",
+                                    "labelSelector": {"matchLabels": kube.selector(pod_labels)},
+                                }
+                            ]
+                        }
+                        if args.replicas > 1
+                        else {}
+                    ),
                     "containers": [
                         {
                             "name": "minio",

@@ -34,7 +34,7 @@ GC_MEMORY_REQUEST = "192Mi"
 class MlflowGarbageCollectorArgs:
     namespace: pulumi.Input[str]
     image: str
-    # MlflowServer's env Secret (backend-store-uri, admin-password) and CA Secrets.
+    # MlflowServer's env Secret (backend-store-uri, postgres-password, admin-password) and CA Secrets.
     env_secret_name: pulumi.Input[str]
     postgres_ca_secret_name: pulumi.Input[str]
     # The server's in-cluster URL (http://mlflow.<namespace>.svc): artifacts are deleted through it.
@@ -59,8 +59,10 @@ class MlflowGarbageCollector(pulumi.ComponentResource):
             f"{name}-service-account", **kube.service_account(args.namespace, GC_LABELS), opts=child
         )
 
+        # The URI (in argv below) carries no password: libpq reads PGPASSWORD.
         env = [
             env_from_secret(args.env_secret_name, "MLFLOW_BACKEND_STORE_URI"),
+            env_from_secret(args.env_secret_name, "PGPASSWORD"),
             {"name": "MLFLOW_TRACKING_URI", "value": args.tracking_url},
             *({"name": var, "value": value} for var, value in CONTAINER_ENV.items()),
         ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -35,26 +36,47 @@ DIRECT_TRANSFER_ENV = ("MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD", "MLFLOW_ENABLE_PR
 # uvicorn keeps idle connections longer than ingress-nginx's upstream keepalive (60 s), so the proxy
 # never reuses a connection the server is closing (a spurious 502).
 KEEP_ALIVE_SECONDS = 75
-# SQLAlchemy pool of each worker's stores (tracking and auth): keep up to 10 connections and open at most
-# 5 more, the same 15 at most as SQLAlchemy's default (5 kept + 10 overflow), so PostgreSQL's connection
-# budget is unchanged. The default closes every connection beyond 5 after one use; a worker serving 8
-# concurrent clients then reopens one every other log_batch, each costing ~10 ms of CPU for TLS
-# verify-full and SCRAM (make bench).
-DB_POOL_ENV = {"MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": "10", "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": "5"}
+# SQLAlchemy pool of each of a worker's stores (tracking, model registry, auth): connections kept and
+# opened beyond them (mlflowDbPoolSize, mlflowDbMaxOverflow; settings.py sizes PostgreSQL's
+# max_connections from them). SQLAlchemy's default (5 kept) closes every connection beyond 5 after one
+# use; a worker serving 8 concurrent clients then reopens one every other log_batch, each costing
+# ~10 ms of CPU for TLS verify-full and SCRAM (make bench).
+DB_POOL_ENV = ("MLFLOW_SQLALCHEMYSTORE_POOL_SIZE", "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW")
+# MLflow 3.18 encrypts the secrets it stores (AI gateway keys) under a key derived from this passphrase
+# and version; unset, it uses a passphrase published in its source. One passphrase per version,
+# generated per stack; mlflowKekVersion + 1 rotates (README: Rotating MLflow's encryption passphrase).
+KEK_ENV = ("MLFLOW_CRYPTO_KEK_PASSPHRASE", "MLFLOW_CRYPTO_KEK_VERSION")
+# The migration Job's step that re-wraps the stored keys from the previous version's passphrase to the
+# current one (`mlflow crypto rotate-kek`), the new passphrase from env, never an argument.
+ROTATE_KEK_SCRIPT = (
+    "import os; from mlflow.cli import cli; "
+    "cli.main(['crypto', 'rotate-kek', '--yes', '--new-passphrase', "
+    "os.environ.pop('MLFLOW_CRYPTO_KEK_NEW_PASSPHRASE')], prog_name='mlflow')"
+)
 ENV_KEYS = {
     "MLFLOW_BACKEND_STORE_URI": "backend-store-uri",
     "MLFLOW_AUTH_DATABASE_URI": "auth-database-uri",
+    # libpq's password: the URIs carry none (they appear in argv).
+    "PGPASSWORD": "postgres-password",
+    "MLFLOW_CRYPTO_KEK_PASSPHRASE": "crypto-kek-passphrase",
+    "MLFLOW_CRYPTO_KEK_PREVIOUS_PASSPHRASE": "crypto-kek-passphrase-previous",
     "AWS_ACCESS_KEY_ID": "aws-access-key-id",
     "AWS_SECRET_ACCESS_KEY": "aws-secret-access-key",
     "MLFLOW_FLASK_SERVER_SECRET_KEY": "flask-server-secret-key",
     "MLFLOW_AUTH_ADMIN_PASSWORD": "admin-password",
 }
-# MLflow reads its store URI, Flask key and admin password only from env (or argv); the AWS keys
-# follow the same secretKeyRef path so all credentials rotate with one Secret.
+# MLflow reads its store URI, Flask key, admin password and encryption passphrase only from env (or
+# argv), libpq its password; the AWS keys follow the same secretKeyRef path so all credentials rotate
+# with one Secret.
 SECRET_ENV_REASON = (
-    "MLflow reads its store URI, Flask key and admin password only from env; "
-    "all values are secretKeyRef, never plain text in the spec"
+    "MLflow reads its store URI, Flask key, admin password and passphrase, libpq its password, only from env; "
+    "all values are secretKeyRef, never plain text in the spec or argv"
 )
+
+# A rollout stuck this long (e.g. pods that Pod Security or a quota refuses) is failed by Kubernetes...
+ROLLOUT_DEADLINE_SECONDS = 300
+# ...and `up` gives up on the Deployment after this long, naming the reason ([ProgressDeadlineExceeded]).
+ROLLOUT_TIMEOUT = "8m"
 
 
 @dataclass
@@ -62,8 +84,10 @@ class MlflowServerArgs:
     namespace: pulumi.Input[str]
     version: str
     image: str
+    # SQLAlchemy URIs without password; the role's password goes to libpq as PGPASSWORD.
     backend_store_uri: pulumi.Input[str]
     auth_database_uri: pulumi.Input[str]
+    database_password: pulumi.Input[str]
     postgres_ca_secret_name: pulumi.Input[str]
     s3_endpoint_url: pulumi.Input[str]
     bucket: pulumi.Input[str]
@@ -101,6 +125,12 @@ class MlflowServerArgs:
     # Prometheus metrics at /metrics (--expose-prometheus, multiprocess files in an emptyDir); the
     # pod's own IP is then an allowed Host too, since Prometheus scrapes pods by address.
     metrics: bool = False
+    # SQLAlchemy pool per store and worker (MLFLOW_SQLALCHEMYSTORE_POOL_SIZE / _MAX_OVERFLOW).
+    db_pool_size: int = 10
+    db_max_overflow: int = 5
+    # Version of the encryption passphrase (MLFLOW_CRYPTO_KEK_VERSION): above 1, the migration Job first
+    # re-wraps the stored keys from the previous version's passphrase (`mlflow crypto rotate-kek`).
+    kek_version: int = 1
 
     @property
     def ingress_tls(self) -> bool:
@@ -156,6 +186,13 @@ def ca_and_scratch(
     return volumes, mounts
 
 
+def uri_with_password(uri: str, password: str) -> str:
+    """A database URI with the password in it, for consumers that take one URI (the package values)."""
+    scheme, _, rest = uri.partition("://")
+    user, _, host = rest.partition("@")
+    return f"{scheme}://{user}:{quote(password, safe='')}@{host}"
+
+
 def package_values(values: dict) -> str:
     """The classic MLflow package values file (e.g. for the Carvel package), rendered with PyYAML."""
     return yaml.safe_dump(values, sort_keys=True, default_flow_style=False)
@@ -179,11 +216,21 @@ class MlflowServer(pulumi.ComponentResource):
 
         admin_password = random.RandomPassword(f"{name}-admin-password", length=32, special=False, opts=child)
         flask_key = random.RandomPassword(f"{name}-flask-secret-key", length=64, special=False, opts=child)
+        # One passphrase per version, named by it: the previous version's stays in state while the
+        # current one is in use, so the migration Job can re-wrap from it.
+        kek = {
+            version: random.RandomPassword(f"{name}-kek-passphrase-v{version}", length=48, special=False, opts=child)
+            for version in range(max(1, cfg.kek_version - 1), cfg.kek_version + 1)
+        }
         env_values = {
             "backend-store-uri": args.backend_store_uri,
+            "postgres-password": args.database_password,
             "aws-access-key-id": args.access_key,
             "aws-secret-access-key": args.secret_key,
+            "crypto-kek-passphrase": kek[cfg.kek_version].result,
         }
+        if cfg.kek_version > 1:
+            env_values["crypto-kek-passphrase-previous"] = kek[cfg.kek_version - 1].result
         if cfg.auth:
             env_values.update(
                 {
@@ -213,7 +260,11 @@ class MlflowServer(pulumi.ComponentResource):
             },
             spec=self._deployment_spec(name, args, fqdn, env_secret, account, config_volumes, config_mounts),
             # A new version rolls out only after its schema migration completed.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[migration]),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[migration],
+                custom_timeouts=pulumi.CustomTimeouts(create=ROLLOUT_TIMEOUT, update=ROLLOUT_TIMEOUT),
+            ),
         )
         service = k8s.core.v1.Service(
             f"{name}-service",
@@ -264,7 +315,9 @@ class MlflowServer(pulumi.ComponentResource):
                 args.bucket,
                 args.access_key,
                 args.secret_key,
-                args.backend_store_uri,
+                pulumi.Output.all(args.backend_store_uri, args.database_password).apply(
+                    lambda v: uri_with_password(*v)
+                ),
                 args.s3_endpoint_url,
                 fqdn,
                 deployment.id,
@@ -346,7 +399,9 @@ class MlflowServer(pulumi.ComponentResource):
             "MLFLOW_AUTH_CONFIG_PATH": AUTH_CONFIG_PATH,
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true" if args.job_execution else "false",
             **dict.fromkeys(DIRECT_TRANSFER_ENV, "true"),
-            **DB_POOL_ENV,
+            DB_POOL_ENV[0]: str(args.db_pool_size),
+            DB_POOL_ENV[1]: str(args.db_max_overflow),
+            KEK_ENV[1]: str(args.kek_version),
         }
         return [
             env_from_secret(env_secret.metadata.name, var) if var in ENV_KEYS else {"name": var, "value": plain[var]}
@@ -356,6 +411,8 @@ class MlflowServer(pulumi.ComponentResource):
     def _server_env_names(self, args: MlflowServerArgs) -> list[str]:
         names = [
             "MLFLOW_BACKEND_STORE_URI",
+            "PGPASSWORD",
+            *KEK_ENV,
             "MLFLOW_S3_ENDPOINT_URL",
             "AWS_ACCESS_KEY_ID",
             "AWS_SECRET_ACCESS_KEY",
@@ -452,6 +509,9 @@ class MlflowServer(pulumi.ComponentResource):
         return {
             "replicas": cfg.replicas,
             "revisionHistoryLimit": 3,
+            # A rollout that makes no progress for this long is failed (the old pods keep serving:
+            # maxUnavailable 0), and `up` reports it within the Deployment's timeout below.
+            "progressDeadlineSeconds": ROLLOUT_DEADLINE_SECONDS,
             "selector": {"matchLabels": kube.selector(SERVER_LABELS)},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": {"metadata": {"labels": SERVER_LABELS}, "spec": pod_spec},
@@ -460,29 +520,45 @@ class MlflowServer(pulumi.ComponentResource):
     def _migration_job(
         self, name: str, args: MlflowServerArgs, env_secret, account, volumes, mounts
     ) -> k8s.batch.v1.Job:
-        """`mlflow db upgrade` for the tracking schema, then the auth schema; replaced on every change."""
+        """`mlflow db upgrade` for the tracking schema, then the auth schema; replaced on every change.
+
+        With kek_version above 1, `mlflow crypto rotate-kek` re-wraps the stored keys from the previous
+        version's passphrase to the current one in between (idempotent: nothing left to re-wrap is a
+        success), before the new pods, which use the new passphrase, roll out."""
         cfg = args
-        env = self._env(
-            args,
-            env_secret,
-            [
-                "MLFLOW_BACKEND_STORE_URI",
-                "MLFLOW_AUTH_DATABASE_URI",
-                "HOME",
-                "TMPDIR",
-                "MLFLOW_DISABLE_TELEMETRY",
-                "DO_NOT_TRACK",
-            ]
-            if cfg.auth
-            else ["MLFLOW_BACKEND_STORE_URI", "HOME", "TMPDIR", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"],
-        )
-        steps = [("upgrade-tracking-db", ["mlflow"], ["db", "upgrade", "$(MLFLOW_BACKEND_STORE_URI)"])]
+        common = [
+            "MLFLOW_BACKEND_STORE_URI",
+            "PGPASSWORD",
+            "HOME",
+            "TMPDIR",
+            "MLFLOW_DISABLE_TELEMETRY",
+            "DO_NOT_TRACK",
+        ]
+        # The URIs go into argv without password; libpq reads PGPASSWORD.
+        steps: list[tuple[str, list[str], list[str], list[dict]]] = [
+            ("upgrade-tracking-db", ["mlflow"], ["db", "upgrade", "$(MLFLOW_BACKEND_STORE_URI)"], [])
+        ]
+        if cfg.kek_version > 1:
+            secret = env_secret.metadata.name
+            steps.append(
+                (
+                    "rotate-kek",
+                    ["python"],
+                    ["-c", ROTATE_KEK_SCRIPT],
+                    [
+                        env_from_secret(secret, KEK_ENV[0], source="MLFLOW_CRYPTO_KEK_PREVIOUS_PASSPHRASE"),
+                        {"name": KEK_ENV[1], "value": str(cfg.kek_version - 1)},
+                        env_from_secret(secret, "MLFLOW_CRYPTO_KEK_NEW_PASSPHRASE", source=KEK_ENV[0]),
+                    ],
+                )
+            )
         if cfg.auth:
             steps.append(
                 (
                     "upgrade-auth-db",
                     ["python"],
                     ["-m", "mlflow.server.auth", "db", "upgrade", "--url", "$(MLFLOW_AUTH_DATABASE_URI)"],
+                    self._env(args, env_secret, ["MLFLOW_AUTH_DATABASE_URI"]),
                 )
             )
         containers = [
@@ -492,7 +568,7 @@ class MlflowServer(pulumi.ComponentResource):
                 "imagePullPolicy": "IfNotPresent",
                 "command": command,
                 "args": step_args,
-                "env": env,
+                "env": self._env(args, env_secret, common) + extra_env,
                 "volumeMounts": mounts,
                 "securityContext": kube.container_security_context(),
                 "resources": {
@@ -500,7 +576,7 @@ class MlflowServer(pulumi.ComponentResource):
                     "limits": {"cpu": "1", "memory": "512Mi"},
                 },
             }
-            for step, command, step_args in steps
+            for step, command, step_args, extra_env in steps
         ]
         return k8s.batch.v1.Job(
             f"{name}-migrate",
@@ -509,7 +585,7 @@ class MlflowServer(pulumi.ComponentResource):
                 "labels": MIGRATION_LABELS,
                 "annotations": kube.checkov_skips({**kube.image_skips(), "CKV_K8S_35": SECRET_ENV_REASON}),
             },
-            # Init containers run in order: tracking schema first, then auth schema.
+            # Init containers run in order: tracking schema first, (key rotation,) then auth schema.
             spec=kube.job_spec(
                 MIGRATION_LABELS,
                 account,
@@ -524,6 +600,7 @@ class MlflowServer(pulumi.ComponentResource):
 
     def _ingress(self, name: str, args: MlflowServerArgs, fqdn, service) -> k8s.networking.v1.Ingress:
         annotations = {
+            **kube.INGRESS_NO_AWAIT,
             # Artifacts of any size go through the proxy; long uploads must not be cut.
             "nginx.ingress.kubernetes.io/proxy-body-size": "0",
             "nginx.ingress.kubernetes.io/proxy-read-timeout": str(args.request_timeout_seconds),

@@ -10,6 +10,10 @@
 Plus NetworkPolicies that admit the Prometheus namespace to the MinIO and PostgreSQL metrics
 ports (MLflow's port is open to every pod already). The objects need the Prometheus operator's
 CRDs in the cluster: a stack enables them only where the operator is installed.
+
+Every monitor carries `monitor_labels`, the labels the Prometheus selects monitors by
+(kube-prometheus-stack: `release: <its Helm release>`). Each selects exactly one Service or set of
+pods per target, so every target is scraped once.
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ class PlatformMonitoringArgs:
     # CloudNativePG instances (None: external PostgreSQL).
     postgres_selector: Mapping[str, str] | None = None
     interval: str = "30s"
+    # Labels the Prometheus operator selects monitors by (its serviceMonitorSelector/podMonitorSelector).
+    monitor_labels: Mapping[str, str] | None = None
 
 
 class PlatformMonitoring(pulumi.ComponentResource):
@@ -130,7 +136,11 @@ class PlatformMonitoring(pulumi.ComponentResource):
             resource_name,
             api_version=API_VERSION,
             kind=kind,
-            metadata={"name": object_name, "namespace": args.namespace, "labels": labels},
+            metadata={
+                "name": object_name,
+                "namespace": args.namespace,
+                "labels": {**dict(args.monitor_labels or {}), **labels},
+            },
             spec={"selector": {"matchLabels": dict(selector)}, endpoints_key: [endpoint]},
             opts=pulumi.ResourceOptions(parent=self),
         )

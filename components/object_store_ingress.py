@@ -14,6 +14,8 @@ from collections.abc import Mapping
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.k8s import INGRESS_NO_AWAIT
+
 HTTPS_PORT = 443
 
 
@@ -22,10 +24,16 @@ def public_host(service: str, namespace: str, domain: str) -> str:
     return f"{service}-{namespace}.{domain}"
 
 
+# Where ingress controllers' pods accept HTTPS: 443 (ingress-nginx) or an unprivileged port behind
+# the Service's 443 (Traefik in k3s/k3d: 8443). A NetworkPolicy sees the connection after the Service
+# (or load balancer hairpin) translated it, so the pod's port is the one to allow.
+INGRESS_CONTROLLER_HTTPS_PORTS = (HTTPS_PORT, 8443)
+
+
 def client_egress() -> dict:
     """What a pod needs to reach the published endpoint: the ingress controller's address is not
-    known to the stack, so port 443 to any destination (as for an external S3 endpoint)."""
-    return {"ports": [{"port": HTTPS_PORT, "protocol": "TCP"}]}
+    known to the stack, so its HTTPS ports to any destination (as for an external S3 endpoint)."""
+    return {"ports": [{"port": port, "protocol": "TCP"} for port in INGRESS_CONTROLLER_HTTPS_PORTS]}
 
 
 def s3_ingress(
@@ -48,6 +56,7 @@ def s3_ingress(
     (ingress-nginx annotations; other controllers need their equivalent), no body-size limit, and the
     same timeouts as MLflow's ingress."""
     annotations = {
+        **INGRESS_NO_AWAIT,
         "nginx.ingress.kubernetes.io/backend-protocol": "HTTPS",
         "nginx.ingress.kubernetes.io/proxy-ssl-verify": "on",
         "nginx.ingress.kubernetes.io/proxy-ssl-secret": pulumi.Output.concat(namespace, "/", backend_ca_secret_name),

@@ -8,39 +8,25 @@ retention policy) and the pieces of the Cluster spec that use it, as outputs for
   store (`bootstrap.recovery.source` + `externalClusters[].plugin`), to a target time or the end
   of the archive.
 
-The plugin and cert-manager are cluster-wide and belong to whoever owns the CloudNativePG
-operator. Unless told not to (GitOps rendering, where no cluster is reachable), this component
-reads the plugin's Deployment before the ObjectStore is created: a missing plugin fails preview
-with "resource ... does not exist", a plugin that is not running fails with PLUGIN_NOT_READY
-instead of a Cluster that waits for its archiver until the create timeout.
+The plugin is cluster-wide and belongs to the cluster stack (BarmanCloudPlugin); the environment
+stack checks, from the cluster stack's outputs, that it runs before registering anything.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.barman_cloud_plugin import PLUGIN_NAME
 from components.k8s import PART_OF
 
-PLUGIN_NAME = "barman-cloud.cloudnative-pg.io"
-PLUGIN_DEPLOYMENT = "barman-cloud"
 RECOVERY_SOURCE = "origin"
 # The plugin's sidecar in every instance pod (it runs barman-cloud-wal-archive / -backup).
 BACKUP_SIDECAR_CPU_REQUEST = "50m"
 BACKUP_SIDECAR_MEMORY_REQUEST = "128Mi"
-PLUGIN_NOT_READY = (
-    "the Barman Cloud plugin is not running: deployment {namespace}/{name} has {ready} ready "
-    "replica(s). Backups need the plugin (and cert-manager) installed by whoever owns the "
-    "CloudNativePG operator: README, Backups and point-in-time recovery, Installing the plugin. "
-    "Or set backups: off"
-)
-
-
-class PluginNotReady(pulumi.RunError):
-    """Printed by Pulumi without a stack trace, like a configuration error."""
 
 
 @dataclass
@@ -74,24 +60,25 @@ class PostgresBackupArgs:
     restore_target_time: str = ""
     # Plugin sidecar in each instance pod.
     sidecar_resources: Mapping[str, Mapping[str, str]] | None = None
-    # Where the plugin runs (the operator's namespace) and whether to check it is running.
-    plugin_namespace: pulumi.Input[str] = "cnpg-system"
-    check_plugin: bool = True
     object_store_name: str = "postgres-backups"
     protect_data: bool = False
+    # Resolves once the destination (bucket, user, policy) exists, e.g. after MinIO's bootstrap Job:
+    # the first base backup waits for it (WAL archiving retries on its own and does not).
+    destination_ready: pulumi.Input[object] | None = None
 
 
 class PostgresBackup(pulumi.ComponentResource):
     """The ObjectStore and the Cluster spec fragments that archive to it or restore from it."""
 
     object_store_name: pulumi.Output[str]
+    # The ObjectStore's name, once the destination exists: what a base backup waits for.
+    ready: pulumi.Output[str]
     plugins: pulumi.Output[list]
     external_clusters: pulumi.Output[list]
     bootstrap: pulumi.Output[dict | None]
 
     def __init__(self, name: str, args: PostgresBackupArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlflow-platform:index:PostgresBackup", name, None, opts)
-        depends: list = []
         child = pulumi.ResourceOptions(parent=self)
         labels = {**PART_OF, "app.kubernetes.io/component": "postgres-backup"}
         credentials_secret_name = args.credentials_secret_name
@@ -112,8 +99,6 @@ class PostgresBackup(pulumi.ComponentResource):
                 string_data={args.ca_key: args.ca_pem},
                 opts=child,
             ).metadata.name
-        if args.check_plugin:
-            depends.append(self._plugin_check(name, args))
         configuration: dict = {
             "destinationPath": args.destination_path,
             "s3Credentials": {
@@ -136,10 +121,6 @@ class PostgresBackup(pulumi.ComponentResource):
             "retentionPolicy": args.retention,
             "instanceSidecarConfiguration": sidecar,
         }
-        annotations: dict = {}
-        if args.check_plugin:
-            # Creating the store waits for the check: a stopped plugin fails the update here.
-            annotations["mlflow-platform/plugin-checked"] = self.plugin_ready_replicas.apply(lambda _: "true")
         store = k8s.apiextensions.CustomResource(
             f"{name}-object-store",
             api_version="barmancloud.cnpg.io/v1",
@@ -148,13 +129,13 @@ class PostgresBackup(pulumi.ComponentResource):
                 "name": args.object_store_name,
                 "namespace": args.namespace,
                 "labels": labels,
-                "annotations": annotations,
             },
             spec=spec,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=depends, protect=args.protect_data),
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect_data),
         )
         store_name = store.metadata["name"]
         self.object_store_name = store_name
+        self.ready = pulumi.Output.all(store_name, args.destination_ready).apply(lambda values: values[0])
         self.plugins = pulumi.Output.from_input(
             [
                 {
@@ -189,28 +170,9 @@ class PostgresBackup(pulumi.ComponentResource):
         self.register_outputs(
             {
                 "object_store_name": self.object_store_name,
+                "ready": self.ready,
                 "plugins": self.plugins,
                 "external_clusters": self.external_clusters,
                 "bootstrap": self.bootstrap,
             }
         )
-
-    def _plugin_check(self, name: str, args: PostgresBackupArgs) -> pulumi.Resource:
-        """Read the plugin's Deployment: not there -> the read fails; not ready -> PluginNotReady."""
-        deployment = k8s.apps.v1.Deployment.get(
-            f"{name}-plugin",
-            pulumi.Output.concat(args.plugin_namespace, "/", PLUGIN_DEPLOYMENT),
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-
-        def ready(values: Sequence) -> int:
-            status, namespace = values
-            replicas = int((status or {}).get("ready_replicas") or (status or {}).get("readyReplicas") or 0)
-            if replicas < 1:
-                raise PluginNotReady(
-                    PLUGIN_NOT_READY.format(namespace=namespace, name=PLUGIN_DEPLOYMENT, ready=replicas)
-                )
-            return replicas
-
-        self.plugin_ready_replicas = pulumi.Output.all(deployment.status, args.plugin_namespace).apply(ready)
-        return deployment

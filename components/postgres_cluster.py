@@ -15,6 +15,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components import k8s as kube
+from components.barman_cloud_plugin import PLUGIN_NAME
 from components.postgres_database import ROLE_PASSWORD_SPECIAL, PostgresDatabase, postgres_uri
 from components.tls_certificate import TlsCertificate, TlsCertificateArgs
 
@@ -62,7 +63,14 @@ class PostgresClusterArgs:
     external_clusters: pulumi.Input[Sequence[Mapping]] | None = None
     # Six-field cron (seconds first) of a ScheduledBackup through the plugin; "" takes none.
     backup_schedule: str = ""
-    backup_plugin: str = "barman-cloud.cloudnative-pg.io"
+    backup_plugin: str = PLUGIN_NAME
+    # Resolves once the backup destination exists (PostgresBackup.ready): the first (immediate)
+    # base backup is submitted only then.
+    backup_destination_ready: pulumi.Input[str] | None = None
+    # PostgreSQL's connection slots, sized by settings.py from the clients' pools (0: PostgreSQL's
+    # default, 100), and the slots of them only superusers (the instance manager) may take.
+    max_connections: int = 0
+    superuser_reserved_connections: int = 3
 
 
 class PostgresCluster(PostgresDatabase):
@@ -144,12 +152,8 @@ class PostgresCluster(PostgresDatabase):
         self.password = pulumi.Output.secret(password.result)
         self.ca_pem = certificate.ca_pem
         self.ca_secret_name = certificate.ca_secret_name
-        self.sqlalchemy_uri = postgres_uri(
-            self.username, password.result, self.host, PORT, self.database, args.client_ca_path
-        )
-        self.auth_sqlalchemy_uri = postgres_uri(
-            self.username, password.result, self.host, PORT, self.auth_database, args.client_ca_path
-        )
+        self.sqlalchemy_uri = postgres_uri(self.username, self.host, PORT, self.database, args.client_ca_path)
+        self.auth_sqlalchemy_uri = postgres_uri(self.username, self.host, PORT, self.auth_database, args.client_ca_path)
         self.client_egress = pulumi.Output.from_input(
             {
                 "to": [{"podSelector": {"matchLabels": pod_labels}}],
@@ -174,7 +178,19 @@ class PostgresCluster(PostgresDatabase):
                 "serverTLSSecret": certificate.secret_name,
                 "serverCASecret": certificate.ca_secret_name,
             },
-            "postgresql": {"pg_hba": PG_HBA},
+            "postgresql": {
+                "pg_hba": PG_HBA,
+                **(
+                    {
+                        "parameters": {
+                            "max_connections": str(args.max_connections),
+                            "superuser_reserved_connections": str(args.superuser_reserved_connections),
+                        }
+                    }
+                    if args.max_connections
+                    else {}
+                ),
+            },
             "managed": {
                 "roles": [
                     {
@@ -198,6 +214,21 @@ class PostgresCluster(PostgresDatabase):
                 )
                 if value is not None
             },
+            # A new cluster starts with MLflow's role owning its database, instead of CloudNativePG's
+            # default `app` role and database: no login role is left that MLflow does not hold.
+            **(
+                {}
+                if args.bootstrap is not None
+                else {
+                    "bootstrap": {
+                        "initdb": {
+                            "database": args.database_name,
+                            "owner": args.role_name,
+                            "secret": {"name": role_secret.metadata.name},
+                        }
+                    }
+                }
+            ),
         }
 
     def _scheduled_backup(self, name: str, args: PostgresClusterArgs, cnpg_cluster) -> None:
@@ -210,6 +241,12 @@ class PostgresCluster(PostgresDatabase):
                 "name": f"{args.cluster_name}-daily",
                 "namespace": args.namespace,
                 "labels": kube.labels(args.cluster_name, "database"),
+                # Submitted once the destination exists, so the immediate first backup finds its bucket.
+                "annotations": {
+                    "mlflow-platform/backup-destination": pulumi.Output.from_input(
+                        args.backup_destination_ready or ""
+                    ).apply(str)
+                },
             },
             spec={
                 "schedule": args.backup_schedule,
@@ -240,7 +277,10 @@ class PostgresCluster(PostgresDatabase):
             spec={
                 "name": database,
                 "owner": args.role_name,
-                "cluster": {"name": cnpg_cluster.metadata["name"]},
+                # By name, not by the Cluster's output: without a dependency Pulumi deletes the Database
+                # and the Cluster together, and the operator's cleanup of a deleted Cluster clears the
+                # Database's finalizer. Deleting it first would wait for a running primary that may be gone.
+                "cluster": {"name": args.cluster_name},
                 "ensure": "present",
                 # Only ephemeral stacks drop the database with its object; elsewhere it survives.
                 "databaseReclaimPolicy": "delete" if args.ephemeral else "retain",
@@ -248,7 +288,8 @@ class PostgresCluster(PostgresDatabase):
             opts=pulumi.ResourceOptions.merge(
                 data_opts,
                 pulumi.ResourceOptions(
-                    custom_timeouts=pulumi.CustomTimeouts(create="10m", update="10m"),
+                    # Applied once the Cluster it waits for is ready (same timeout as the Cluster).
+                    custom_timeouts=pulumi.CustomTimeouts(create="20m", update="20m"),
                 ),
             ),
         )

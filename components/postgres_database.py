@@ -12,17 +12,20 @@ ROLE_PASSWORD_SPECIAL = "!#%&*()-_=+[]{}<>:?@/"
 
 def postgres_uri(
     user: pulumi.Input[str],
-    password: pulumi.Input[str],
     host: pulumi.Input[str],
     port: int,
     database: pulumi.Input[str],
     ca_path: str,
 ) -> pulumi.Output[str]:
-    """MLflow's SQLAlchemy URI: TLS verify-full against the mounted CA, always secret."""
+    """MLflow's SQLAlchemy URI: TLS verify-full against the mounted CA, and no password.
+
+    Commands take the URI as an argument (`mlflow db upgrade <uri>`, `mlflow gc --backend-store-uri`),
+    where every process on the node sees it (/proc/<pid>/cmdline, ps): libpq reads the password from
+    PGPASSWORD, set from the role's Secret, instead. Still kept secret (it names the server and role)."""
     return pulumi.Output.secret(
-        pulumi.Output.all(user, password, host, database).apply(
+        pulumi.Output.all(user, host, database).apply(
             lambda v: (
-                f"postgresql+psycopg2://{quote(v[0], safe='')}:{quote(v[1], safe='')}@{v[2]}:{port}/{v[3]}"
+                f"postgresql+psycopg2://{quote(v[0], safe='')}@{v[1]}:{port}/{v[2]}"
                 f"?sslmode=verify-full&sslrootcert={quote(ca_path)}"
             )
         )

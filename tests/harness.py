@@ -18,16 +18,17 @@ import datetime
 import hashlib
 import ipaddress
 import json
+import random
 import runpy
 import secrets
 import string
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -37,12 +38,15 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import grpc  # noqa: E402
 import pulumi  # noqa: E402
 from pulumi.runtime import mocks as pulumi_mocks  # noqa: E402
 from pulumi.runtime import rpc  # noqa: E402
 from pulumi.runtime import settings as pulumi_settings  # noqa: E402
 from pulumi.runtime.stack import run_pulumi_func  # noqa: E402
 from pulumi.runtime.sync_await import _sync_await  # noqa: E402
+
+from tools import pulumi_yaml  # noqa: E402
 
 PROJECT = "mlflow-platform"
 MAIN = ROOT / "__main__.py"
@@ -80,10 +84,79 @@ def whole_numbers(value: Any) -> Any:
 
 
 # --------------------------------------------------------------------------- provider behaviour
+# Generated values come from the OS, or, when the state holds a "seed" (a render for review), from a
+# generator seeded by that seed and the resource (type, name, inputs): the same stack then renders
+# byte for byte the same keys, certificates, passwords and names on every run and machine.
+_GENERATOR = threading.local()
+# Certificates of a seeded render are valid from this instant (a fixed "now").
+SEEDED_NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+_P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+_SMALL_PRIMES = [p for p in range(3, 2000, 2) if all(p % d for d in range(3, int(p**0.5) + 1, 2))]
+
+
+def _seeded() -> random.Random | None:
+    """The seeded generator of the value being made, or None (OS randomness)."""
+    return getattr(_GENERATOR, "rng", None)
+
+
+def _probably_prime(n: int, rng: random.Random, rounds: int = 40) -> bool:
+    if any(n % p == 0 for p in _SMALL_PRIMES):
+        return n in _SMALL_PRIMES
+    d, r = n - 1, 0
+    while d % 2 == 0:
+        d, r = d // 2, r + 1
+    for _ in range(rounds):
+        x = pow(rng.randrange(2, n - 1), d, n)
+        if x in (1, n - 1):
+            continue
+        for _ in range(r - 1):
+            x = pow(x, 2, n)
+            if x == n - 1:
+                break
+        else:
+            return False
+    return True
+
+
+def _seeded_rsa(bits: int, rng: random.Random) -> rsa.RSAPrivateKey:
+    """An RSA key from `rng` (cryptography only generates from the OS)."""
+    e = 65537
+
+    def prime(size: int) -> int:
+        while True:
+            candidate = rng.getrandbits(size) | (3 << (size - 2)) | 1  # top two bits: n has `bits` bits
+            if candidate % e != 1 and _probably_prime(candidate, rng):
+                return candidate
+
+    while True:
+        p, q = prime(bits // 2), prime(bits - bits // 2)
+        if p != q:
+            break
+    d = pow(e, -1, (p - 1) * (q - 1))
+    public = rsa.RSAPublicNumbers(e, p * q)
+    return rsa.RSAPrivateNumbers(
+        p, q, d, rsa.rsa_crt_dmp1(d, p), rsa.rsa_crt_dmq1(d, q), rsa.rsa_crt_iqmp(p, q), public
+    ).private_key()
+
+
 def _private_key(inputs: dict):
+    rng = _seeded()
     if inputs.get("algorithm") == "RSA":
-        return rsa.generate_private_key(public_exponent=65537, key_size=int(inputs.get("rsaBits", 2048)))
+        bits = int(inputs.get("rsaBits", 2048))
+        return _seeded_rsa(bits, rng) if rng else rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    if rng:
+        return ec.derive_private_key(rng.randrange(1, _P256_ORDER), ec.SECP256R1())
     return ec.generate_private_key(ec.SECP256R1())
+
+
+def _sign_options(key) -> dict:
+    """Seeded: ECDSA signatures by RFC 6979 (deterministic) instead of a random nonce."""
+    return {"ecdsa_deterministic": True} if _seeded() and isinstance(key, ec.EllipticCurvePrivateKey) else {}
+
+
+def _token_hex(size: int) -> str:
+    rng = _seeded()
+    return rng.getrandbits(size * 8).to_bytes(size, "big").hex() if rng else secrets.token_hex(size)
 
 
 def _pem_key(key) -> str:
@@ -129,7 +202,8 @@ def _certificate(
     sans: list[x509.GeneralName],
     is_ca: bool,
 ) -> str:
-    now = datetime.datetime.now(datetime.UTC)
+    rng = _seeded()
+    now = SEEDED_NOW if rng else datetime.datetime.now(datetime.UTC)
     uses = inputs.get("allowedUses") or []
     flags = {
         v: False
@@ -153,18 +227,30 @@ def _certificate(
         .subject_name(subject)
         .issuer_name(issuer)
         .public_key(public_key)
-        .serial_number(x509.random_serial_number())
+        .serial_number(rng.getrandbits(120) + 1 if rng else x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(hours=1))
         .not_valid_after(now + datetime.timedelta(hours=int(inputs["validityPeriodHours"])))
         .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
         .add_extension(x509.KeyUsage(**flags), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
     )
-    if "server_auth" in uses:
-        builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+    extended = [
+        oid
+        for use, oid in (
+            ("server_auth", ExtendedKeyUsageOID.SERVER_AUTH),
+            ("client_auth", ExtendedKeyUsageOID.CLIENT_AUTH),
+        )
+        if use in uses
+    ]
+    if extended:  # as pulumi-tls: one ExtendedKeyUsage extension listing each *_auth use
+        builder = builder.add_extension(x509.ExtendedKeyUsage(extended), critical=False)
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    return builder.sign(signing_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+    return (
+        builder.sign(signing_key, hashes.SHA256(), **_sign_options(signing_key))
+        .public_bytes(serialization.Encoding.PEM)
+        .decode()
+    )
 
 
 def _password(inputs: dict) -> str:
@@ -172,10 +258,25 @@ def _password(inputs: dict) -> str:
     alphabet = string.ascii_letters + string.digits
     if inputs.get("special", True):
         alphabet += inputs.get("overrideSpecial") or "!@#$%&*()-_=+[]{}<>:?"
-    return "".join(secrets.choice(alphabet) for _ in range(length))
+    choice = (_seeded() or secrets.SystemRandom()).choice
+    return "".join(choice(alphabet) for _ in range(length))
 
 
 # --------------------------------------------------------------------------- the mocks
+class EngineError(grpc.RpcError):
+    """An invoke the engine refuses reaches the program as a gRPC error (code UNKNOWN, the message)."""
+
+    def __init__(self, details: str):
+        super().__init__(details)
+        self._details = details
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.UNKNOWN
+
+    def details(self) -> str:
+        return self._details
+
+
 class PlatformMocks(pulumi.runtime.Mocks):
     """Provider answers. `state` maps (type, name, inputs) to what the provider generated."""
 
@@ -185,6 +286,8 @@ class PlatformMocks(pulumi.runtime.Mocks):
     def _load_balancer_ip(self, service: str) -> str:
         """A Service keeps its address for life, whatever order resources register in."""
         key = ("LoadBalancer", service)
+        if key not in self.state and "seed" in self.state:  # independent of the registration order
+            self.state[key] = str(LOAD_BALANCER_NET[10 + int(hashlib.sha256(service.encode()).hexdigest(), 16) % 200])
         if key not in self.state:
             taken = sum(1 for k in self.state if k[0] == "LoadBalancer")
             self.state[key] = str(LOAD_BALANCER_NET[10 + taken])
@@ -193,10 +296,37 @@ class PlatformMocks(pulumi.runtime.Mocks):
     def _remember(self, args: pulumi.runtime.MockResourceArgs, make) -> dict:
         key = (args.typ, args.name, json.dumps(args.inputs, sort_keys=True, default=str))
         if key not in self.state:
-            self.state[key] = make()
+            seed = self.state.get("seed")
+            digest = hashlib.sha256(json.dumps([seed, *key]).encode()).digest()
+            _GENERATOR.rng = random.Random(digest) if seed is not None else None
+            try:
+                self.state[key] = make()
+            finally:
+                _GENERATOR.rng = None
         return self.state[key]
 
+    # What the cluster stack exports once `make up STACK=cluster` ran (chart 0.29.0, plugin v0.14.0);
+    # a test replaces or removes stacks through `state["stacks"]` (full name -> outputs, None: no such stack).
+    CLUSTER_STACK_OUTPUTS = {
+        "cnpgOperatorNamespace": "cnpg-system",
+        "cnpgOperatorVersion": "1.30.0",
+        "barmanPluginVersion": "0.14.0",
+        "profile": "cluster",
+    }
+
     def call(self, args: pulumi.runtime.MockCallArgs):
+        if args.token == "pulumi:pulumi:readStackOutputs":
+            # The engine reads a stack's last checkpoint: this stack's is what `evaluate` kept.
+            name = args.args["name"]
+            this_stack = f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
+            stacks = {
+                f"{pulumi.get_organization()}/{PROJECT}/cluster": self.CLUSTER_STACK_OUTPUTS,
+                this_stack: self.state.get("stack_outputs", {}),
+                **self.state.get("stacks", {}),
+            }
+            if stacks.get(name) is None:
+                raise EngineError(f'unknown stack "{name}"')  # what the file backend answers
+            return {"name": name, "outputs": stacks[name], "secretOutputNames": []}
         raise AssertionError(f"the program made an unexpected invoke: {args.token}")
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
@@ -211,29 +341,14 @@ class PlatformMocks(pulumi.runtime.Mocks):
                 "outputs": self.state.get("stack_outputs", {}),
                 "secretOutputNames": [],
             }
-        if args.resource_id:  # Resource.get: the provider reads a live object (recorded in state["reads"])
-            return args.resource_id, self._read(args)
+        if args.resource_id:
+            # A `Resource.get` would be state that `refresh` re-reads (drift after every deploy); what the
+            # program needs from outside its stack it reads with invokes (the cluster stack's outputs).
+            raise AssertionError(f"the program reads a live object: {args.typ} {args.resource_id}")
         handler = getattr(self, "_" + typ.split(":")[0].replace(".", "_"), None)
         outputs = handler(args, inputs) if handler else inputs
         resource_id = outputs.pop("__id", None) or f"{args.name}-id"
         return resource_id, outputs
-
-    # Live objects the program reads (`Resource.get`), by type and id, as the cluster would answer.
-    # A test replaces an entry through `state["live_objects"]` (e.g. a plugin that is not running).
-    LIVE_OBJECTS = {
-        ("kubernetes:apps/v1:Deployment", "cnpg-system/barman-cloud"): {
-            "metadata": {"name": "barman-cloud", "namespace": "cnpg-system"},
-            "status": {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1},
-        },
-    }
-
-    def _read(self, args) -> dict:
-        key = (args.typ, args.resource_id)
-        self.state.setdefault("reads", []).append(key)
-        live = {**self.LIVE_OBJECTS, **self.state.get("live_objects", {})}
-        if live.get(key) is None:
-            raise Exception(f"resource '{args.resource_id}' does not exist")  # what pulumi-kubernetes reports
-        return json.loads(json.dumps(live[key]))
 
     def _tls(self, args, inputs: dict) -> dict:
         kind = args.typ.rsplit(":", 1)[1]
@@ -269,7 +384,7 @@ class PlatformMocks(pulumi.runtime.Mocks):
                 if _sans(inputs):
                     builder = builder.add_extension(x509.SubjectAlternativeName(_sans(inputs)), critical=False)
                 return {
-                    "certRequestPem": builder.sign(key, hashes.SHA256())
+                    "certRequestPem": builder.sign(key, hashes.SHA256(), **_sign_options(key))
                     .public_bytes(serialization.Encoding.PEM)
                     .decode()
                 }
@@ -319,12 +434,13 @@ class PlatformMocks(pulumi.runtime.Mocks):
                     "namespace": inputs.get("namespace"),
                     "chart": inputs.get("chart"),
                     "version": inputs.get("version"),
+                    "appVersion": "1.30.0",
                 },
             }
         outputs = json.loads(json.dumps(inputs))
         metadata = outputs.setdefault("metadata", {})
         if not metadata.get("name"):
-            suffix = self._remember(args, lambda: {"suffix": secrets.token_hex(4)})["suffix"]
+            suffix = self._remember(args, lambda: {"suffix": _token_hex(4)})["suffix"]
             metadata["name"] = f"{args.name}-{suffix}"
         metadata.setdefault("uid", str(hashlib.md5(f"{args.typ}/{args.name}".encode()).hexdigest()))
         if outputs.get("kind") == "Secret" and "stringData" in outputs:
@@ -467,12 +583,17 @@ def stack_config(stack: str, overrides: dict | None = None) -> dict[str, str]:
     path = ROOT / f"Pulumi.{stack}.yaml"
     if not path.exists() and stack.startswith("pr-"):
         path = PR_PROFILE
-    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
-    values: dict = {key: spec["default"] for key, spec in project["config"].items()}
+    # Both files read as the CLI reads them (YAML 1.2 by yaml.v3's rules: `on` stays a string).
+    project = pulumi_yaml.load(ROOT / "Pulumi.yaml")
+    values: dict = {key: pulumi_yaml.config_text(spec["default"]) for key, spec in project["config"].items()}
     if path.exists():
-        document = yaml.safe_load(path.read_text()) or {}
+        document = pulumi_yaml.load(path) or {}
         values.update(
-            {k.split(":", 1)[1]: v for k, v in (document.get("config") or {}).items() if k.startswith(PROJECT + ":")}
+            {
+                k.split(":", 1)[1]: pulumi_yaml.config_text(v)
+                for k, v in (document.get("config") or {}).items()
+                if k.startswith(PROJECT + ":")
+            }
         )
     values.update(overrides or {})
     return {f"{PROJECT}:{k}": _config_text(v) for k, v in values.items()}
@@ -614,7 +735,10 @@ def evaluate(
     monitor = RecordingMonitor(mocks)
     set_stack_config(stack, config)
     pulumi_settings.ROOT.set(None)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
+    # The file backend's organization is "organization": stack references read organization/<project>/<stack>.
+    pulumi.runtime.set_mocks(
+        mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor, organization="organization"
+    )
     root = pulumi_settings.get_root_resource()
     try:
         _sync_await(run_pulumi_func(program))

@@ -87,7 +87,8 @@ def test_direct_through_published_minio_signs_for_the_public_host():
     assert notes["nginx.ingress.kubernetes.io/proxy-ssl-verify"] == "on"
     assert notes["nginx.ingress.kubernetes.io/proxy-ssl-name"] == "minio.mlflow-dev.svc"
     egress = next(o for o in ev.k8s("NetworkPolicy") if o["metadata"]["name"].startswith("mlflow-egress"))
-    assert {"ports": [{"port": 443, "protocol": "TCP"}]} in egress["spec"]["egress"]
+    # The ingress controller's pods: 443 (ingress-nginx) or 8443 behind the Service's 443 (k3s Traefik).
+    assert {"ports": [{"port": 443, "protocol": "TCP"}, {"port": 8443, "protocol": "TCP"}]} in egress["spec"]["egress"]
     minio_policy = next(o for o in ev.k8s("NetworkPolicy") if o["metadata"]["name"].startswith("minio-network"))
     assert {"ports": [{"port": 9000, "protocol": "TCP"}]} in minio_policy["spec"]["ingress"]
     assert ev.outputs["clientEnvironment"] == {

@@ -43,7 +43,7 @@ BACKUP_STACKS = {
 
 def render_variant(name: str):
     from tests.harness import Secret
-    from tests.render import render_stack
+    from tools.render import render_stack
 
     stack, config = BACKUP_STACKS[name]
     if config and "backupS3Endpoint" in config:

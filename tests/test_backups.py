@@ -7,9 +7,7 @@ import datetime
 import pytest
 
 import settings
-from tests.harness import Secret, evaluate_stack
-
-PLUGIN_KEY = ("kubernetes:apps/v1:Deployment", "cnpg-system/barman-cloud")
+from tests.harness import PlatformMocks, Secret, evaluate_stack
 
 
 def kinds(ev) -> set[str]:
@@ -38,7 +36,7 @@ def test_prod_cluster_archives_wal_and_backs_up_through_the_plugin(prod):
         "isWALArchiver": True,
         "parameters": {"barmanObjectName": store["metadata"]["name"], "serverName": "mlflow-pg"},
     }
-    assert "bootstrap" not in cluster["spec"] and "externalClusters" not in cluster["spec"]
+    assert set(cluster["spec"]["bootstrap"]) == {"initdb"} and "externalClusters" not in cluster["spec"]
     assert scheduled["spec"] == {
         "schedule": "0 0 2 * * *",
         "cluster": {"name": "mlflow-pg"},
@@ -55,9 +53,10 @@ def test_prod_cluster_archives_wal_and_backs_up_through_the_plugin(prod):
     assert prod.secret_by_name(conf["endpointCA"]["name"]) == {
         "ca.crt": prod.secret_by_name(conf["endpointCA"]["name"])["ca.crt"]
     }  # the CA only, never a key
-    # The plugin check ran (a read of its Deployment) and the store waits for it.
-    assert PLUGIN_KEY in prod.state["reads"]
-    assert store["metadata"]["annotations"]["mlflow-platform/plugin-checked"] == "true"
+    # The first (immediate) base backup is submitted once the bucket and barman's user exist.
+    bootstrap = prod.one("kubernetes:batch/v1:Job", "minio-bootstrap")
+    scheduled_reg = prod.one("kubernetes:postgresql.cnpg.io/v1:ScheduledBackup", "postgres-scheduled-backup")
+    assert bootstrap.urn in scheduled_reg.dependencies
     # MinIO admits the PostgreSQL instances (their backup sidecar) on its port.
     [minio_policy] = [
         p
@@ -69,25 +68,19 @@ def test_prod_cluster_archives_wal_and_backs_up_through_the_plugin(prod):
     ]
 
 
-def test_a_stopped_plugin_fails_with_the_documented_message():
-    state = {"live_objects": {PLUGIN_KEY: {"metadata": {"name": "barman-cloud"}, "status": {"replicas": 1}}}}
-    with pytest.raises(
-        Exception,
-        match="the Barman Cloud plugin is not running: deployment cnpg-system/barman-cloud has 0 ready replica",
-    ):
-        evaluate_stack("dev", {"backups": "on"}, state=state)
+def test_a_cluster_stack_without_the_plugin_stops_backups_before_anything_is_created():
+    no_plugin = {**PlatformMocks.CLUSTER_STACK_OUTPUTS, "barmanPluginVersion": ""}
+    with pytest.raises(settings.ConfigError) as raised:
+        evaluate_stack("dev", {"backups": "on"}, state={"stacks": {"organization/mlflow-platform/cluster": no_plugin}})
+    message = str(raised.value)
+    assert "does not run the Barman Cloud plugin that backups need" in message
+    assert "barmanPlugin: true in Pulumi.cluster.yaml and run `make up STACK=cluster`, or set backups: off" in message
+    assert raised.value.registrations == []
 
 
-def test_a_missing_plugin_fails_before_anything_waits():
-    with pytest.raises(Exception, match="'cnpg-system/barman-cloud' does not exist"):
-        evaluate_stack("dev", {"backups": "on"}, state={"live_objects": {PLUGIN_KEY: None}})
-
-
-def test_render_mode_skips_the_plugin_check(tmp_path):
-    ev = evaluate_stack(
-        "dev", {"backups": "on", "installCnpgOperator": False, "renderYamlToDirectory": str(tmp_path / "out")}
-    )
-    assert "ObjectStore" in kinds(ev) and PLUGIN_KEY not in ev.state.get("reads", [])
+def test_render_mode_backups_need_no_cluster_stack(tmp_path):
+    ev = evaluate_stack("dev", {"backups": "on", "clusterStack": "", "renderYamlToDirectory": str(tmp_path / "out")})
+    assert "ObjectStore" in kinds(ev)
 
 
 def test_restore_by_configuration_from_an_external_store():

@@ -74,3 +74,78 @@ def test_encrypted_values_count_as_secret_config_without_a_passphrase():
 def test_a_missing_stack_file_is_an_error():
     result = check("no-such-stack")
     assert result.returncode == 2 and "no Pulumi.no-such-stack.yaml" in result.stderr
+
+
+def test_stack_files_are_read_as_the_cli_reads_them_yaml_1_2():
+    """`on`/`off`/`yes` are strings for the Pulumi CLI (YAML 1.2), so they are for the check too."""
+    result = check(
+        "checkonoff",
+        "config:\n"
+        "  mlflow-platform:backups: on\n"
+        "  mlflow-platform:metrics: off\n"
+        "  mlflow-platform:mlflowGc: on\n"
+        "  mlflow-platform:mlflowJobRunner: off\n",
+    )
+    assert result.returncode == 0, result.stderr
+    # One problem, the real one (memory), not "unknown value" next to it.
+    job_runner = check("checkjobrunner", "config:\n  mlflow-platform:mlflowJobRunner: on\n")
+    problems = [line for line in job_runner.stderr.splitlines() if line.startswith("  - ")]
+    assert len(problems) == 1 and 'mlflowJobRunner = "on"' in problems[0] and "mlflowMemoryLimit" in problems[0]
+
+
+def test_a_repeated_key_is_refused_in_one_line_naming_file_line_and_column():
+    result = check(
+        "checkdup",
+        "config:\n  mlflow-platform:mlflowReplicas: 1\n  mlflow-platform:mlflowReplicas: 2\n",
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr + result.stdout
+    assert result.stderr.splitlines() == [
+        'Pulumi.checkdup.yaml:3:3: mapping key "mlflow-platform:mlflowReplicas" already defined at line 2. '
+        "Fix: correct the YAML of Pulumi.checkdup.yaml (the Pulumi CLI refuses it too)"
+    ]
+
+
+def test_a_yaml_syntax_error_is_one_line_naming_file_line_and_column():
+    result = check("checksyntax", "config:\n  mlflow-platform:mlflowReplicas: [1\n  mlflow-platform:bucket: x\n")
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Pulumi.checksyntax.yaml:3:25: ") and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "program_gets"),
+    [
+        # (YAML scalar in a stack file, the text the program receives), by gopkg.in/yaml.v3's rules and
+        # pulumi's object.MarshalString; tests/engine/test_config_yaml.py checks them against the real CLI.
+        ("on", "on"),
+        ("off", "off"),
+        ("yes", "yes"),
+        ("No", "No"),
+        ("y", "y"),
+        ("true", "true"),
+        ("False", "false"),
+        ('"true"', "true"),
+        ("~", ""),
+        ("", ""),
+        ("[a, ~]", '["a",null]'),
+        ("2", "2"),
+        ("010", "8"),
+        ("0x1F", "31"),
+        ("1_000", "1000"),
+        ("1.50", "1.5"),
+        ("1e3", "1000"),
+        ("'010'", "010"),
+        ("!!str 010", "010"),
+        ("2026-05-04", "2026-05-04 00:00:00 +0000 UTC"),
+        ("2026-05-04T08:42:00Z", "2026-05-04 08:42:00 +0000 UTC"),
+        ("[a, 1, on]", '["a",1,"on"]'),
+        ("{b: 1, a: x<y}", '{"a":"x\\u003cy","b":1}'),
+    ],
+)
+def test_scalars_reach_the_program_as_the_cli_hands_them(text, program_gets):
+    from tools import check_config, pulumi_yaml
+
+    document = pulumi_yaml.loads(f"config:\n  mlflow-platform:k: {text}\n")
+    assert check_config.cli_config(document) == ({"mlflow-platform:k": program_gets}, [])

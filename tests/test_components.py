@@ -8,7 +8,7 @@ import ast
 import configparser
 import json
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pulumi
 from cryptography import x509
@@ -145,8 +145,9 @@ def test_postgres_cluster_outputs_a_ready_verify_full_uri():
     uri = urlsplit(ev.outputs["uri"])
     assert (uri.hostname, uri.port, uri.path) == ("teamdb-rw.team.svc", 5432, "/mlflow")
     assert parse_qs(uri.query) == {"sslmode": ["verify-full"], "sslrootcert": ["/ca/pg.crt"]}
-    assert unquote(uri.password) == ev.outputs["password"]
-    assert any(ch in ev.outputs["password"] for ch in "!#%&*()-_=+[]{}<>:?@/") or uri.password == ev.outputs["password"]
+    # No password in the URI (it reaches argv): clients get it apart, for libpq's PGPASSWORD.
+    assert uri.password is None and uri.username == "mlflow"
+    assert any(ch in ev.outputs["password"] for ch in "!#%&*()-_=+[]{}<>:?@/")
     assert urlsplit(ev.outputs["auth_uri"]).path == "/mlflow_auth"
     assert {"uri", "auth_uri", "password"} <= ev.secret_outputs and "host" not in ev.secret_outputs
     assert (ev.outputs["user"], ev.outputs["db"], ev.outputs["auth_db"]) == ("mlflow", "mlflow", "mlflow_auth")
@@ -241,7 +242,7 @@ def test_external_postgres_creates_the_role_and_databases_over_verify_full():
         assert database.inputs["owner"] == "mlflow" and database.provider.startswith(provider.urn)
         assert database.protect and database.retain_on_delete
     uri = urlsplit(ev.outputs["uri"])
-    assert (uri.hostname, uri.port, unquote(uri.password)) == ("db.example.com", 6432, ev.outputs["password"])
+    assert (uri.hostname, uri.port, uri.username, uri.password) == ("db.example.com", 6432, "mlflow", None)
     assert ev.outputs["egress"] == {"ports": [{"port": 6432, "protocol": "TCP"}]}
     assert ev.secret_by_name(ev.outputs["ca_secret"]) == {"ca.crt": CA_PEM}
     assert ev.k8s("Cluster") == [] and ev.k8s("Database") == []
@@ -398,23 +399,24 @@ def test_external_object_store_creates_a_scoped_user_with_minio_admin_credential
 
 
 # ------------------------------------------------------------------ CnpgOperator
-def test_cnpg_operator_owns_a_fixed_namespace_and_release_kept_on_destroy():
+def test_cnpg_operator_owns_a_fixed_namespace_and_release():
     def build():
         operator = CnpgOperator(
-            "op", CnpgOperatorArgs(chart_version="0.29.0", namespace="cnpg-system", owner="mlflow-platform.dev")
+            "op", CnpgOperatorArgs(chart_version="0.29.0", namespace="cnpg-system", owner="mlflow-platform.cluster")
         )
-        return {"namespace": operator.namespace}
+        return {"namespace": operator.namespace, "version": operator.version}
 
     ev = run_alone(build)
     namespace = ev.one("kubernetes:core/v1:Namespace", "op-namespace")
     release = ev.one("kubernetes:helm.sh/v3:Release", "op-release")
     assert namespace.inputs["metadata"]["name"] == "cnpg-system"
-    assert namespace.inputs["metadata"]["labels"]["mlflow-platform/cnpg-operator-owner"] == "mlflow-platform.dev"
+    assert namespace.inputs["metadata"]["labels"]["mlflow-platform/cluster-services-owner"] == "mlflow-platform.cluster"
     assert (release.inputs["name"], release.inputs["namespace"]) == ("cnpg", "cnpg-system")
-    assert namespace.retain_on_delete and release.retain_on_delete
+    # Its owner is the cluster stack alone: destroying that stack removes it (the chart keeps the CRDs).
+    assert not namespace.retain_on_delete and not release.retain_on_delete
     assert namespace.urn in release.dependencies
-    # The namespace output comes from the release: whoever uses it waits for the operator.
-    assert ev.outputs["namespace"] == "cnpg-system"
+    # The outputs come from the release: whoever uses them waits for the operator.
+    assert ev.outputs == {"namespace": "cnpg-system", "version": "1.30.0"}
 
 
 # ------------------------------------------------------------------ MlflowServer
@@ -431,8 +433,9 @@ def mlflow_program(**overrides):
             region="eu-west-1",
             resources=RESOURCES,
             ingress_domain="localtest.me",
-            backend_store_uri=pulumi.Output.secret("postgresql+psycopg2://u:p%40ss@db:5432/mlflow?sslmode=verify-full"),
-            auth_database_uri=pulumi.Output.secret("postgresql+psycopg2://u:p%40ss@db:5432/auth?sslmode=verify-full"),
+            backend_store_uri=pulumi.Output.secret("postgresql+psycopg2://u@db:5432/mlflow?sslmode=verify-full"),
+            auth_database_uri=pulumi.Output.secret("postgresql+psycopg2://u@db:5432/auth?sslmode=verify-full"),
+            database_password=pulumi.Output.secret("p@ss"),
             postgres_ca_secret_name="pg-ca",
             s3_endpoint_url="https://s3.team.svc:9000",
             bucket="artifacts-bucket",
@@ -496,12 +499,13 @@ def test_mlflow_server_publishes_https_with_cert_manager():
     assert ev.outputs["url"] == "https://mlflow-team.localtest.me"
 
 
-def test_auth_config_survives_percent_encoded_passwords():
-    ev = run_alone(mlflow_program())
+def test_auth_config_survives_percent_encoded_uris():
+    uri = "postgresql+psycopg2://u%2Bteam@db:5432/auth?sslmode=verify-full&sslrootcert=/ca/my%20ca.crt"
+    ev = run_alone(mlflow_program(auth_database_uri=pulumi.Output.secret(uri)))
     ini_secret = next(o for o in ev.k8s("Secret") if "basic_auth.ini" in o["stringData"])
     parser = configparser.ConfigParser()
     parser.read_string(ini_secret["stringData"]["basic_auth.ini"])
-    assert parser["mlflow"]["database_uri"] == "postgresql+psycopg2://u:p%40ss@db:5432/auth?sslmode=verify-full"
+    assert parser["mlflow"]["database_uri"] == uri
 
 
 def test_allowed_hosts_and_package_values_helpers():

@@ -128,7 +128,10 @@ def test_every_config_key_readme_names_exists():
                 elif token.startswith("-") or token == "\\":
                     continue
                 else:
-                    named.add(token.removeprefix("mlflow-platform:"))
+                    key = token.strip("'\"").removeprefix("mlflow-platform:")
+                    if "--path" in tokens:  # `--path 'key.sub[0]'` sets part of the object or list `key`
+                        key = re.split(r"[.\[]", key, maxsplit=1)[0]
+                    named.add(key)
                     break
     for line in readme.splitlines():
         if "is not a setting of this project" not in line:

@@ -1,6 +1,6 @@
 """Every rendered Kubernetes object is valid: schemas, checkov and Pod Security `restricted`.
 
-Each stack is rendered once per session with `tests/render.py`: dev, prod and pr-42 from their
+Each stack is rendered once per session with `tools/render.py`: dev, prod and pr-42 from their
 stack files, and stacks in the external modes (EXTERNAL_STACKS: config overrides, secret keys as
 secret config, CA bundles from tests/fixtures). The files in build/manifests/<stack>/ are what
 checkov scans and the objects are what the other checks read.
@@ -44,7 +44,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.harness import Secret  # noqa: E402
-from tests.render import Rendered, render_stack  # noqa: E402
+from tools.render import Rendered, render_stack  # noqa: E402
 
 EXTERNAL_CA = "tests/fixtures/external-ca.pem"  # a CA bundle committed for these stacks
 # Stacks in the external modes: name -> config overrides (credentials as secret config).
@@ -56,9 +56,8 @@ EXTERNAL_STACKS: dict[str, dict] = {
         "postgresCaFile": EXTERNAL_CA,
         "postgresAdminPassword": Secret("rendered-admin-password"),
     },
-    # In-cluster PostgreSQL (a stack that does not own the operator), external S3 with a public CA.
+    # In-cluster PostgreSQL, external S3 with a public CA.
     "ext-s3": {
-        "installCnpgOperator": False,
         "objectStoreMode": "external",
         "s3Endpoint": "https://s3.eu-west-1.amazonaws.com",
         "s3Region": "eu-west-1",
@@ -79,6 +78,8 @@ EXTERNAL_STACKS: dict[str, dict] = {
     },
 }
 STACKS = ["dev", "prod", "pr-42", *EXTERNAL_STACKS]
+# The stack that owns the operator (a Helm release: its chart's objects are the chart's) and the plugin.
+CLUSTER_STACK = "cluster"
 
 
 @dataclass(frozen=True)
@@ -92,9 +93,10 @@ class Expected:
 
 IN_CLUSTER_PG = {"Cluster": 1, "Database": 2}
 EXPECTED = {
-    "dev": Expected(IN_CLUSTER_PG, minio=True, operator=True),
+    # The operator and its namespace belong to the cluster stack (CLUSTER_STACK): no environment renders them.
+    "dev": Expected(IN_CLUSTER_PG, minio=True, operator=False),
     # prod backs up by default: a ScheduledBackup (and a plugin ObjectStore, checked in section 6).
-    "prod": Expected({**IN_CLUSTER_PG, "ScheduledBackup": 1}, minio=True, operator=True),
+    "prod": Expected({**IN_CLUSTER_PG, "ScheduledBackup": 1}, minio=True, operator=False),
     "pr-42": Expected(IN_CLUSTER_PG, minio=True, operator=False),
     "ext-db": Expected({}, minio=True, operator=False),
     "ext-s3": Expected(IN_CLUSTER_PG, minio=False, operator=False),
@@ -223,7 +225,7 @@ def k8s_errors(obj: dict, version: str) -> list[str]:
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
-@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("stack", [*STACKS, CLUSTER_STACK])
 def test_builtin_objects_validate_strictly(stack: str, version: str):
     objects = [o for o in rendered(stack).objects if not is_cnpg(o) and not is_other_custom_resource(o)]
     assert objects, f"{stack}: rendered no built-in objects"
@@ -655,7 +657,7 @@ def skip_annotations(obj: dict) -> dict[str, str]:
     return found
 
 
-@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("stack", [*STACKS, CLUSTER_STACK])
 def test_checkov_passes(stack: str, checkov: Checkov):
     render = rendered(stack)
     report = checkov.report(stack)
@@ -951,6 +953,19 @@ def namespace_violations(objects: list[dict], expected_name: str, operator_names
         if o["kind"] != "Namespace" and o["metadata"].get("namespace") != expected_name
     ]
     return problems
+
+
+def test_the_cluster_stacks_pods_and_namespace_are_restricted():
+    """The plugin's pod meets Pod Security `restricted`, which the operator's namespace enforces."""
+    objects = rendered(CLUSTER_STACK).objects
+    templates = [(describe(o), t) for o in objects for t in pod_templates(o)]
+    assert [name for name, _ in templates] and {o["kind"] for o in objects if o["kind"] in POD_BEARING_KINDS} == {
+        "Deployment"
+    }
+    problems = [f"{name} {path}: {p}" for name, (path, spec, meta) in templates for p in restricted_violations(spec, meta)]
+    assert not problems, problems
+    [namespace] = [o for o in objects if o["kind"] == "Namespace"]
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
 @pytest.mark.parametrize("stack", STACKS)

@@ -23,7 +23,7 @@ def problem_line(message: str, key: str) -> str:
 
 def test_every_declared_key_has_type_default_and_description():
     for key, spec in settings.declared_config().items():
-        assert spec.get("type") in ("string", "integer", "boolean", "array"), key
+        assert spec.get("type") in ("string", "integer", "boolean", "array", "object"), key
         assert "default" in spec, key
         assert len(spec.get("description", "")) > 20, key
 
@@ -39,6 +39,7 @@ def test_every_declared_key_is_read_and_nothing_else(monkeypatch):
         )
     for overrides in ({}, {**EXTERNAL_POSTGRES, **EXTERNAL_S3}, EXTERNAL_MINIO):
         load("dev", **overrides)
+    settings.load_cluster_settings(pulumi.Config(PROJECT), stack="cluster", project=PROJECT)
     assert set(read) == set(settings.declared_config())
     assert settings.declared_config().keys().isdisjoint(settings.REMOVED_KEYS)
 
@@ -165,6 +166,9 @@ def test_removed_keys_say_what_replaced_them(key):
         load("dev", **{key: "30432" if key.endswith("NodePort") else "x"})
     line = problem_line(str(raised.value), key)
     assert "was removed" in line and "Fix: delete it" in line, line
+    if key == "installCnpgOperator":
+        assert "the cluster stack owns the CloudNativePG operator (`make up STACK=cluster`)" in line, line
+        return
     assert "CloudNativePG operator creates" in line and "Job inside the cluster" in line, line
     if key == "postgresAdminHost":
         assert "postgresMode: external" in line and "postgresHost" in line, line
@@ -216,7 +220,7 @@ def test_pr_stacks_must_fit_their_budget_and_share_the_operator():
     with pytest.raises(settings.ConfigError) as raised:
         load("pr-1", mlflowReplicas=3, installCnpgOperator=True)
     message = str(raised.value)
-    assert "over its 1024Mi budget" in message and "installCnpgOperator = true" in message
+    assert "over its 1024Mi budget" in message and "installCnpgOperator was removed: the cluster stack owns" in message
 
 
 def test_stack_names_that_make_invalid_namespaces_are_refused():

@@ -22,7 +22,6 @@ from tests.stacks import (
 
 # dev: no backups (PostgresBackup) and no Prometheus operator (PlatformMonitoring) by default; gc on.
 PROJECT_TYPES = {
-    "CnpgOperator",
     "PlatformNamespace",
     "PostgresCluster",
     "MinioStore",
@@ -57,7 +56,8 @@ def test_mlflow_reaches_postgres_with_verify_full_against_the_postgres_ca(dev):
     assert uri.hostname in dns, "libpq verify-full compares the URI host with the certificate's SANs"
     ca = mounted_file(dev, pod_of(dev, "Deployment", "mlflow-deployment"), server, query["sslrootcert"][0])
     assert ca == postgres_tls["ca.crt"] and verifies(ca, postgres_tls["tls.crt"])
-    assert unquote(uri.password) == role_password(dev), "the URI carries the role's password, URL-encoded"
+    # No password in the URI (commands take it as an argument): libpq reads the role's from PGPASSWORD.
+    assert uri.password is None and env_value(dev, server, "PGPASSWORD") == role_password(dev)
 
 
 def test_cnpg_serves_the_certificate_and_rejects_plain_connections(dev):
@@ -119,7 +119,7 @@ def test_basic_auth_uses_the_auth_database_and_generated_credentials(dev):
     ini.read_string(mounted_file(dev, pod, server, env_value(dev, server, "MLFLOW_AUTH_CONFIG_PATH")))
     auth_uri = urlsplit(ini["mlflow"]["database_uri"])
     assert auth_uri.path == "/mlflow_auth" and parse_qs(auth_uri.query)["sslmode"] == ["verify-full"]
-    assert unquote(auth_uri.password) == role_password(dev)
+    assert auth_uri.password is None and auth_uri.username == "mlflow"
     assert ini["mlflow"]["admin_username"] == dev.outputs["adminUser"] == "admin"
     assert env_value(dev, server, "MLFLOW_AUTH_ADMIN_PASSWORD") == dev.outputs["adminPassword"]
     assert len(env_value(dev, server, "MLFLOW_FLASK_SERVER_SECRET_KEY")) >= 32
@@ -196,7 +196,12 @@ def test_package_values_are_rendered_from_the_wired_outputs(dev):
         "ingress_domain",
     }
     server = container(dev, "Deployment", "mlflow-deployment", "mlflow")
-    assert values["backing_store"] == env_value(dev, server, "MLFLOW_BACKEND_STORE_URI")
+    # The package takes one URI: the server's, with the role's password (PGPASSWORD) put back in.
+    backing_store = urlsplit(values["backing_store"])
+    assert unquote(backing_store.password) == env_value(dev, server, "PGPASSWORD")
+    assert values["backing_store"].replace(":" + backing_store.password + "@", "@", 1) == env_value(
+        dev, server, "MLFLOW_BACKEND_STORE_URI"
+    )
     assert values["artifact_store"] == env_value(dev, server, "MLFLOW_S3_ENDPOINT_URL")
     assert values["secret_key"] == env_value(dev, server, "AWS_SECRET_ACCESS_KEY")
     assert (values["bucket"], values["version"], values["ignore_tls"], values["region"]) == (
@@ -268,17 +273,23 @@ def test_engine_style_secret_marking_is_applied(dev):
 
 
 # ------------------------------------------------------------------ structure
-def test_components_use_the_project_type_token_and_parent_every_child(dev):
-    by_urn = {r.urn: r for r in dev.registrations}
-    components = [r for r in dev.registrations if not r.custom]
-    assert {r.type.rsplit(":", 1)[1] for r in components} == PROJECT_TYPES
+@pytest.mark.parametrize(
+    "stack, types",
+    [("dev", PROJECT_TYPES), ("cluster", {"CnpgOperator", "BarmanCloudPlugin"})],
+)
+def test_components_use_the_project_type_token_and_parent_every_child(stack, types):
+    ev = evaluate_stack(stack)
+    by_urn = {r.urn: r for r in ev.registrations}
+    # Ours: every component but the provider's own (the plugin CRD's yaml/v2 ConfigFile).
+    components = [r for r in ev.registrations if not r.custom and not r.type.startswith("kubernetes:")]
+    assert {r.type.rsplit(":", 1)[1] for r in components} == types
     assert all(r.type.startswith("mlflow-platform:index:") for r in components)
-    for reg in dev.registrations:
+    for reg in ev.registrations:
         if reg.type == "pulumi:providers:kubernetes":
             continue
         parent = by_urn.get(reg.parent)
         if reg.type.startswith("mlflow-platform:index:") and parent is None:
-            assert reg.parent.endswith("pulumi:pulumi:Stack::mlflow-platform-dev")
+            assert reg.parent.endswith(f"pulumi:pulumi:Stack::mlflow-platform-{stack}")
             continue
         assert parent is not None and not parent.custom, f"{reg.type} {reg.name} is not parented to a component"
         assert reg.name.startswith(parent.name + "-"), f"{reg.name} is not named after its parent {parent.name}"
@@ -339,9 +350,15 @@ def test_prod_runs_ha_and_protects_its_data(prod):
     assert cluster["spec"]["instances"] == 3 and cluster["spec"]["storage"]["size"] == "50Gi"
     assert {d["spec"]["databaseReclaimPolicy"] for d in prod.k8s("Database")} == {"retain"}
     [deployment] = prod.k8s("Deployment")
-    assert deployment["spec"]["replicas"] >= 2 and len(prod.k8s("PodDisruptionBudget")) == 1
+    assert deployment["spec"]["replicas"] >= 2
+    budgets = {b["metadata"]["labels"]["app.kubernetes.io/name"]: b["spec"] for b in prod.k8s("PodDisruptionBudget")}
+    assert set(budgets) == {"mlflow", "minio"}
+    # One MinIO server evicted at a time: a drain never takes the erasure set's write quorum (3 of 4).
+    assert budgets["minio"]["maxUnavailable"] == 1
     [statefulset] = prod.k8s("StatefulSet")
     assert statefulset["spec"]["replicas"] == 4
+    [spread] = statefulset["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "kubernetes.io/hostname" and spread["maxSkew"] == 1
     assert statefulset["spec"]["persistentVolumeClaimRetentionPolicy"] == {
         "whenDeleted": "Retain",
         "whenScaled": "Retain",
@@ -363,12 +380,14 @@ def test_pr_stacks_are_small_unprotected_and_leave_nothing_behind(pr):
     assert pr.k8s("PodDisruptionBudget") == []
 
 
-def test_dev_installs_the_pinned_cnpg_operator_before_the_cluster(dev):
-    release = dev.one("kubernetes:helm.sh/v3:Release", "cnpg-operator-release")
+def test_the_cluster_stack_installs_the_pinned_cnpg_operator_before_the_plugin():
+    cluster = evaluate_stack("cluster")
+    release = cluster.one("kubernetes:helm.sh/v3:Release", "cnpg-operator-release")
     assert release.inputs["chart"] == "cloudnative-pg" and release.inputs["version"] == "0.29.0"
     assert release.inputs["repositoryOpts"]["repo"] == "https://cloudnative-pg.github.io/charts"
     assert release.inputs.get("skipAwait") is not True, "the operator's webhooks must answer first"
-    assert release.urn in ancestors(dev, dev.one("kubernetes:postgresql.cnpg.io/v1:Cluster", "postgres-cluster").urn)
+    plugin = cluster.one("kubernetes:apps/v1:Deployment", "barman-cloud-plugin-deployment")
+    assert release.urn in ancestors(cluster, plugin.urn)
 
 
 def test_renaming_a_component_with_an_alias_keeps_its_children():
@@ -407,7 +426,7 @@ def test_secret_and_config_changes_roll_the_pods_that_use_them():
     after = evaluate_stack("dev", state=state)
     old_env = before.one("kubernetes:core/v1:Secret", "mlflow-env").inputs["stringData"]
     new_env = after.one("kubernetes:core/v1:Secret", "mlflow-env").inputs["stringData"]
-    assert old_env["backend-store-uri"] != new_env["backend-store-uri"]
+    assert old_env["postgres-password"] != new_env["postgres-password"]
     old_pod = before.one("kubernetes:apps/v1:Deployment", "mlflow-deployment").inputs["spec"]["template"]
     new_pod = after.one("kubernetes:apps/v1:Deployment", "mlflow-deployment").inputs["spec"]["template"]
     assert old_pod != new_pod, "the pod template references the Secret by its (new) name"
@@ -417,4 +436,4 @@ def test_secret_and_config_changes_roll_the_pods_that_use_them():
         for ev in (before, after)
     )
     assert old_role["passwordSecret"] != new_role["passwordSecret"]
-    assert unquote(urlsplit(new_env["backend-store-uri"]).password) == role_password(after)
+    assert new_env["postgres-password"] == role_password(after)

@@ -1,18 +1,17 @@
 """`make check STACK=<stack>`: validate a stack's configuration offline, before any `pulumi` command.
 
 Reads Pulumi.<stack>.yaml (for pr-<n> without its own file: profiles/pr.yaml, as CI does) the way
-the Pulumi CLI hands it to the program, runs the program's own validation (settings.load_settings),
+the Pulumi CLI reads it and hands it to the program (tools/pulumi_yaml.py: YAML 1.2 as Go's yaml.v3
+reads it, so `backups: on` is the string `on`; a repeated key or a syntax error is one line naming
+file, line and column), runs the program's own validation (settings.load_settings),
 and prints only the problems. Encrypted (secure) values count as set secret values: checking them
 needs no passphrase. Exit codes: 0 valid, 2 invalid (or no such stack file).
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
-
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -21,6 +20,7 @@ import pulumi  # noqa: E402
 from pulumi.runtime import config as runtime_config  # noqa: E402
 
 import settings  # noqa: E402
+from tools import pulumi_yaml  # noqa: E402
 
 PROJECT = settings.PROJECT_NAME
 INVALID = 2
@@ -34,34 +34,61 @@ def stack_file(stack: str) -> Path:
 
 
 def cli_config(document: dict) -> tuple[dict[str, str], list[str]]:
-    """(config, secret keys) as the CLI passes a stack file's `config:` block to the program."""
+    """(config, secret keys) as the CLI passes a stack file's `config:` block to the program.
+
+    `document` is the file as the CLI reads it (tools.pulumi_yaml); values become the text the
+    program receives (`on` stays `on`, 2 becomes `2`, lists and maps JSON)."""
     values, secret_keys = {}, []
     for key, value in (document.get("config") or {}).items():
         # The CLI reads a key without namespace as one of the project's (and saves it so).
         key = key if ":" in key else f"{PROJECT}:{key}"
-        if isinstance(value, dict) and set(value) == {"secure"}:
+        if pulumi_yaml.is_secure(value):
             values[key] = "(secret)"
             secret_keys.append(key)
-        elif isinstance(value, bool):
-            values[key] = "true" if value else "false"
-        elif isinstance(value, (list, dict)):
-            values[key] = json.dumps(value)
         else:
-            values[key] = str(value)
+            values[key] = pulumi_yaml.config_text(value)
     return values, secret_keys
+
+
+def read_stack_file(path: Path) -> dict:
+    """Pulumi.<stack>.yaml as the CLI reads it; a file it would refuse raises YamlError (one line)."""
+    document = pulumi_yaml.load(path, name=str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path))
+    if document is None:
+        return {}
+    if not isinstance(document, dict) or not isinstance(document.get("config") or {}, dict):
+        raise pulumi_yaml.YamlError(f"{path.name}: expected a mapping with a `config:` mapping")
+    return document
 
 
 def check(stack: str) -> tuple[int, str]:
     path = stack_file(stack)
     if not path.exists():
         return INVALID, f"{stack}: no {path.name}. Fix: create it (copy Pulumi.dev.yaml) or use an existing stack"
-    document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        document = read_stack_file(path)
+    except pulumi_yaml.YamlError as error:
+        return INVALID, f"{error}. Fix: correct the YAML of {path.name} (the Pulumi CLI refuses it too)"
     runtime_config.set_all_config(*cli_config(document))
     try:
-        loaded = settings.load_settings(pulumi.Config(PROJECT), stack=stack, project=PROJECT)
+        config = pulumi.Config(PROJECT)
+        if settings.stack_profile(config, stack) == settings.CLUSTER_PROFILE:
+            cluster = settings.load_cluster_settings(config, stack=stack, project=PROJECT)
+            return 0, valid(stack, path, settings.CLUSTER_PROFILE, cluster.kubeconfig, cluster.kube_context, "")
+        loaded = settings.load_settings(config, stack=stack, project=PROJECT)
     except settings.ConfigError as error:
         return INVALID, str(error)
-    return 0, f"{stack}: configuration is valid (profile {loaded.profile}, {path.relative_to(ROOT)})"
+    return 0, valid(stack, path, loaded.profile, loaded.kubeconfig, loaded.kube_context, loaded.render_directory)
+
+
+def valid(stack: str, path: Path, profile: str, kubeconfig: str, context: str, render_directory: str) -> str:
+    """The verdict, and where `up` would send the objects: said before anything changes."""
+    target = settings.deploy_target(kubeconfig, context, render_directory)
+    where = (
+        f"renders YAML into {target['renderYamlToDirectory']}"
+        if render_directory
+        else f"deploys to context {target['context']} ({target['server']}, kubeconfig {target['kubeconfig']})"
+    )
+    return f"{stack}: configuration is valid (profile {profile}, {path.relative_to(ROOT)}); {where}"
 
 
 def main(argv: list[str]) -> int:

@@ -4,6 +4,7 @@
 `--check` exits 1 when README is out of date (run by the test suite).
 """
 
+import json
 import sys
 from pathlib import Path
 
@@ -31,6 +32,8 @@ def render() -> str:
             if isinstance(default, list)
             else str(default).lower()
             if isinstance(default, bool)
+            else json.dumps(default)
+            if isinstance(default, dict)
             else default
         )
         description = _markdown_text(spec["description"])

@@ -11,25 +11,21 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.harness import ROOT, evaluate_stack
+from tests.engine_cli import STEP_TIMES, Pulumi, checkout
+from tests.harness import evaluate_stack
 
 pytestmark = pytest.mark.engine
 
-ENGINE_BIN = ROOT / "engine" / "bin"
-PASSPHRASE = "lifecycle-test-passphrase"
-# What a render-mode stack must not try: a Helm release (refused by the provider in this mode).
-RENDER_CONFIG = {"installCnpgOperator": "false"}
-STEP_TIMES: dict[str, float] = {}
+# A render-mode (GitOps) stack has no cluster stack to read: its operator is managed with the manifests.
+RENDER_CONFIG = {"clusterStack": ""}
 
 
 def _one(objects: list[dict], kind: str) -> dict:
@@ -45,53 +41,6 @@ CHANGES = {
     "pr-7": ("ingressClassName", "nginx", [("update", "mlflow-ingress")],
              lambda objects: _one(objects, "Ingress")["spec"]["ingressClassName"] == "nginx"),
 }
-
-
-def checkout(destination: Path) -> Path:
-    """A copy of the repository as `git clone` would give it (tracked + untracked, not ignored)."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
-                           capture_output=True).stdout.decode().split("\0")
-    for name in filter(None, files):
-        source = ROOT / name
-        if source.is_file():
-            target = destination / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
-    # Pulumi.yaml's `virtualenv: venv`: the deploy venv `make` creates from requirements.txt.
-    (destination / "venv").symlink_to(ROOT / "venv")
-    return destination
-
-
-class Pulumi:
-    def __init__(self, home: Path, backend: Path):
-        missing = [tool for tool in ("pulumi", "pulumi-language-python", "pulumi-resource-kubernetes",
-                                     "pulumi-resource-tls", "pulumi-resource-random")
-                   if not (ENGINE_BIN / tool).exists()]
-        assert not missing, f"engine/bin lacks {missing}: run `make engine` (engine/build.sh) first"
-        self.env = {
-            **os.environ,
-            "PATH": f"{ENGINE_BIN}:{os.environ['PATH']}",
-            "PULUMI_HOME": str(home),
-            "PULUMI_BACKEND_URL": f"file://{backend}",
-            "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
-            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-            "PULUMI_SKIP_UPDATE_CHECK": "true",
-            "PULUMI_SKIP_CONFIRMATIONS": "true",
-            "PULUMI_DIY_BACKEND_NO_LEGACY_WARNING": "true",
-        }
-        # Nothing of the caller's Pulumi login/passphrase or of an enclosing `make test` leaks in.
-        for inherited in ("PULUMI_ACCESS_TOKEN", "PULUMI_CONFIG_PASSPHRASE_FILE", "MAKEFLAGS", "MFLAGS", "MAKELEVEL"):
-            self.env.pop(inherited, None)
-
-    def __call__(self, cwd: Path, *args: str, step: str = "", ok: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
-        started = time.monotonic()
-        result = subprocess.run(["pulumi", *args, "--non-interactive"], cwd=cwd, env=self.env,
-                                capture_output=True, text=True, timeout=timeout)
-        if step:
-            STEP_TIMES[step] = time.monotonic() - started
-        if ok:
-            assert result.returncode == 0, f"pulumi {' '.join(args)} failed:\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
-        return result
 
 
 def rendered_objects(directory: Path) -> list[dict]:
@@ -288,7 +237,7 @@ def test_a_misspelt_key_with_or_without_namespace_fails_preview_and_make_check(e
     work = checkout(base / "typo")
     pulumi(work, "stack", "init", "typo")
     (work / "Pulumi.typo.yaml").write_text(
-        "config:\n  mlflow-platform:installCnpgOperator: false\n  mlflowReplica: 2\n  mlflow-platform:postgresInstance: 2\n")
+        "config:\n  mlflow-platform:clusterStack: ''\n  mlflowReplica: 2\n  mlflow-platform:postgresInstance: 2\n")
     preview = pulumi(work, "preview", "--stack", "typo", ok=False)
     check = subprocess.run(["make", "check", "STACK=typo"], cwd=work, env=pulumi.env, capture_output=True, text=True)
     assert preview.returncode != 0 and check.returncode == 2

@@ -1,9 +1,10 @@
 """Run the wired configuration for real, on loopback only.
 
 No cluster and no container runtime exist in the test environment, so these helpers start the
-real server processes (PostgreSQL 15, a moto S3 server standing in for MinIO, ``mlflow server``
-from the project venv) on 127.0.0.0/8 addresses and feed them the configuration that the Pulumi
-program renders (container command/args/env/volumeMounts, Secrets, CA/cert PEMs).
+real server processes (PostgreSQL 15; the MinIO server and its ``mc`` client of the release the stacks
+pin, built from their Go modules into engine/bin by engine/build.sh; ``mlflow server`` from the project
+venv) on 127.0.0.0/8 addresses and feed them the configuration that the Pulumi program renders
+(container command/args/env/volumeMounts, Secrets, CA/cert PEMs).
 
 Every helper is a context manager: it bounds every wait with a timeout, stops the processes it
 started on exit (by process id / process group, never by name), captures output to log files in
@@ -27,6 +28,11 @@ against the certificate SANs. Therefore we substitute *addresses*, never names:
   libpq then connects to ``hostaddr`` but still uses ``host`` for ``sslmode=verify-full``
   hostname verification and SNI. :func:`mlflow_server_from_container` derives it from the
   ``postgresql://`` URIs found in the container config (all must map to one address).
+* ``mc`` (Go resolves names itself): ``MC_RESOLVE`` (mc's own ``--resolve HOST:PORT=IP``,
+  :func:`mc_resolve`): it dials the address and keeps the name for SNI and the certificate check.
+* A distributed MinIO (:func:`minio_cluster`, root only): each server in its own network and
+  mount namespace, ``/etc/hosts`` bind-mounted with the cluster's names, all on a bridge in a
+  network namespace of their own.
 
 Volumes: temp root + path rewriting (not the real mountPath)
 -------------------------------------------------------------
@@ -54,10 +60,10 @@ API overview (glue from ``tests/harness.evaluate_stack`` stays thin)::
     pod = <Deployment>["spec"]["template"]["spec"]; c = pod["containers"][0]
     files = files_by_mount_from_pod(pod, c, secrets=secrets, config_maps=cms)
     with postgres_server(wd, ..., hba_rules=cnpg_hba(<Cluster>.spec.postgresql.pg_hba)) as pg,
-         s3_server(wd, ...) as s3:
+         minio_server_from_container(<StatefulSet container>, <its pod>, ...) as s3:
         operators.cnpg_reconcile_roles(pg, <Cluster>, objects)   # what CNPG's instance manager does
         operators.cnpg_reconcile_databases(pg, <Cluster>, <Database objects>)
-        wiring.MinioBootstrap(r, wd, host_map).run()            # the bootstrap Job, `mc` stand-in
+        wiring.MinioBootstrap(r, wd, host_map, s3).run()        # the bootstrap Job, real mc
         run_container_job(<migration Job container>, ...)        # optional pre-deploy Job
         with mlflow_server_from_container(c, secrets=secrets, files_by_mount=files,
                                           host_map=host_map, workdir=wd) as server,
@@ -726,43 +732,210 @@ def postgres_server(
             shutil.rmtree(base, ignore_errors=True)
 
 
-# --------------------------------------------------------------------------- S3 (moto)
+# --------------------------------------------------------------------------- object store (MinIO)
+
+ENGINE_BIN = REPO_ROOT / "engine" / "bin"
+# The ENV of the pinned MinIO image (Dockerfile.release of RELEASE.2025-09-07T16-13-09Z): every container
+# started from it has these under its own env. The *_FILE ones name Docker secrets (/run/secrets/<name>,
+# else relative to the working directory) that no pod has: MinIO skips a missing file.
+MINIO_IMAGE_ENV = {
+    "MINIO_ACCESS_KEY_FILE": "access_key",
+    "MINIO_SECRET_KEY_FILE": "secret_key",
+    "MINIO_ROOT_USER_FILE": "access_key",
+    "MINIO_ROOT_PASSWORD_FILE": "secret_key",
+    "MINIO_KMS_SECRET_KEY_FILE": "kms_master_key",
+    "MINIO_UPDATE_MINISIGN_PUBKEY": "RWTx5Zr1tiHQLwG9keckT0c45M3AGeHD6IvimQHpyRywVWGbP1aVSGav",
+    "MINIO_CONFIG_ENV_FILE": "config.env",
+    "MC_CONFIG_DIR": "/tmp/.mc",
+}
+# MinIO's built-in policies (every deployment has them; not made by the bootstrap).
+MINIO_BUILTIN_POLICIES = frozenset({"consoleAdmin", "diagnostics", "readonly", "readwrite", "writeonly"})
+
+
+def engine_binary(name: str) -> Path:
+    """engine/bin/<name> (the MinIO server and client are built from their Go modules by engine/build.sh)."""
+    path = ENGINE_BIN / name
+    if not os.access(path, os.X_OK):
+        raise ServiceError(f"{path} is missing: build it with `make engine` (engine/build.sh)")
+    return path
+
+
+def mc_resolve(host_map: Mapping[str, str], port: int) -> str:
+    """``MC_RESOLVE`` (mc's own ``--resolve HOST:PORT=IP``, like curl's) for the names of a DNS-shim map:
+    Go programs resolve names themselves, so the Python shim cannot reach them; mc dials the address
+    and keeps the name for TLS (SNI, certificate check). Entries that change the port are left out."""
+    entries = []
+    for name, target in host_map.items():
+        host, _, mapped = target.partition(":")
+        name_host, _, name_port = name.partition(":")
+        if (mapped and int(mapped) != int(name_port or port)) or (name_port and int(name_port) != port):
+            continue
+        entries.append(f"{name_host}:{port}={host}")
+    return ",".join(entries)
+
+
+def mc_env(
+    workdir: Path | str,
+    *,
+    endpoint: str,
+    access_key: str,
+    secret_key: str,
+    ca_pem: str,
+    resolve: str = "",
+    alias: str = "it",
+) -> dict[str, str]:
+    """Environment for the real ``mc`` against ``endpoint`` (https://name:port) as one key pair, trusting
+    ``ca_pem`` (``$MC_CONFIG_DIR/certs/CAs``, where mc looks for extra CAs); ``resolve``: MC_RESOLVE."""
+    from urllib.parse import quote
+
+    config = Path(workdir) / f"mc-{access_key}"
+    (config / "certs" / "CAs").mkdir(parents=True, exist_ok=True)
+    (config / "certs" / "CAs" / "ca.crt").write_text(ca_pem)
+    scheme, _, hostport = endpoint.partition("://")
+    env = base_env(Path(workdir), MC_CONFIG_DIR=str(config), NO_COLOR="1")
+    env["PATH"] = SYSTEM_PATH
+    env[f"MC_HOST_{alias}"] = f"{scheme}://{quote(access_key, safe='')}:{quote(secret_key, safe='')}@{hostport}"
+    if resolve:
+        env["MC_RESOLVE"] = resolve
+    return env
+
+
+def run_mc(args: list[str], env: Mapping[str, str], *, timeout: float = 60, check: bool = True) -> Any:
+    """The real ``mc`` (engine/bin/mc) with ``env`` (:func:`mc_env`); ``--json`` output is parsed
+    (one document per line; a list when there are several). Raises :class:`ServiceError` with mc's own
+    message on a failure when ``check``; otherwise returns the CompletedProcess."""
+    argv = [str(engine_binary("mc")), *args]
+    proc = subprocess.run(argv, env=dict(env), capture_output=True, text=True, timeout=timeout)
+    if not check:
+        return proc
+    if proc.returncode != 0:
+        raise ServiceError(f"mc {shlex.join(args)}: exit {proc.returncode}: {(proc.stderr or proc.stdout).strip()}")
+    if "--json" not in args:
+        return proc.stdout
+    docs = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    return docs[0] if len(docs) == 1 else docs
 
 
 @dataclass
-class S3Server:
-    host: str
+class MinioServer:
+    """A running MinIO (the real server) and what the harness needs to inspect it as its operator."""
+
+    host: str  # the loopback address it listens on
     port: int
+    server_name: str  # the name clients use (in URLs; the certificate's SAN)
+    root_user: str
+    root_password: str
+    ca_pem: str  # the CA of its certificate (the harness's own clients trust it)
+    workdir: Path
     log_path: Path
+    prepared: PreparedContainer | None = None
+    process: ManagedProcess | None = field(default=None, repr=False)
 
     def endpoint_url(self, name: str | None = None) -> str:
-        return f"https://{name or self.host}:{self.port}"
+        return f"https://{name or self.server_name}:{self.port}"
+
+    @property
+    def mc_resolve(self) -> str:
+        """MC_RESOLVE for a Go client of this server (its name -> its address)."""
+        return mc_resolve({self.server_name: self.host}, self.port)
 
     def client(
         self,
         *,
-        endpoint_name: str,
-        ca_file: str | bool,
-        access_key: str = "test",
-        secret_key: str = "test",
+        endpoint_name: str | None = None,
+        ca_file: str | bool | None = None,
+        access_key: str | None = None,
+        secret_key: str | None = None,
         region: str = "us-east-1",
+        signature_version: str | None = None,
     ):
-        """boto3 S3 client for ``https://<endpoint_name>:<port>``; resolve the name via
-        :func:`dns_patched` (or pass endpoint_name=self.host with an IP SAN)."""
+        """boto3 S3 client for ``https://<endpoint_name>:<port>`` (resolve the name via
+        :func:`dns_patched`); the root key pair unless told otherwise (the harness as the operator)."""
         import boto3
         from botocore.config import Config
 
+        if ca_file is None:
+            ca_file = str(self.workdir / "harness-ca.crt")
+            Path(ca_file).write_text(self.ca_pem)
         return boto3.client(
             "s3",
             endpoint_url=self.endpoint_url(endpoint_name),
-            aws_access_key_id=access_key,
-            aws_secret_access_key=secret_key,
+            aws_access_key_id=access_key or self.root_user,
+            aws_secret_access_key=secret_key or self.root_password,
             region_name=region,
             verify=ca_file,
             config=Config(
-                s3={"addressing_style": "path"}, retries={"max_attempts": 1}, connect_timeout=5, read_timeout=30
+                s3={"addressing_style": "path"},
+                retries={"max_attempts": 1},
+                connect_timeout=5,
+                read_timeout=60,
+                **({"signature_version": signature_version} if signature_version else {}),
             ),
         )
+
+    def mc(
+        self,
+        *args: str,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        check: bool = True,
+        timeout: float = 60,
+    ) -> Any:
+        """The real ``mc`` against this server (alias ``it``), as root unless another key pair is given."""
+        env = mc_env(
+            self.workdir / "mc",
+            endpoint=self.endpoint_url(),
+            access_key=access_key or self.root_user,
+            secret_key=secret_key or self.root_password,
+            ca_pem=self.ca_pem,
+            resolve=self.mc_resolve,
+        )
+        return run_mc(list(args), env, timeout=timeout, check=check)
+
+    def state(self) -> dict:
+        """What a bootstrap makes, read back through MinIO's admin API and S3 as root: buckets (with their
+        region), users (status and attached policies) and the non-built-in policies' documents."""
+        buckets = {}
+        for entry in _as_list(self.mc("ls", "--json", "it")):
+            name = entry["key"].rstrip("/")
+            location = self.mc("stat", "--json", f"it/{name}").get("location", "")
+            buckets[name] = {"region": location}
+        users = {}
+        for entry in _as_list(self.mc("admin", "user", "list", "--json", "it")):
+            if "accessKey" in entry:
+                users[entry["accessKey"]] = {
+                    "status": entry.get("userStatus"),
+                    "policies": sorted(filter(None, (entry.get("policyName") or "").split(","))),
+                }
+        policies = {}
+        for entry in _as_list(self.mc("admin", "policy", "list", "--json", "it")):
+            name = entry.get("policy")
+            if name and name not in MINIO_BUILTIN_POLICIES:
+                document = self.mc("admin", "policy", "info", "--json", "it", name)["policyInfo"]["Policy"]
+                policies[name] = _canonical_policy(document)
+        return {"buckets": buckets, "users": users, "policies": policies}
+
+
+def _canonical_policy(document: dict) -> dict:
+    """A policy document with its sets in one order (MinIO returns actions and resources as sets)."""
+    statements = []
+    for statement in document.get("Statement", []):
+        st = dict(statement)
+        for key in ("Action", "NotAction", "Resource", "NotResource"):
+            if key in st:
+                st[key] = sorted(st[key]) if isinstance(st[key], list) else [st[key]]
+        statements.append(st)
+    return {**document, "Statement": sorted(statements, key=lambda st: json.dumps(st, sort_keys=True))}
+
+
+def _as_list(docs: Any) -> list:
+    if isinstance(docs, list):
+        return docs
+    return [] if docs in (None, "") else [docs]
+
+
+def _env_file(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
 
 
 def _readiness_tls_context() -> ssl.SSLContext:
@@ -773,66 +946,403 @@ def _readiness_tls_context() -> ssl.SSLContext:
     return ctx
 
 
-@contextlib.contextmanager
-def s3_server(
-    workdir: Path | str,
-    *,
-    cert_pem: str,
-    key_pem: str,
-    listen_addr: str = "127.0.0.3",
-    port: int = 9000,
-    timeout: float = 30,
-    env: Mapping[str, str] | None = None,
-) -> Iterator[S3Server]:
-    """moto's S3-compatible server over HTTPS with the given certificate (``moto_server -c/-k``).
-
-    moto accepts any credentials: it proves wiring (endpoint name, TLS trust, bucket/prefix),
-    not MinIO IAM policy enforcement.
-
-    Like MinIO without ``MINIO_DOMAIN``, it serves path-style requests only
-    (``S3_IGNORE_SUBDOMAIN_BUCKETNAME``): otherwise moto reads the first label of a dotted
-    endpoint host such as ``minio.<ns>.svc`` as a virtual-hosted bucket name (it only exempts
-    ``*.svc.cluster.local``, localhost and IPs) and answers NoSuchBucket."""
-    workdir = Path(workdir)
-    tls = workdir / "s3-tls"
-    tls.mkdir(parents=True, exist_ok=True)
-    (tls / "tls.crt").write_text(cert_pem)
-    (tls / "tls.key").write_text(key_pem)
-    (tls / "tls.key").chmod(0o600)
-    _require_free(listen_addr, port, "s3")
-    log_path = workdir / "s3.log"
-    proc = ManagedProcess(
-        "moto_server",
-        [
-            str(VENV_BIN / "moto_server"),
-            "-H",
-            listen_addr,
-            "-p",
-            str(port),
-            "-c",
-            str(tls / "tls.crt"),
-            "-k",
-            str(tls / "tls.key"),
-        ],
-        env=base_env(workdir, **{"S3_IGNORE_SUBDOMAIN_BUCKETNAME": "true", **(env or {})}),
-        log_path=log_path,
-        cwd=workdir,
-    )
+def _https_status(address: str, port: int, path: str, timeout: float = 3) -> int:
+    conn = http.client.HTTPSConnection(address, port, timeout=timeout, context=_readiness_tls_context())
     try:
-        ctx = _readiness_tls_context()
+        conn.request("GET", path)
+        return conn.getresponse().status
+    finally:
+        conn.close()
 
-        def ready() -> bool:
-            conn = http.client.HTTPSConnection(listen_addr, port, timeout=2, context=ctx)
-            try:
-                conn.request("GET", "/")
-                return conn.getresponse().status < 500
-            finally:
-                conn.close()
 
-        _wait_until(ready, timeout=timeout, what="s3 (moto) server", logs=(log_path,), alive=proc.alive)
-        yield S3Server(listen_addr, port, log_path)
+def with_claim_volumes(pod_spec: dict, claim_templates: list[dict]) -> dict:
+    """The pod of a StatefulSet replica: its volumeClaimTemplates become volumes (empty directories here)."""
+    volumes = [
+        *(pod_spec.get("volumes") or []),
+        *({"name": t["metadata"]["name"], "emptyDir": {}} for t in claim_templates),
+    ]
+    return {**pod_spec, "volumes": volumes}
+
+
+def prepare_minio_container(
+    container: dict,
+    pod_spec: dict,
+    *,
+    secrets: Mapping[str, Mapping[str, str]],
+    config_maps: Mapping[str, Mapping[str, str]] | None = None,
+    workdir: Path,
+    host_map: Mapping[str, str] | None = None,
+) -> PreparedContainer:
+    """The MinIO container as the image runs it: its ENTRYPOINT (docker-entrypoint.sh -> ``minio "$@"``)
+    is engine/bin/minio, its ENV under the container's, volumes materialised (see prepare_container)."""
+    files = files_by_mount_from_pod(pod_spec, container, secrets=secrets, config_maps=config_maps)
+    return prepare_container(
+        {**container, "command": [str(engine_binary("minio"))]},
+        secrets=secrets,
+        config_maps=config_maps,
+        files_by_mount=files,
+        host_map=host_map or {},
+        workdir=workdir,
+        image_env=MINIO_IMAGE_ENV,
+    )
+
+
+@contextlib.contextmanager
+def minio_server_from_container(
+    container: dict,
+    pod_spec: dict,
+    *,
+    secrets: Mapping[str, Mapping[str, str]],
+    workdir: Path | str,
+    listen_addr: str,
+    server_name: str,
+    config_maps: Mapping[str, Mapping[str, str]] | None = None,
+    host_map: Mapping[str, str] | None = None,
+    timeout: float = 60,
+) -> Iterator[MinioServer]:
+    """Run a (single-server) MinIO container spec for real: its exact args and env, its certificate
+    directory, its root-credentials env file (``MINIO_CONFIG_ENV_FILE``). The one change to the command
+    line: ``--address :PORT`` binds ``listen_addr`` (pods bind every interface). Waits for the
+    readinessProbe path; yields a :class:`MinioServer` (clients reach it at ``server_name``)."""
+    workdir = Path(workdir)
+    prepared = prepare_minio_container(
+        container, pod_spec, secrets=secrets, config_maps=config_maps, workdir=workdir, host_map=host_map
+    )
+    argv = list(prepared.argv)
+    i = argv.index("--address") + 1
+    port = int(argv[i].rsplit(":", 1)[1])
+    argv[i] = f"{listen_addr}:{port}"
+    prepared.argv = argv
+    _require_free(listen_addr, port, "minio")
+    root = _env_file(Path(prepared.env["MINIO_CONFIG_ENV_FILE"]).read_text())
+    certs = Path(argv[argv.index("--certs-dir") + 1])
+    probe = ((container.get("readinessProbe") or {}).get("httpGet") or {}).get("path", "/minio/health/ready")
+    log_path = workdir / "minio.log"
+    proc = ManagedProcess("minio", argv, env=prepared.env, log_path=log_path, cwd=workdir)
+    try:
+        _wait_until(
+            lambda: _https_status(listen_addr, port, probe) == 200,
+            timeout=timeout,
+            what="minio",
+            logs=(log_path,),
+            alive=proc.alive,
+        )
+        yield MinioServer(
+            host=listen_addr,
+            port=port,
+            server_name=server_name,
+            root_user=root["MINIO_ROOT_USER"],
+            root_password=root["MINIO_ROOT_PASSWORD"],
+            ca_pem=(certs / "CAs" / "ca.crt").read_text(),
+            workdir=workdir,
+            log_path=log_path,
+            prepared=prepared,
+            process=proc,
+        )
     finally:
         proc.stop()
+
+
+def minio_spec(*, cert_pem: str, key_pem: str, ca_pem: str, root_user: str, root_password: str, port: int = 9000):
+    """A MinIO container, pod and Secrets in the shape components/minio_store.py renders (one server), for
+    tests that do not render a stack: (container, pod_spec, secrets)."""
+    container = {
+        "name": "minio",
+        "args": ["server", "--address", f":{port}", "--certs-dir", "/etc/minio/certs", "/data"],
+        "env": [
+            {"name": "MINIO_CONFIG_ENV_FILE", "value": "/etc/minio/config/config.env"},
+            {"name": "MINIO_BROWSER", "value": "off"},
+            {"name": "HOME", "value": "/tmp"},
+        ],
+        "readinessProbe": {"httpGet": {"path": "/minio/health/ready", "port": port, "scheme": "HTTPS"}},
+        "volumeMounts": [
+            {"name": "data", "mountPath": "/data"},
+            {"name": "certs", "mountPath": "/etc/minio/certs", "readOnly": True},
+            {"name": "config", "mountPath": "/etc/minio/config", "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    pod = {
+        "containers": [container],
+        "volumes": [
+            {"name": "data", "emptyDir": {}},
+            {
+                "name": "certs",
+                "secret": {
+                    "secretName": "minio-tls",
+                    "items": [
+                        {"key": "tls.crt", "path": "public.crt"},
+                        {"key": "tls.key", "path": "private.key"},
+                        {"key": "ca.crt", "path": "CAs/ca.crt"},
+                    ],
+                },
+            },
+            {"name": "config", "secret": {"secretName": "minio-root"}},
+            {"name": "tmp", "emptyDir": {}},
+        ],
+    }
+    secrets = {
+        "minio-tls": {"tls.crt": cert_pem, "tls.key": key_pem, "ca.crt": ca_pem},
+        "minio-root": {"config.env": f"MINIO_ROOT_USER={root_user}\nMINIO_ROOT_PASSWORD={root_password}\n"},
+    }
+    return container, pod, secrets
+
+
+# --------------------------------------------------------------------------- distributed MinIO (namespaces)
+
+CLUSTER_SUBNET = "10.99.0"  # inside the cluster's own network namespace: reaches nothing else
+
+
+def namespaces_unavailable() -> str | None:
+    """Why this process cannot give processes their own network and mount namespaces (None if it can):
+    a distributed MinIO needs them (see :func:`minio_cluster`)."""
+    if os.geteuid() != 0:
+        return "needs root (each MinIO server gets its own network and mount namespace)"
+    for tool in ("unshare", "nsenter", "ip", "mount"):
+        if not shutil.which(tool, path=SYSTEM_PATH):
+            return f"needs {tool} (util-linux / iproute2)"
+    probe = subprocess.run(
+        ["unshare", "--net", "--mount", "true"], env={"PATH": SYSTEM_PATH}, capture_output=True, text=True, timeout=10
+    )
+    if probe.returncode != 0:
+        return f"unshare --net --mount refused: {probe.stderr.strip()}"
+    return None
+
+
+@dataclass
+class MinioNode:
+    index: int
+    name: str  # minio-<i>.minio-hl.<namespace>.svc
+    address: str
+    process: ManagedProcess
+    log_path: Path
+
+
+@dataclass
+class MinioCluster:
+    """A distributed MinIO: one process per StatefulSet replica, each in its own network namespace (so
+    that only its own name resolves to a local address, as in its pod) and mount namespace (its drive is
+    a filesystem of its own, its ``/etc/hosts`` the cluster's names), all on one bridge in a network
+    namespace of their own: nothing outside can reach them or be reached. The harness reaches them from
+    that network (:meth:`run`)."""
+
+    nodes: list[MinioNode]
+    hub: ManagedProcess
+    port: int
+    service_name: str  # minio.<namespace>.svc (the Service: node 0 here)
+    host_map: dict[str, str]
+    hosts_file: Path
+    root_user: str
+    root_password: str
+    ca_pem: str
+    prepared: PreparedContainer
+    workdir: Path
+
+    def run(self, argv: list[str], *, env: Mapping[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
+        """Run a command in the cluster's network, with the cluster's names in its /etc/hosts."""
+        script = 'mount --bind "$1" /etc/hosts && shift && exec "$@"'
+        wrapped = [
+            "nsenter",
+            f"--net=/proc/{self.hub.pid}/ns/net",
+            "unshare",
+            "--mount",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            str(self.hosts_file),
+            *argv,
+        ]
+        return subprocess.run(wrapped, env=dict(env), capture_output=True, text=True, timeout=timeout)
+
+    def mc(self, *args: str, check: bool = True, timeout: float = 60) -> Any:
+        """The real ``mc`` as root, alias ``it`` = the Service's name."""
+        env = mc_env(
+            self.workdir / "mc",
+            endpoint=f"https://{self.service_name}:{self.port}",
+            access_key=self.root_user,
+            secret_key=self.root_password,
+            ca_pem=self.ca_pem,
+        )
+        proc = self.run([str(engine_binary("mc")), *args], env=env, timeout=timeout)
+        if not check:
+            return proc
+        if proc.returncode != 0:
+            raise ServiceError(f"mc {shlex.join(args)}: exit {proc.returncode}: {(proc.stderr or proc.stdout).strip()}")
+        docs = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()] if "--json" in args else []
+        return docs[0] if len(docs) == 1 else (docs or proc.stdout)
+
+    def python(self, code: str, *, env: Mapping[str, str] | None = None, timeout: float = 120) -> Any:
+        """Run ``code`` with the venv python in the cluster's network (the DNS shim maps the cluster's
+        names); returns its last JSON line."""
+        script = self.workdir / f"client-{time.monotonic_ns()}.py"
+        script.write_text(code)
+        child = base_env(self.workdir, **(env or {}))
+        child.update(shim_env(self.host_map, strict=False))
+        proc = self.run([str(VENV_BIN / "python"), str(script)], env=child, timeout=timeout)
+        if proc.returncode != 0:
+            raise ServiceError(f"cluster client: exit {proc.returncode}\n{proc.stderr[-3000:]}")
+        return last_json_line(proc.stdout)
+
+    def kill(self, index: int) -> None:
+        """SIGKILL one server (its process group), like a node lost at once."""
+        node = self.nodes[index]
+        node.process._signal_group(signal.SIGKILL)
+        node.process.popen.wait(10)
+
+
+def _ip(netns_pid: int, *args: str) -> None:
+    _run(
+        ["nsenter", f"--net=/proc/{netns_pid}/ns/net", "ip", *args],
+        what="ip",
+        log_path=Path(os.devnull),
+        timeout=10,
+        env={"PATH": SYSTEM_PATH},
+    )
+
+
+def _netns_of(pid: int) -> str:
+    return os.readlink(f"/proc/{pid}/ns/net")
+
+
+@contextlib.contextmanager
+def minio_cluster(
+    container: dict,
+    pod_spec: dict,
+    *,
+    replicas: int,
+    namespace: str,
+    secrets: Mapping[str, Mapping[str, str]],
+    workdir: Path | str,
+    config_maps: Mapping[str, Mapping[str, str]] | None = None,
+    drive_size: str = "512m",
+    timeout: float = 120,
+) -> Iterator[MinioCluster]:
+    """Run a distributed MinIO StatefulSet container, one process per replica, with its exact args (the
+    ``https://minio-{0...N-1}.<headless>.<namespace>.svc:PORT/data`` endpoints, ``--address :PORT``
+    unchanged: each binds its own namespace's interfaces) and env. Deviations: the drive path in the
+    endpoints is rewritten like every mountPath, and each replica's drive is a tmpfs of ``drive_size``
+    (its PVC: a filesystem of its own, which MinIO requires of an erasure-coded drive). Needs root
+    (:func:`namespaces_unavailable`)."""
+    reason = namespaces_unavailable()
+    if reason:
+        raise ServiceError(f"minio cluster: {reason}")
+    workdir = Path(workdir)
+    prepared = prepare_minio_container(container, pod_spec, secrets=secrets, config_maps=config_maps, workdir=workdir)
+    argv = list(prepared.argv)
+    endpoints = argv[-1]
+    parts = urlsplit(endpoints)
+    data_mount = next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == "data")
+    if parts.path != data_mount:
+        raise ServiceError(f"minio cluster: endpoints {endpoints!r} do not serve the data volume {data_mount}")
+    drive = prepared.path_map[data_mount]
+    argv[-1] = endpoints[: -len(parts.path)] + drive
+    prepared.argv = argv
+    port = parts.port or 443
+    pattern = re.fullmatch(r"(.*)\{0\.\.\.(\d+)\}(.*)", parts.hostname or "")
+    if not pattern or int(pattern[2]) != replicas - 1:
+        raise ServiceError(f"minio cluster: {endpoints!r} is not an ellipsis over {replicas} servers")
+    names = [f"{pattern[1]}{i}{pattern[3]}" for i in range(replicas)]
+    service_name = f"minio.{namespace}.svc"
+    addresses = [f"{CLUSTER_SUBNET}.{i + 1}" for i in range(replicas)]
+    host_map = {**dict(zip(names, addresses, strict=True)), service_name: addresses[0]}
+    hosts_file = workdir / "hosts"
+    hosts_file.write_text(
+        "127.0.0.1 localhost\n" + "".join(f"{address} {name}\n" for name, address in host_map.items())
+    )
+    root = _env_file(Path(prepared.env["MINIO_CONFIG_ENV_FILE"]).read_text())
+    certs = Path(argv[argv.index("--certs-dir") + 1])
+    scratch = prepared.path_map.get("/tmp")
+    env = {"PATH": SYSTEM_PATH, "LANG": "C.UTF-8"}
+    hub_script = (
+        f"ip link set lo up && ip link add br0 type bridge && ip addr add {CLUSTER_SUBNET}.254/24 dev br0 "
+        "&& ip link set br0 up && echo hub-ready && exec sleep 86400"
+    )
+    hub = ManagedProcess(
+        "netns-hub", ["unshare", "--net", "sh", "-c", hub_script], env=env, log_path=workdir / "hub.log"
+    )
+    nodes: list[MinioNode] = []
+    try:
+        _wait_until(
+            lambda: "hub-ready" in (workdir / "hub.log").read_text(), timeout=10, what="network", alive=hub.alive
+        )
+        own = _netns_of(os.getpid())
+        for i, (name, address) in enumerate(zip(names, addresses, strict=True)):
+            node_dir = workdir / f"node-{i}"
+            (node_dir / "tmp").mkdir(parents=True, exist_ok=True)
+            go = node_dir / "go"
+            # In its own namespaces: wait until its network is plugged, then its drive, hosts and /tmp.
+            script = (
+                'while [ ! -e "$1" ]; do sleep 0.05; done; '
+                'mount -t tmpfs -o "size=$2,mode=0700" "minio-drive-$3" "$4" && '
+                'mount --bind "$5" /etc/hosts && '
+                + (f'mount --bind "$6" {shlex.quote(scratch)} && ' if scratch else "")
+                + 'shift 6 && exec "$@"'
+            )
+            node_argv = ["unshare", "--net", "--mount", "sh", "-c", script, "sh", str(go), drive_size, str(i)]
+            node_argv += [drive, str(hosts_file), str(node_dir / "tmp"), *argv]
+            log_path = workdir / f"minio-{i}.log"
+            proc = ManagedProcess(f"minio-{i}", node_argv, env=prepared.env, log_path=log_path, cwd=node_dir)
+            nodes.append(MinioNode(i, name, address, proc, log_path))
+            _wait_until(lambda proc=proc: _netns_of(proc.pid) != own, timeout=10, what=f"minio-{i} namespace")
+            _ip(hub.pid, "link", "add", f"veth{i}", "type", "veth", "peer", "name", "eth0", "netns", str(proc.pid))
+            _ip(hub.pid, "link", "set", f"veth{i}", "master", "br0", "up")
+            _ip(proc.pid, "link", "set", "lo", "up")
+            _ip(proc.pid, "addr", "add", f"{address}/24", "dev", "eth0")
+            _ip(proc.pid, "link", "set", "eth0", "up")
+            go.touch()
+        cluster = MinioCluster(
+            nodes=nodes,
+            hub=hub,
+            port=port,
+            service_name=service_name,
+            host_map=host_map,
+            hosts_file=hosts_file,
+            root_user=root["MINIO_ROOT_USER"],
+            root_password=root["MINIO_ROOT_PASSWORD"],
+            ca_pem=(certs / "CAs" / "ca.crt").read_text(),
+            prepared=prepared,
+            workdir=workdir,
+        )
+        probe = ((container.get("readinessProbe") or {}).get("httpGet") or {}).get("path", "/minio/health/ready")
+
+        def all_ready() -> bool:
+            curl = [
+                "python3",
+                "-c",
+                "import http.client, ssl, sys\n"
+                "ctx = ssl._create_unverified_context()\n"
+                "for host in sys.argv[2:]:\n"
+                "    c = http.client.HTTPSConnection(host, int(sys.argv[1]), timeout=3, context=ctx)\n"
+                f"    c.request('GET', {probe!r})\n"
+                "    assert c.getresponse().status == 200, host\n",
+                str(port),
+                *addresses,
+            ]
+            return cluster.run(curl, env=env, timeout=30).returncode == 0
+
+        logs = tuple(n.log_path for n in nodes)
+        alive = lambda: all(n.process.alive() for n in nodes)  # noqa: E731
+        _wait_until(all_ready, timeout=timeout, what="minio cluster", logs=logs, alive=alive, interval=1.0)
+
+        # Ready answers before the servers agreed on the erasure set: wait until every one is online.
+        def online() -> bool:
+            info = cluster.mc("admin", "info", "--json", "it")["info"]
+            return info["mode"] == "online" and {s.get("state") for s in info["servers"]} == {"online"}
+
+        _wait_until(
+            online,
+            timeout=timeout,
+            what="minio cluster online",
+            logs=logs,
+            alive=alive,
+            interval=1.0,
+        )
+        yield cluster
+    finally:
+        for node in nodes:
+            node.process.stop()
+        hub.stop()
 
 
 # --------------------------------------------------------------------------- ingress stand-in
@@ -1270,13 +1780,15 @@ def prepare_container(
     pg_hostaddr: str | None = None,
     path_prepend: tuple | list = (),
     extra_env: Mapping[str, str] | None = None,
+    image_env: Mapping[str, str] | None = None,
 ) -> PreparedContainer:
     """Resolve env (secretKeyRef/configMapKeyRef/fieldRef/envFrom, ``$(VAR)``), materialise
     volumes under ``<workdir>/rootfs`` and rewrite mountPaths, add the infrastructure env
     (venv PATH, DNS shim, PGHOSTADDR derived from the postgresql:// hosts + ``host_map``).
-    ``path_prepend`` puts directories (e.g. a stand-in for a binary the image ships) before the
+    ``path_prepend`` puts directories (e.g. a binary the image ships) before the
     venv on PATH; ``extra_env`` adds variables the container does not set (refused if it does);
-    both are listed in ``added_env``."""
+    both are listed in ``added_env``. ``image_env``: the image's ENV, which the container's own env
+    overrides (mount paths rewritten like the rest; not listed in ``added_env``)."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     root = workdir / "rootfs"
@@ -1286,6 +1798,7 @@ def prepare_container(
         _write_mount(Path(path_map[m["mountPath"]]), files_by_mount.get(m["mountPath"]), path_map)
 
     cenv = resolve_container_env(container, secrets=secrets, config_maps=config_maps, field_values=field_values)
+    cenv = {**(image_env or {}), **cenv}
     argv = [expand_k8s_vars(a, cenv) for a in (container.get("command") or []) + (container.get("args") or [])]
     if not argv:
         raise ValueError("container has no command/args (image ENTRYPOINT is unknown here)")
@@ -1306,7 +1819,7 @@ def prepare_container(
     run_env["PATH"] = added["PATH"] = ":".join(
         [*map(str, path_prepend), (f"{VENV_BIN}:{env['PATH']}" if "PATH" in env else defaults["PATH"])]
     )
-    for key, value in (extra_env or {}).items():  # e.g. a stand-in tool's own settings
+    for key, value in (extra_env or {}).items():  # e.g. MC_RESOLVE for mc
         if key in env:
             raise ServiceError(f"extra_env {key!r} would override the container's own env")
         run_env[key] = added[key] = value

@@ -4,11 +4,12 @@ passing through the tracking server, and below the threshold the proxied path st
 The dev stack is rendered with ``artifactTransferMode: direct``, ``minioIngress: true`` and an ingress
 certificate (``ingressTlsSecretName``). Two TLS-terminating ingress stand-ins (services.ingress_proxy)
 count every body byte: one for the tracking URL (-> mlflow server), one for the published S3 host
-minio-mlflow-dev.localtest.me (-> moto over TLS, verified against MinIO's rendered CA, as the rendered
-Ingress annotations ask of ingress-nginx). The server runs the rendered container; it reaches S3 through
+minio-mlflow-dev.localtest.me (-> the real MinIO over TLS, verified against MinIO's rendered CA, as the
+rendered Ingress annotations ask of ingress-nginx). The server runs the rendered container; it reaches S3 through
 the published host, as rendered. The ingress certificate comes from a test CA that stands in for a public
 CA: the laptop trusts it through REQUESTS_CA_BUNDLE, the server through AWS_CA_BUNDLE added as
 infrastructure env (the image's public CA store) -- the rendered container sets no AWS_CA_BUNDLE.
+MinIO checks every presigned URL's signature: one signed for a key is refused for any other.
 """
 
 from __future__ import annotations
@@ -104,9 +105,10 @@ def direct(tmp_path_factory):
     published_s3 = {f"{S3_PUBLIC_HOST}:443": f"{s3_ingress_ip}:443"}
 
     with contextlib.ExitStack() as stack:
-        data = stack.enter_context(wiring.data_services(r, work, pg_ip=pg_ip, s3_ip=s3_ip, s3_port=MINIO_PORT))
+        data = stack.enter_context(wiring.data_services(r, work, pg_ip=pg_ip, s3_ip=s3_ip))
         pg, s3 = data.pg, data.s3
-        # The published S3 host: TLS with the ingress certificate, re-encrypted to MinIO (moto),
+        assert s3.port == MINIO_PORT
+        # The published S3 host: TLS with the ingress certificate, re-encrypted to MinIO,
         # verified against MinIO's CA on its in-cluster name.
         s3_ingress = stack.enter_context(
             svc.ingress_proxy(
@@ -249,3 +251,41 @@ def test_the_object_landed_in_the_bucket_the_bootstrap_made(direct, laptop):
         }
     assert sizes == {"direct/big.bin": BIG, "proxied/small.bin": SMALL}
     assert "Traceback" not in direct.server.log_text(), json.dumps(direct.server.log_text()[-2000:])
+
+
+def test_a_presigned_url_is_good_for_its_own_key_only(direct, laptop):
+    """What the server signs for one artifact (a download, an upload part) MinIO refuses for another."""
+    import requests
+
+    res = laptop.result
+    prefix = f"{res['experiment_id']}/{res['run_id']}/artifacts"
+    api = f"https://{TRACKING_HOST}/api/2.0/mlflow-artifacts"
+    ca = str(direct.work / "public-ca.crt")
+    with svc.dns_patched({**direct.tracking_map, **direct.published_s3}), requests.Session() as session:
+        session.auth = (direct.r.outputs["adminUser"], direct.r.outputs["adminPassword"])
+        signed = session.get(f"{api}/presigned/{prefix}/proxied/small.bin", verify=ca, timeout=30).json()
+        assert requests.get(signed["url"], headers=signed.get("headers") or {}, verify=ca, timeout=30).content
+        other = signed["url"].replace("/proxied/small.bin", "/direct/big.bin")
+        assert other != signed["url"]
+        refused = requests.get(other, headers=signed.get("headers") or {}, verify=ca, timeout=30)
+        assert refused.status_code == 403 and "<Code>SignatureDoesNotMatch</Code>" in refused.text
+        created = session.post(
+            f"{api}/mpu/create/{prefix}/direct", json={"path": "new.bin", "num_parts": 1}, verify=ca, timeout=30
+        ).json()
+        [part] = created["credentials"]
+        moved = requests.put(
+            part["url"].replace("/direct/new.bin", "/direct/big.bin"), data=b"x", verify=ca, timeout=30
+        )
+        assert moved.status_code == 403 and "<Code>SignatureDoesNotMatch</Code>" in moved.text
+        assert requests.put(part["url"], data=b"x", verify=ca, timeout=30).status_code == 200
+        session.post(
+            f"{api}/mpu/abort/{prefix}/direct",
+            json={"path": "new.bin", "upload_id": created["upload_id"]},
+            verify=ca,
+            timeout=30,
+        )
+    # The object the refused URLs aimed at is untouched.
+    with svc.dns_patched({f"minio.{NAMESPACE}.svc": direct.s3.host}):
+        client = direct.s3.client(endpoint_name=f"minio.{NAMESPACE}.svc", ca_file=str(direct.work / "minio-ca.crt"))
+        head = client.head_object(Bucket="mlflow", Key=f"artifacts/{prefix}/direct/big.bin")
+    assert head["ContentLength"] == BIG

@@ -1,5 +1,5 @@
 """Backups and point-in-time recovery, for real: the Barman Cloud tools the plugin runs, against the
-integration layer's S3 server over TLS, with everything taken from the rendered objects.
+real MinIO over TLS (the StatefulSet's container), with everything taken from the rendered objects.
 
 The Barman Cloud plugin's sidecar runs `barman-cloud-wal-archive` for each WAL segment, and
 `barman-cloud-backup` / `-wal-restore` / `-restore` / `-backup-delete` for base backups, recovery
@@ -10,7 +10,7 @@ compression flag, and the environment `AWS_CA_BUNDLE` (the `endpointCA` Secret's
 `env`. The same mapping is applied here (:func:`barman_invocation`), from the dev stack rendered
 with `backups: on`:
 
-* the MinIO bootstrap Job (its real script, `mc` stand-in) creates the backup bucket and user;
+* the MinIO bootstrap Job (its real script, the real `mc`) creates the backup bucket and user;
 * a real PostgreSQL 15 archives its WAL through `archive_command` = barman-cloud-wal-archive;
 * a base backup, rows before T, time T, rows after T, a WAL switch;
 * barman-cloud-restore into a new data directory, recovery with restore_command =
@@ -21,8 +21,9 @@ with `backups: on`:
   the only thing the policy reads), the older of them goes with the WAL only it needed, and the
   one that still anchors the window stays.
 
-moto accepts any credentials (see services.s3_server): IAM is not enforced here, the policy
-document the bootstrap applied is checked instead.
+The tools run with barman's keys only (the ObjectStore's s3Credentials), which MinIO holds to the
+backup bucket's policy: archiving, backup, restore and retention all pass with exactly that policy
+(what it refuses: test_object_store.py).
 """
 
 from __future__ import annotations
@@ -206,8 +207,8 @@ def pitr(tmp_path_factory):
         stack.callback(shutil.rmtree, base, True)
         relay = Relay(base, b, log, pg_user)
         stack.callback(relay.close)
-        s3 = stack.enter_context(wiring.rendered_s3(r, work, s3_ip))
-        bootstrap = wiring.MinioBootstrap(r, work / "minio-bootstrap", host_map).run()
+        s3 = stack.enter_context(wiring.rendered_minio(r, work, s3_ip))
+        bootstrap = wiring.MinioBootstrap(r, work / "minio-bootstrap", host_map, s3).run()
         pg = stack.enter_context(
             wiring.rendered_postgres(
                 r,
@@ -400,12 +401,13 @@ def test_backup_target_is_the_rendered_bucket_and_user(pitr):
     store_bucket = b.destination[len("s3://") :].split("/")[0]
     assert store_bucket == "postgres-backups" and b.conf["endpointURL"] == f"https://{r.s3_host}:{r.s3_port}"
     assert b.ca == r.minio_tls["ca.crt"]  # the endpoint CA is MinIO's
-    state = pitr.bootstrap.state
+    state = pitr.bootstrap.state  # read back from MinIO
     assert store_bucket in state["buckets"] and "mlflow" in state["buckets"]
-    assert b.env["AWS_ACCESS_KEY_ID"] == "barman" and "barman" in state["users"]
-    assert state["users"]["barman"]["secret_key"] == b.env["AWS_SECRET_ACCESS_KEY"]
-    # Least privilege: barman's policy names its bucket only, list/get/put/delete (+ multipart).
-    [policy] = [p for name, p in state["policies"].items() if name.startswith("barman-")]
+    assert b.env["AWS_ACCESS_KEY_ID"] == "barman" and state["users"]["barman"]["status"] == "enabled"
+    # Least privilege: barman's policy (the only one attached to it) names its bucket only,
+    # list/get/put/delete (+ multipart).
+    [policy_name] = state["users"]["barman"]["policies"]
+    policy = state["policies"][policy_name]
     resources = {res for st in policy["Statement"] for res in st["Resource"]}
     assert resources == {f"arn:aws:s3:::{store_bucket}", f"arn:aws:s3:::{store_bucket}/*"}
     actions = {a for st in policy["Statement"] for a in st["Action"]}

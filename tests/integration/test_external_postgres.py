@@ -114,11 +114,11 @@ def external(tmp_path_factory):
                 sql.Identifier(ADMIN_USER), sql.Literal(admin_password)
             )
         )
-        s3 = stack.enter_context(wiring.rendered_s3(r, work, s3_ip))
+        s3 = stack.enter_context(wiring.rendered_minio(r, work, s3_ip))
 
         # pulumi-postgresql, as `pulumi up` runs it from the project directory.
         applied = operators.pulumi_postgresql_apply(provider, roles, databases, hostaddr=pg_ip, project_dir=ROOT)
-        bootstrap = wiring.MinioBootstrap(r, work / "minio-bootstrap", host_map)
+        bootstrap = wiring.MinioBootstrap(r, work / "minio-bootstrap", host_map, s3)
         bootstrap_run = bootstrap.run()
         bucket = wiring.one(list(bootstrap_run.state["buckets"]), "bucket")
 
@@ -191,7 +191,9 @@ def test_external_stack_renders_the_provider_and_no_cnpg_objects(external):
     for key, db in (("MLFLOW_BACKEND_STORE_URI", "mlflow"), ("MLFLOW_AUTH_DATABASE_URI", "mlflow_auth")):
         uri = r.env.get(key) or next(s["auth-database-uri"] for s in r.secrets.values() if "auth-database-uri" in s)
         parts = urlsplit(uri.replace("postgresql+psycopg2://", "postgresql://"))
-        assert (unquote(parts.username), unquote(parts.password)) == (role["name"], role["password"])
+        # No password in the URI (it reaches argv): libpq reads the role's from PGPASSWORD.
+        assert (unquote(parts.username), parts.password) == (role["name"], None)
+        assert r.env["PGPASSWORD"] == role["password"]
         assert (parts.hostname, parts.port, parts.path) == (DB_HOST, 5432, f"/{db}")
         assert "sslmode=verify-full" in parts.query
     # MLflow trusts exactly the CA bundle of postgresCaFile (mounted from the CA Secret).

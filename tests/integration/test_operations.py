@@ -77,7 +77,7 @@ def ops(tmp_path_factory):
     s3_ip = svc.free_loopback_address(r.s3_port)
     mlflow_ip = svc.free_loopback_address(int(r.container["ports"][0]["containerPort"]))
     with contextlib.ExitStack() as stack:
-        data = stack.enter_context(wiring.data_services(r, work, pg_ip=pg_ip, s3_ip=s3_ip, s3_port=r.s3_port))
+        data = stack.enter_context(wiring.data_services(r, work, pg_ip=pg_ip, s3_ip=s3_ip))
         pg, s3, bucket, host_map = data.pg, data.s3, data.bucket, data.host_map
         server = stack.enter_context(
             svc.mlflow_server_from_container(

@@ -1,5 +1,5 @@
 """Self-test of the integration helpers: a hand-made (but stack-shaped) MLflow container spec is
-run for real against TLS-only PostgreSQL and an HTTPS S3 server, and a "laptop" client that can
+run for real against TLS-only PostgreSQL and the real MinIO over HTTPS, and a "laptop" client that can
 only resolve the ingress name uses it with basic-auth credentials."""
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import ssl
 from types import SimpleNamespace
 
 import pytest
+
+from components.s3_policy import bucket_policy
 
 from . import services as svc
 from .pki import CertificateAuthority
@@ -260,6 +262,13 @@ def stack(tmp_path_factory):
     s3_ip = svc.free_loopback_address(9000)
     mlflow_ip = svc.free_loopback_address(5000)
     host_map = {PG_RW: pg_ip, MINIO: s3_ip}
+    minio = svc.minio_spec(
+        cert_pem=s3_cert.cert_pem,
+        key_pem=s3_cert.key_pem,
+        ca_pem=ca.cert_pem,
+        root_user="selftest-root",
+        root_password="selftest-root-password-0123",
+    )
 
     with (
         svc.postgres_server(
@@ -271,13 +280,23 @@ def stack(tmp_path_factory):
             hba_rules=svc.cnpg_hba(["hostnossl all all all reject", "hostssl all all all scram-sha-256"]),
             listen_addr=pg_ip,
         ) as pg,
-        svc.s3_server(work / "s3", cert_pem=s3_cert.cert_pem, key_pem=s3_cert.key_pem, listen_addr=s3_ip) as s3,
+        svc.minio_server_from_container(
+            *minio[:2],
+            secrets=minio[2],
+            workdir=work / "s3",
+            listen_addr=s3_ip,
+            server_name=MINIO,
+        ) as s3,
     ):
         pg.ensure_role("mlflow", DB_PASSWORD)
         pg.ensure_database("mlflow", "mlflow")
         pg.ensure_database("mlflow_auth", "mlflow")
-        with svc.dns_patched(host_map):
-            s3.client(endpoint_name=MINIO, ca_file=str(work / "ca.crt")).create_bucket(Bucket=BUCKET)
+        # The bucket and MLflow's least-privilege user (what the bootstrap Job does), with the real mc.
+        (work / "policy.json").write_text(bucket_policy(BUCKET))
+        s3.mc("mb", f"it/{BUCKET}")
+        s3.mc("admin", "user", "add", "it", "mlflow", "mlflow-s3-secret-key")
+        s3.mc("admin", "policy", "create", "it", "mlflow-bucket", str(work / "policy.json"))
+        s3.mc("admin", "policy", "attach", "it", "mlflow-bucket", "--user", "mlflow")
 
         objects = _rendered_objects(ca, mlflow_cert)
         secrets = svc.k8s_secrets(objects, namespace=NS)

@@ -9,13 +9,12 @@ with it (see ``services.py`` for the mechanics and the few intentional deviation
   role and databases are created as CloudNativePG's instance manager would, from the Cluster's
   ``spec.managed.roles`` (password from the basic-auth Secret) and the ``Database`` objects
   (:mod:`operators`).
-* moto's S3 server stands in for MinIO with the certificate the MinIO StatefulSet mounts. The
-  MinIO bootstrap Job's real script (the rendered ConfigMap, exactly the Job's env and volumes)
-  runs twice against a recording stand-in for ``mc`` (:mod:`mc_standin`), which emulates
-  MinIO's users/policies and creates the bucket for real in that S3 server: the bucket MLflow
-  uses is the one the bootstrap created. moto accepts any credentials: this proves the endpoint
-  name, TLS trust and bucket/prefix wiring, and the bootstrap's calls -- not MinIO's IAM
-  enforcement.
+* MinIO is the real server of the pinned release (engine/build.sh builds it from its Go module)
+  running the StatefulSet's container: its args and env, the certificate it mounts, the root
+  credentials from its env-file Secret. The MinIO bootstrap Job's real script (the rendered
+  ConfigMap, exactly the Job's env and volumes) runs with the real ``mc`` and makes the bucket and
+  MLflow's user: the bucket MLflow uses, with the keys it is given, is the one the bootstrap made
+  (the bootstrap itself, least privilege and bad input: ``test_object_store.py``).
 * The migration Job's containers (initContainers in order, then containers) and the MLflow
   Deployment's container run with their exact command/args/env, secretKeyRefs resolved from the
   rendered Secrets, and their volumes (projected CA Secrets, the auth-config Secret, emptyDirs)
@@ -36,13 +35,12 @@ import contextlib
 import http.client
 import json
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from . import mc_standin, operators, wiring
+from . import operators, wiring
 from . import services as svc
 
 pytestmark = pytest.mark.integration
@@ -56,9 +54,6 @@ NOT_IN_PG_SANS = "mlflow-pg-rw.mlflow-prod.svc"  # a plausible name the certific
 SERVER_INFO = "/api/3.0/mlflow/server-info"
 SEARCH = "/api/2.0/mlflow/experiments/search?max_results=1"
 INFRA_ENV = {"PATH", "HOME", "LANG", "PYTHONUNBUFFERED", "PYTHONPATH", "K8S_DNS_SHIM", "PGHOSTADDR"}
-# The mc stand-in's own settings (state file, call log, root password to compare against).
-BOOTSTRAP_STANDIN_ENV = (mc_standin.STATE_ENV, mc_standin.LOG_ENV, mc_standin.ROOT_PASSWORD_ENV)
-REPO_BOOTSTRAP_SCRIPT = Path(__file__).resolve().parents[2] / "components" / "minio_bootstrap.sh"
 MIB = 1024 * 1024
 BIG_ARTIFACT_BYTES = 3 * MIB
 # Client tuning only (allowed): make the big artifact cross the multipart thresholds so the
@@ -290,19 +285,17 @@ def wired(tmp_path_factory):
         # enableSuperuserAccess: false -> no password for the superuser, socket access only.
         assert r.cluster["spec"]["enableSuperuserAccess"] is False
         pg = stack.enter_context(wiring.rendered_postgres(r, work, pg_ip))
-        s3 = stack.enter_context(wiring.rendered_s3(r, work, s3_ip))
+        s3 = stack.enter_context(wiring.rendered_minio(r, work, s3_ip))
 
         # What CloudNativePG's instance manager does with the rendered objects (local superuser).
         role_actions = operators.cnpg_reconcile_roles(pg, r.cluster, r.objects)
         database_actions = operators.cnpg_reconcile_databases(pg, r.cluster, r.databases)
 
-        # The MinIO bootstrap Job, twice (its real script; `mc` is the recording stand-in).
-        # MinIO is "not ready" for the first two `admin info` calls: the wait loop must retry.
-        bootstrap = wiring.MinioBootstrap(r, work / "minio-bootstrap", host_map)
-        bootstrap.set_state({**mc_standin.empty_state(), "admin_info_failures_left": 2})
-        bootstrap_runs = [bootstrap.run(), bootstrap.run()]
+        # The MinIO bootstrap Job (its real script, the real mc): the bucket and MLflow's user.
+        bootstrap = wiring.MinioBootstrap(r, work / "minio-bootstrap", host_map, s3)
+        bootstrap_run = bootstrap.run()
         # The bucket MLflow uses is the one the bootstrap created (not taken from config).
-        bucket = _one(list(bootstrap_runs[0].state["buckets"]), "bucket created by the bootstrap")
+        bucket = _one(list(bootstrap_run.state["buckets"]), "bucket created by the bootstrap")
 
         # The migration Job: initContainers in order, then its containers.
         job_runs = wiring.run_migration_job(r, host_map, work, timeout=150)
@@ -334,7 +327,7 @@ def wired(tmp_path_factory):
             role_actions=role_actions,
             database_actions=database_actions,
             bootstrap=bootstrap,
-            bootstrap_runs=bootstrap_runs,
+            bootstrap_run=bootstrap_run,
             bucket=bucket,
             job_runs=job_runs,
             runner=runner,
@@ -467,11 +460,13 @@ def test_rendered_material_is_self_consistent(wired):
         ("mlflow", role.name, r.cluster["metadata"]["name"]),
         ("mlflow_auth", role.name, r.cluster["metadata"]["name"]),
     }
-    # The URIs carry exactly that role, its Secret's password and those databases.
+    # The URIs carry exactly that role and those databases, and no password (they reach argv): libpq
+    # gets the role's Secret's password as PGPASSWORD.
     for key, db in (("backend-store-uri", "mlflow"), ("auth-database-uri", "mlflow_auth")):
         env_secret = next(s for s in r.secrets.values() if key in s)
         uri = urlsplit(env_secret[key].replace("postgresql+psycopg2://", "postgresql://"))
-        assert (unquote(uri.username), unquote(uri.password)) == (role.name, role.password)
+        assert (unquote(uri.username), uri.password) == (role.name, None)
+        assert env_secret["postgres-password"] == role.password == r.env["PGPASSWORD"]
         assert (uri.hostname, uri.port, uri.path) == (PG_HOST, PG_PORT, f"/{db}")
         assert "sslmode=verify-full" in uri.query
     # TLS-only pg_hba as CNPG renders it; the server certificate covers the URI host.
@@ -544,125 +539,6 @@ def test_postgres_has_no_superuser_login_over_the_network(wired):
         password=wired.role.password,
         dbname="mlflow",
     ).close()
-
-
-def _call_kinds(calls: list[dict]) -> list[str]:
-    return [" ".join(c["argv"][:3]) if c["argv"][0] == "admin" else c["argv"][0] for c in calls]
-
-
-def test_minio_bootstrap_runs_its_script_in_order_with_the_rendered_env(wired):
-    r, run = wired.r, wired.bootstrap_runs[0]
-    c = r.bootstrap_container
-    assert run.rc == 0, run.output
-    # The script that ran is the ConfigMap's bootstrap.sh, which is the repository's script.
-    script_path = c["command"][-1]
-    assert run.prepared.argv == ["/bin/sh", str(run.prepared.host_path(script_path))]
-    assert run.prepared.host_path(script_path).read_text() == svc._rewrite(
-        REPO_BOOTSTRAP_SCRIPT.read_text(), run.prepared.path_map
-    )
-    assert set(run.prepared.added_env) <= INFRA_ENV | set(BOOTSTRAP_STANDIN_ENV)
-    env = svc.resolve_container_env(c, secrets=r.secrets, config_maps=r.config_maps)
-    for name, value in env.items():  # every rendered env var, only mount paths rewritten
-        assert run.prepared.env[name] == svc._rewrite(value, run.prepared.path_map), name
-
-    # Order: wait for MinIO (2 refusals, then ready), bucket, user, policy, attachment.
-    assert _call_kinds(run.calls) == ["admin info platform"] * 3 + [
-        "mb",
-        "admin user add",
-        "admin policy create",
-        "admin policy attach",
-    ]
-    assert [x["exit"] for x in run.calls] == [1, 1, 0, 0, 0, 0, 0]
-    mb, user_add, policy_create, attach = (x["argv"] for x in run.calls[3:])
-    assert mb == ["mb", "--ignore-existing", "--region", env["REGION"], f"platform/{env['BUCKET']}"]
-    assert user_add == ["admin", "user", "add", "platform", env["USER_ACCESS_KEY"], env["USER_SECRET_KEY"]]
-    assert policy_create == [
-        "admin",
-        "policy",
-        "create",
-        "platform",
-        env["POLICY_NAME"],
-        str(run.prepared.host_path(env["POLICY_FILE"])),
-    ]
-    assert attach == ["admin", "policy", "attach", "platform", env["POLICY_NAME"], "--user", env["USER_ACCESS_KEY"]]
-    # Every call: root credentials from MinIO's env-file Secret, the in-cluster endpoint, and
-    # MinIO's CA (only) where mc looks for trusted CAs, inside the pod's /tmp emptyDir.
-    root = wiring.env_file_values(r.minio_root_env)
-    for x in run.calls:
-        assert x["mc_hosts"] == {
-            "MC_HOST_platform": {
-                "scheme": "https",
-                "user": root["MINIO_ROOT_USER"],
-                "endpoint": env["MINIO_ENDPOINT"],
-                "password_is_root": True,
-            }
-        }, x
-        assert x["ca_files"] == {"platform-ca.crt": r.minio_tls["ca.crt"]}
-        assert x["mc_config_dir"].startswith(str(run.prepared.host_path("/tmp")) + "/")
-
-    # The result: one bucket (for real, in the S3 server MLflow uses), MLflow's user with the
-    # key pair MLflow gets, the bucket policy from the ConfigMap, attached to that user only.
-    state = run.state
-    assert state["buckets"] == {wired.bucket: {"region": env["REGION"]}}
-    files = next(v["configMap"]["name"] for v in wired.r.bootstrap_pod["volumes"] if "configMap" in v)
-    assert state["policies"] == {env["POLICY_NAME"]: json.loads(r.config_maps[files]["policy.json"])}
-    assert state["users"] == {
-        r.env["AWS_ACCESS_KEY_ID"]: {"secret_key": r.env["AWS_SECRET_ACCESS_KEY"], "status": "enabled"}
-    }
-    assert state["attachments"] == {r.env["AWS_ACCESS_KEY_ID"]: [env["POLICY_NAME"]]}
-    resources = {res for st in state["policies"][env["POLICY_NAME"]]["Statement"] for res in st["Resource"]}
-    assert resources == {f"arn:aws:s3:::{wired.bucket}", f"arn:aws:s3:::{wired.bucket}/*"}
-    with svc.dns_patched(wired.host_map):
-        buckets = wired.s3.client(endpoint_name=S3_HOST, ca_file=str(wired.minio_ca)).list_buckets()
-    assert [b["Name"] for b in buckets["Buckets"]] == [wired.bucket]
-
-
-def test_minio_bootstrap_second_run_changes_nothing(wired):
-    first, second = wired.bootstrap_runs
-    assert second.rc == 0, second.output
-    # MinIO answers at once now; the same calls; the attachment is reported, not an error.
-    assert _call_kinds(second.calls) == [
-        "admin info platform",
-        "mb",
-        "admin user add",
-        "admin policy create",
-        "admin policy attach",
-    ]
-    # (each run is a new pod: its materialised volumes live under its own root)
-    assert [[a.replace(str(second.prepared.root), "<pod>") for a in x["argv"]] for x in second.calls[1:]] == [
-        [a.replace(str(first.prepared.root), "<pod>") for a in x["argv"]] for x in first.calls[3:]
-    ]
-    assert second.calls[-1]["exit"] == 1
-    assert second.calls[-1]["stderr"] == mc_standin.ALREADY_IN_EFFECT
-    assert "already attached" in second.output
-    # Same password and policy re-applied: the emulated MinIO is exactly as after the first run.
-    assert second.state == first.state
-
-
-def test_minio_bootstrap_applies_a_rotated_key_and_a_changed_policy(wired, tmp_path):
-    """A new secret key (the Secret MLflow and the Job share) and a changed policy document are
-    applied by the next run on the existing store; bucket and attachment stay as they are."""
-    r = wired.r
-    env = svc.resolve_container_env(r.bootstrap_container, secrets=r.secrets, config_maps=r.config_maps)
-    key_secret = next(
-        e["valueFrom"]["secretKeyRef"]["name"] for e in r.bootstrap_container["env"] if e["name"] == "USER_SECRET_KEY"
-    )
-    files = next(v["configMap"]["name"] for v in r.bootstrap_pod["volumes"] if "configMap" in v)
-    policy = json.loads(r.config_maps[files]["policy.json"])
-    policy["Statement"][1]["Action"].remove("s3:DeleteObject")
-    rotated = "rotated0secret0key0" + "x" * 21
-    secrets = {**r.secrets, key_secret: {**r.secrets[key_secret], "secret-key": rotated}}
-    config_maps = {**r.config_maps, files: {**r.config_maps[files], "policy.json": json.dumps(policy)}}
-
-    existing = wiring.MinioBootstrap(r, tmp_path / "rotation", wired.host_map)
-    existing.set_state(wired.bootstrap_runs[-1].state)  # the store as the Job left it
-    run = existing.run(secrets=secrets, config_maps=config_maps)
-    assert run.rc == 0, run.output
-    before = wired.bootstrap_runs[-1].state
-    assert run.state["users"] == {env["USER_ACCESS_KEY"]: {"secret_key": rotated, "status": "enabled"}}
-    assert run.state["policies"] == {env["POLICY_NAME"]: policy}
-    assert run.state["policies"] != before["policies"]
-    assert (run.state["buckets"], run.state["attachments"]) == (before["buckets"], before["attachments"])
 
 
 def test_migration_job_ran_in_order_against_tls_postgres(wired):

@@ -1,5 +1,6 @@
-"""Rendered material shared by the wired-stack tests: what a stack renders, and its MinIO
-bootstrap Job run for real (its script from the rendered ConfigMap, against the ``mc`` stand-in).
+"""Rendered material shared by the wired-stack tests: what a stack renders, its MinIO StatefulSet's
+container run for real (the MinIO server built from its Go module), and its MinIO bootstrap Job run for
+real (its script from the rendered ConfigMap, with the real ``mc``, every call recorded).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from urllib.parse import urlsplit
 
 from tests.harness import evaluate_stack
 
-from . import mc_standin
 from . import services as svc
 
 BOOTSTRAP_CONFIG_MAP = "minio-bootstrap"  # name prefix (auto-named) of the script's ConfigMap
@@ -39,9 +39,12 @@ def _labelled(objects: list[dict], name: str, component: str) -> list[dict]:
     ]
 
 
-def render(stack: str = "dev", config: dict | None = None, namespace: str | None = None) -> SimpleNamespace:
-    """Everything the tests run with, taken from the evaluated stack only."""
-    ev = evaluate_stack(stack, config=config)
+def render(
+    stack: str = "dev", config: dict | None = None, namespace: str | None = None, state: dict | None = None
+) -> SimpleNamespace:
+    """Everything the tests run with, taken from the evaluated stack only. `state`: the providers'
+    state to evaluate against (generated values kept across renders, as across `pulumi up`s)."""
+    ev = evaluate_stack(stack, config=config, state=state)
     namespace = namespace or ev.outputs["namespace"]
     objects = ev.k8s_objects
     secrets = svc.k8s_secrets(objects, namespace=namespace)
@@ -108,6 +111,9 @@ def render(stack: str = "dev", config: dict | None = None, namespace: str | None
         minio_tls_obj = secret_obj(certs_volume["secret"]["secretName"])
         assert minio_tls_obj["type"] == "kubernetes.io/tls"
         r.minio_tls = secrets[minio_tls_obj["metadata"]["name"]]
+        r.minio_statefulset = one(statefulsets, "MinIO StatefulSet")
+        r.minio_pod = svc.with_claim_volumes(minio_pod, r.minio_statefulset["spec"]["volumeClaimTemplates"])
+        r.minio_container = minio_container
         r.bootstrap_pod = one(bootstrap_jobs, "MinIO bootstrap Job")["spec"]["template"]["spec"]
         r.bootstrap_container = one(r.bootstrap_pod["containers"], "bootstrap container")
         root_env = one([v for v in minio_pod["volumes"] if v["name"] == "config"], "config volume")
@@ -119,26 +125,71 @@ def env_file_values(text: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
 
+# Put first on the bootstrap Job's PATH as `mc`: runs the real mc (engine/bin/mc) with the same argv,
+# stdin/stdout/stderr and exit code, and appends one JSON line per call: argv, exit code, start and end
+# time, stderr, the
+# MC_HOST_<alias> it ran with (user, endpoint, whether the password is MinIO's root password; never the
+# password itself) and the CA files in $MC_CONFIG_DIR/certs/CAs (where mc looks for extra CAs).
+MC_RECORDER = """#!{python}
+import json, os, subprocess, sys, time
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+started = time.time()
+proc = subprocess.run([{real!r}, *sys.argv[1:]], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+sys.stdout.buffer.write(proc.stdout)
+sys.stderr.buffer.write(proc.stderr)
+hosts = {{}}
+for key, value in os.environ.items():
+    if key.startswith("MC_HOST_"):
+        u = urlsplit(value)
+        hosts[key] = {{"scheme": u.scheme, "user": unquote(u.username or ""),
+                      "endpoint": f"{{u.hostname}}:{{u.port}}",
+                      "password_is_root": unquote(u.password or "") == {root_password!r}}}
+config = os.environ.get("MC_CONFIG_DIR", "")
+cas = Path(config, "certs", "CAs")
+record = {{"argv": sys.argv[1:], "exit": proc.returncode, "started": started, "ended": time.time(), "stderr": proc.stderr.decode(errors="replace").strip(),
+          "mc_hosts": hosts, "mc_config_dir": config,
+          "ca_files": {{f.name: f.read_text() for f in sorted(cas.iterdir()) if f.is_file()}} if cas.is_dir() else {{}}}}
+with open({log!r}, "a") as log:
+    log.write(json.dumps(record) + "\\n")
+sys.exit(proc.returncode)
+"""
+
+
 class MinioBootstrap:
-    """Runs the rendered bootstrap Job container (its real script) against the ``mc`` stand-in.
+    """Runs the rendered bootstrap Job container (its real script) with the real ``mc``.
 
-    One emulated MinIO (``state.json``) and one call log for all runs; each run is a fresh pod
-    (its volumes materialised anew, ``/tmp`` an empty emptyDir)."""
+    ``mc`` on the Job's PATH is :data:`MC_RECORDER` (the real client, every call recorded in
+    ``mc-calls.jsonl``); it reaches MinIO's in-cluster name at the address ``host_map`` gives it
+    (``MC_RESOLVE``, mc's own DNS override: the one infrastructure variable added). Each run is a
+    fresh pod (its volumes materialised anew, ``/tmp`` an empty emptyDir); ``server`` (the MinIO it
+    configures) is read back after each run."""
 
-    def __init__(self, r: SimpleNamespace, workdir: Path, host_map: Mapping[str, str]):
-        self.r, self.workdir, self.host_map = r, Path(workdir), dict(host_map)
+    def __init__(
+        self,
+        r: SimpleNamespace,
+        workdir: Path,
+        host_map: Mapping[str, str],
+        server: svc.MinioServer | None = None,
+    ):
+        self.r, self.workdir, self.host_map, self.server = r, Path(workdir), dict(host_map), server
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.bin_dir = self.workdir / "bin"
-        mc_standin.install(self.bin_dir)
-        self.state_file = self.workdir / "minio-state.json"
+        self.bin_dir.mkdir(exist_ok=True)
         self.log_file = self.workdir / "mc-calls.jsonl"
+        root_password = env_file_values(r.minio_root_env)["MINIO_ROOT_PASSWORD"]
+        recorder = self.bin_dir / "mc"
+        recorder.write_text(
+            MC_RECORDER.format(
+                python=svc.VENV_BIN / "python",
+                real=str(svc.engine_binary("mc")),
+                root_password=root_password,
+                log=str(self.log_file),
+            )
+        )
+        recorder.chmod(0o755)
         self.runs: list[SimpleNamespace] = []
-
-    def state(self) -> dict:
-        return json.loads(self.state_file.read_text())
-
-    def set_state(self, state: dict) -> None:
-        self.state_file.write_text(json.dumps(state))
 
     def calls(self) -> list[dict]:
         if not self.log_file.exists():
@@ -146,40 +197,43 @@ class MinioBootstrap:
         return [json.loads(line) for line in self.log_file.read_text().splitlines()]
 
     def run(
-        self, *, secrets: Mapping | None = None, config_maps: Mapping | None = None, check: bool = True
+        self,
+        *,
+        secrets: Mapping | None = None,
+        config_maps: Mapping | None = None,
+        check: bool = True,
+        timeout: float = 150,
     ) -> SimpleNamespace:
         r = self.r
         secrets = r.secrets if secrets is None else secrets
         config_maps = r.config_maps if config_maps is None else config_maps
-        if not self.state_file.exists():
-            self.set_state(mc_standin.empty_state())
         before = len(self.calls())
-        root_password = env_file_values(r.minio_root_env)["MINIO_ROOT_PASSWORD"]
         c, pod = r.bootstrap_container, r.bootstrap_pod
+        endpoint = svc.resolve_container_env(c, secrets=secrets, config_maps=config_maps)["MINIO_ENDPOINT"]
         prepared, rc, output = svc.run_container_job(
             c,
             secrets=secrets,
             config_maps=config_maps,
-            host_map=self.host_map,
+            host_map={},
             files_by_mount=svc.files_by_mount_from_pod(pod, c, secrets=secrets, config_maps=config_maps),
             workdir=self.workdir / f"run-{len(self.runs) + 1}",
-            timeout=120,
+            timeout=timeout,
             check=check,
             path_prepend=[self.bin_dir],
-            extra_env={
-                mc_standin.STATE_ENV: str(self.state_file),
-                mc_standin.LOG_ENV: str(self.log_file),
-                mc_standin.ROOT_PASSWORD_ENV: root_password,
-            },
+            extra_env={"MC_RESOLVE": svc.mc_resolve(self.host_map, int(endpoint.rsplit(":", 1)[1]))},
+            image_env=svc.MINIO_IMAGE_ENV,
         )
-        run = SimpleNamespace(prepared=prepared, rc=rc, output=output, calls=self.calls()[before:], state=self.state())
+        state = self.server.state() if self.server is not None else None
+        run = SimpleNamespace(prepared=prepared, rc=rc, output=output, calls=self.calls()[before:], state=state)
         self.runs.append(run)
         return run
 
 
 def rendered_postgres(r: SimpleNamespace, workdir: Path, pg_ip: str, **options) -> ContextManager:
-    """A real PostgreSQL serving the Cluster's certificate with its pg_hba, where MLflow expects it."""
+    """A real PostgreSQL serving the Cluster's certificate with its pg_hba and its parameters
+    (max_connections...), where MLflow expects it."""
     options.setdefault("hba_rules", svc.cnpg_hba(r.pg_hba))
+    options.setdefault("extra_conf", dict(r.cluster["spec"]["postgresql"].get("parameters") or {}))
     options.setdefault("superuser_network_login", False)
     return svc.postgres_server(
         Path(workdir) / "pg",
@@ -192,14 +246,20 @@ def rendered_postgres(r: SimpleNamespace, workdir: Path, pg_ip: str, **options) 
     )
 
 
-def rendered_s3(r: SimpleNamespace, workdir: Path, s3_ip: str, port: int | None = None) -> ContextManager:
-    """The S3 endpoint (moto) serving MinIO's certificate, at MinIO's port unless told otherwise."""
-    return svc.s3_server(
-        Path(workdir) / "s3",
-        cert_pem=r.minio_tls["tls.crt"],
-        key_pem=r.minio_tls["tls.key"],
+def rendered_minio(
+    r: SimpleNamespace, workdir: Path, s3_ip: str, host_map: Mapping[str, str] | None = None
+) -> ContextManager[svc.MinioServer]:
+    """The real MinIO running the StatefulSet's container (args, env, certificate, root-credentials
+    file), at MinIO's in-cluster name (``minio.<namespace>.svc``) mapped to ``s3_ip``."""
+    return svc.minio_server_from_container(
+        r.minio_container,
+        r.minio_pod,
+        secrets=r.secrets,
+        config_maps=r.config_maps,
+        workdir=Path(workdir) / "minio",
         listen_addr=s3_ip,
-        port=port or r.s3_port,
+        server_name=f"minio.{r.namespace}.svc",
+        host_map=host_map,
     )
 
 
@@ -227,24 +287,22 @@ def data_services(
     *,
     pg_ip: str,
     s3_ip: str,
-    s3_port: int = 9000,
     hba_rules: list[str] | None = None,
 ) -> Iterator[SimpleNamespace]:
     """The rendered stack's data services, ready for MLflow: PostgreSQL with the Cluster's TLS material and
-    pg_hba, moto S3 with MinIO's certificate, the operator's roles and databases, the MinIO bootstrap Job
-    (which makes the bucket) and the migration Job. ``s3_port`` is MinIO's in-cluster port (a stack that
-    publishes MinIO renders another endpoint for MLflow)."""
+    pg_hba, the real MinIO running the StatefulSet's container, the operator's roles and databases, the
+    MinIO bootstrap Job (which makes the bucket and MLflow's user) and the migration Job."""
     from . import operators
 
     workdir = Path(workdir)
     host_map = {r.pg_host: pg_ip, f"minio.{r.namespace}.svc": s3_ip}
     with (
         rendered_postgres(r, workdir, pg_ip, hba_rules=hba_rules or svc.cnpg_hba(r.pg_hba)) as pg,
-        rendered_s3(r, workdir, s3_ip, s3_port) as s3,
+        rendered_minio(r, workdir, s3_ip) as s3,
     ):
         operators.cnpg_reconcile_roles(pg, r.cluster, r.objects)
         operators.cnpg_reconcile_databases(pg, r.cluster, r.databases)
-        bootstrap = MinioBootstrap(r, workdir / "minio-bootstrap", host_map).run()
+        bootstrap = MinioBootstrap(r, workdir / "minio-bootstrap", host_map, s3).run()
         migration = run_migration_job(r, host_map, workdir)
-        bucket = one(list(bootstrap.state["buckets"]), "bucket created by the bootstrap")
-        yield SimpleNamespace(pg=pg, s3=s3, host_map=host_map, bucket=bucket, migration=migration)
+        bucket = one([b for b in bootstrap.state["buckets"] if b == r.outputs["bucket"]], "MLflow's bucket")
+        yield SimpleNamespace(pg=pg, s3=s3, host_map=host_map, bucket=bucket, migration=migration, bootstrap=bootstrap)
