@@ -185,3 +185,15 @@ def kept_with_data(args: pulumi.ResourceTransformationArgs) -> pulumi.ResourceTr
     return pulumi.ResourceTransformationResult(
         args.props, pulumi.ResourceOptions.merge(args.opts, pulumi.ResourceOptions(retain_on_delete=True))
     )
+
+
+def disruption_budget(
+    name: str, namespace: pulumi.Input[str], pod_labels: Mapping[str, str], budget: Mapping[str, int], parent
+) -> k8s.policy.v1.PodDisruptionBudget:
+    """How many of these pods a voluntary eviction (a node drain) may take at once."""
+    return k8s.policy.v1.PodDisruptionBudget(
+        name,
+        metadata={"namespace": namespace, "labels": dict(pod_labels)},
+        spec={**budget, "selector": {"matchLabels": selector(pod_labels)}},
+        opts=pulumi.ResourceOptions(parent=parent),
+    )

@@ -178,12 +178,7 @@ class MinioStore(pulumi.ComponentResource):
         if args.replicas > 1:
             # An erasure set of 4 writes with 3 drives up (parity 2): one eviction at a time, so a node
             # drain never takes two servers and the write quorum with them.
-            k8s.policy.v1.PodDisruptionBudget(
-                f"{name}-pdb",
-                metadata={"namespace": args.namespace, "labels": pod_labels},
-                spec={"maxUnavailable": 1, "selector": {"matchLabels": kube.selector(pod_labels)}},
-                opts=child,
-            )
+            kube.disruption_budget(f"{name}-pdb", args.namespace, pod_labels, {"maxUnavailable": 1}, self)
 
         def credentials(user: str):
             """A MinIO user's generated key pair, in a Secret (access-key, secret-key) the bootstrap reads."""

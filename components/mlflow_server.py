@@ -277,12 +277,7 @@ class MlflowServer(pulumi.ComponentResource):
         )
         self._ingress(name, args, fqdn, service)
         if cfg.replicas > 1:
-            k8s.policy.v1.PodDisruptionBudget(
-                f"{name}-pdb",
-                metadata={"namespace": args.namespace, "labels": SERVER_LABELS},
-                spec={"minAvailable": 1, "selector": {"matchLabels": kube.selector(SERVER_LABELS)}},
-                opts=child,
-            )
+            kube.disruption_budget(f"{name}-pdb", args.namespace, SERVER_LABELS, {"minAvailable": 1}, self)
         k8s.networking.v1.NetworkPolicy(
             f"{name}-network-policy",
             metadata={"namespace": args.namespace, "labels": SERVER_LABELS},

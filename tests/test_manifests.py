@@ -978,7 +978,7 @@ def test_namespace_enforces_restricted(stack: str):
 @pytest.mark.parametrize("label", ["baseline", None])
 def test_namespace_check_catches_a_weaker_namespace(label: str | None):
     objects = copy.deepcopy(rendered("dev").objects)
-    assert namespace_violations(objects, "mlflow-dev", "cnpg-system") == []
+    assert namespace_violations(objects, "mlflow-dev") == []
     labels = next(o for o in objects if o["kind"] == "Namespace" and o["metadata"]["name"] == "mlflow-dev")["metadata"][
         "labels"
     ]
@@ -986,11 +986,11 @@ def test_namespace_check_catches_a_weaker_namespace(label: str | None):
         del labels["pod-security.kubernetes.io/enforce"]
     else:
         labels["pod-security.kubernetes.io/enforce"] = label
-    assert namespace_violations(objects, "mlflow-dev", "cnpg-system")
+    assert namespace_violations(objects, "mlflow-dev")
 
 
 def test_namespace_check_catches_an_object_elsewhere_or_an_extra_namespace():
     objects = copy.deepcopy(rendered("dev").objects)
-    assert namespace_violations(objects, "mlflow-dev")  # the operator's namespace is not expected there
+    assert namespace_violations(objects, "mlflow-dev", "cnpg-system")  # an operator namespace it does not render
     next(o for o in objects if o["kind"] == "ConfigMap")["metadata"]["namespace"] = "cnpg-system"
-    assert any("ConfigMap" in p for p in namespace_violations(objects, "mlflow-dev", "cnpg-system"))
+    assert any("ConfigMap" in p for p in namespace_violations(objects, "mlflow-dev"))

@@ -40,6 +40,8 @@ PR_STACKS = ("pr-11", "pr-12")
 # kubectl's output names of what a stack may leave behind, per namespace and cluster-wide.
 NAMESPACED_KINDS = "all,configmaps,secrets,pvc,networkpolicies,ingresses,serviceaccounts,roles,rolebindings,pdb"
 STACK_LABEL = "app.kubernetes.io/part-of=mlflow-platform"
+# The tracking server's pods (the migration Job's pods share the name label).
+SERVER_PODS = "app.kubernetes.io/name=mlflow,app.kubernetes.io/component=tracking-server"
 
 
 class Team:
@@ -53,11 +55,13 @@ class Team:
         self.pulumi.env["KUBECONFIG"] = str(cluster.kubeconfig)
         self.work = checkout(base / "checkout")
 
-    def make(self, target: str, stack: str, *, ok: bool = True, step: str = "", timeout: int = 900):
+    def make(
+        self, target: str, stack: str, *, ok: bool = True, step: str = "", timeout: int = 900, cwd: Path | None = None
+    ):
         started = time.monotonic()
         result = subprocess.run(
             ["make", target, f"STACK={stack}"],
-            cwd=self.work,
+            cwd=cwd or self.work,
             env=self.pulumi.env,
             capture_output=True,
             text=True,
@@ -237,7 +241,9 @@ def test_drift_is_reported_and_one_up_repairs_it(team):
     ns = "mlflow-dev"
     deployment = team.get("deployment", "-n", ns, "-l", "app.kubernetes.io/name=mlflow")["items"][0]["metadata"]["name"]
     team.kubectl("scale", "-n", ns, f"deployment/{deployment}", "--replicas=3")
-    [config_map] = [c for c in team.get("configmaps", "-n", ns)["items"] if c["metadata"]["name"].startswith("mlflow")]
+    [config_map] = [
+        c for c in team.get("configmaps", "-n", ns)["items"] if c["metadata"]["name"].startswith("minio-bootstrap")
+    ]
     key = sorted(config_map["data"])[0]
     team.kubectl(
         "patch",
@@ -279,9 +285,21 @@ def test_drift_is_reported_and_one_up_repairs_it(team):
     repaired = team.get("deployment", "-n", ns, deployment)
     assert repaired["spec"]["replicas"] == 1
     assert repaired["metadata"]["labels"]["app.kubernetes.io/part-of"] == "mlflow-platform"
-    assert team.get("configmap", "-n", ns, config_map["metadata"]["name"])["data"][key] == config_map["data"][key]
-    assert team.get("secret", "-n", ns, secret["metadata"]["name"])["data"][secret_key] == secret["data"][secret_key]
-    assert team.get("networkpolicy", "-n", ns, policy["metadata"]["name"])
+    # Edited ConfigMaps and Secrets are replaced (autonamed: a new name rolls the pods that use them).
+    [restored_map] = [
+        c for c in team.get("configmaps", "-n", ns)["items"] if c["metadata"]["name"].startswith("minio-bootstrap")
+    ]
+    assert restored_map["data"][key] == config_map["data"][key]
+    [restored_secret] = [
+        s for s in team.get("secrets", "-n", ns)["items"] if s["metadata"]["name"].startswith("minio-root")
+    ]
+    assert restored_secret["data"][secret_key] == secret["data"][secret_key]
+    # The deleted policy is created again (under a new generated name).
+    assert [
+        p
+        for p in team.get("networkpolicies", "-n", ns)["items"]
+        if p["metadata"]["name"].startswith("platform-default-deny") and p["spec"] == policy["spec"]
+    ]
     team.make("drift", "dev")
     team.cli("preview", "--stack", "dev", "--expect-no-changes")
 
@@ -307,9 +325,7 @@ def test_a_broken_update_fails_in_bounded_time_and_the_previous_version_keeps_se
     and a pod template Pod Security refuses (the rollout stops at the Deployment's progress deadline,
     planted short here)."""
     ns = "mlflow-dev"
-    serving = {
-        p["metadata"]["name"] for p in team.get("pods", "-n", ns, "-l", "app.kubernetes.io/name=mlflow")["items"]
-    }
+    serving = {p["metadata"]["name"] for p in team.get("pods", "-n", ns, "-l", SERVER_PODS)["items"]}
     original = plant(
         team,
         "components/mlflow_server.py",
@@ -333,7 +349,7 @@ def test_a_broken_update_fails_in_bounded_time_and_the_previous_version_keeps_se
     assert "mlflow-deployment" in rejected.stdout and "ProgressDeadlineExceeded" in rejected.stdout, rejected.stdout[
         -4000:
     ]
-    still = team.get("pods", "-n", ns, "-l", "app.kubernetes.io/name=mlflow")["items"]
+    still = team.get("pods", "-n", ns, "-l", SERVER_PODS)["items"]
     assert serving <= {p["metadata"]["name"] for p in still if p["status"].get("phase") == "Running"}
     events = [e["message"] for e in team.get("events", "-n", ns)["items"] if e.get("reason") == "FailedCreate"]
     assert any("violates PodSecurity" in m and "hostNetwork" in m for m in events), events
@@ -350,7 +366,7 @@ def test_refresh_and_destroy_from_a_fresh_checkout_leave_nothing_of_a_pr_stack(t
     other = checkout(tmp_path / "fresh")
     shutil.copy(other / "profiles" / "pr.yaml", other / f"Pulumi.{stack}.yaml")  # as CI writes it
     team.cli("refresh", "--yes", "--stack", stack, cwd=other, step=f"{stack}: refresh from a fresh checkout")
-    team.cli("refresh", "--preview-only", "--expect-no-changes", "--stack", stack, cwd=other)
+    team.make("drift", stack, cwd=other)
     prod_before = snapshot(team, "mlflow-prod")
     # The PostgreSQL primary is gone (its node lost) and cannot come back: the node is cordoned and
     # tainted so its replacement stays Pending; teardown must not wait on the Databases' finalizers.
