@@ -18,8 +18,13 @@ STEP_TIMES: dict[str, float] = {}
 
 def checkout(destination: Path) -> Path:
     """A copy of the repository as `git clone` would give it (tracked + untracked, not ignored)."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
-                           capture_output=True).stdout.decode().split("\0")
+    files = (
+        subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True, capture_output=True
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, files):
         source = ROOT / name
         if source.is_file():
@@ -33,9 +38,17 @@ def checkout(destination: Path) -> Path:
 
 class Pulumi:
     def __init__(self, home: Path, backend: Path):
-        missing = [tool for tool in ("pulumi", "pulumi-language-python", "pulumi-resource-kubernetes",
-                                     "pulumi-resource-tls", "pulumi-resource-random")
-                   if not (ENGINE_BIN / tool).exists()]
+        missing = [
+            tool
+            for tool in (
+                "pulumi",
+                "pulumi-language-python",
+                "pulumi-resource-kubernetes",
+                "pulumi-resource-tls",
+                "pulumi-resource-random",
+            )
+            if not (ENGINE_BIN / tool).exists()
+        ]
         assert not missing, f"engine/bin lacks {missing}: run `make engine` (engine/build.sh) first"
         self.env = {
             **os.environ,
@@ -52,14 +65,22 @@ class Pulumi:
         for inherited in ("PULUMI_ACCESS_TOKEN", "PULUMI_CONFIG_PASSPHRASE_FILE", "MAKEFLAGS", "MFLAGS", "MAKELEVEL"):
             self.env.pop(inherited, None)
 
-    def __call__(self, cwd: Path, *args: str, step: str = "", ok: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+    def __call__(
+        self, cwd: Path, *args: str, step: str = "", ok: bool = True, timeout: int = 900
+    ) -> subprocess.CompletedProcess:
         started = time.monotonic()
-        result = subprocess.run(["pulumi", *args, "--non-interactive"], cwd=cwd, env=self.env,
-                                capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run(
+            ["pulumi", *args, "--non-interactive"],
+            cwd=cwd,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if step:
             STEP_TIMES[step] = time.monotonic() - started
         if ok:
-            assert result.returncode == 0, f"pulumi {' '.join(args)} failed:\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
+            assert result.returncode == 0, (
+                f"pulumi {' '.join(args)} failed:\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
+            )
         return result
-
-

@@ -962,7 +962,9 @@ def test_the_cluster_stacks_pods_and_namespace_are_restricted():
     assert [name for name, _ in templates] and {o["kind"] for o in objects if o["kind"] in POD_BEARING_KINDS} == {
         "Deployment"
     }
-    problems = [f"{name} {path}: {p}" for name, (path, spec, meta) in templates for p in restricted_violations(spec, meta)]
+    problems = [
+        f"{name} {path}: {p}" for name, (path, spec, meta) in templates for p in restricted_violations(spec, meta)
+    ]
     assert not problems, problems
     [namespace] = [o for o in objects if o["kind"] == "Namespace"]
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
