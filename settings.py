@@ -1791,7 +1791,7 @@ KUBERNETES_KEYS = {"context": "kubeContext", "kubeconfig": "kubeconfig"}
 def _kubernetes_target(read: _Reader) -> tuple[str, str]:
     """(kubeconfig, context) from this project's keys or the standard kubernetes:* ones."""
     standard = pulumi.Config("kubernetes")
-    chosen = []
+    chosen: dict[str, str] = {}
     for std_key, our_key in KUBERNETES_KEYS.items():
         ours, theirs = read.raw(our_key), standard.get(std_key) or ""
         if ours and theirs and ours != theirs:
@@ -1801,14 +1801,14 @@ def _kubernetes_target(read: _Reader) -> tuple[str, str]:
                 f"conflicts with kubernetes:{std_key} = {json.dumps(theirs)}",
                 f"set only one of {our_key} and kubernetes:{std_key}",
             )
-        chosen.append(ours or theirs)
+        chosen[std_key] = ours or theirs
     for full_key in sorted(set(runtime_config.CONFIG.get()) | set(runtime_config.get_config_env())):
         if full_key.startswith("kubernetes:") and full_key.split(":", 1)[1] not in KUBERNETES_KEYS:
             read.errors.append(
                 f"  - {full_key} is not read by this program's Kubernetes provider. Fix: remove it "
                 f"(honoured: {', '.join('kubernetes:' + k for k in KUBERNETES_KEYS)})"
             )
-    return chosen[0], chosen[1]
+    return chosen["kubeconfig"], chosen["context"]
 
 
 def deploy_target(kubeconfig: str, context: str, render_directory: str = "") -> dict[str, str]:

@@ -596,7 +596,8 @@ def stack_config(stack: str, overrides: dict | None = None) -> dict[str, str]:
             }
         )
     values.update(overrides or {})
-    return {f"{PROJECT}:{k}": _config_text(v) for k, v in values.items()}
+    # A key with a namespace (e.g. kubernetes:context) is another package's: passed as it is.
+    return {(k if ":" in k else f"{PROJECT}:{k}"): _config_text(v) for k, v in values.items()}
 
 
 def _config_text(value: Any) -> str:
