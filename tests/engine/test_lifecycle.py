@@ -35,7 +35,8 @@ def _one(objects: list[dict], kind: str) -> dict:
 
 # stack -> (key, value, the preview's steps besides `same`, how the rendered objects show it)
 CHANGES = {
-    "dev": ("mlflowReplicas", "2", [("create", "mlflow-pdb"), ("update", "mlflow-deployment")],
+    # A second replica also raises PostgreSQL's max_connections (the connection budget).
+    "dev": ("mlflowReplicas", "2", [("create", "mlflow-pdb"), ("update", "mlflow-deployment"), ("update", "postgres-cluster")],
             lambda objects: _one(objects, "Deployment")["spec"]["replicas"] == 2),
     # PR stacks stay at one replica (budget): an ingress class instead.
     "pr-7": ("ingressClassName", "nginx", [("update", "mlflow-ingress")],
