@@ -136,22 +136,6 @@ class Sampler(threading.Thread):
             conn.close()
 
 
-@contextlib.contextmanager
-def _server(r, host_map: dict, workdir: Path, address: str):
-    files = svc.files_by_mount_from_pod(r.pod, r.container, secrets=r.secrets, config_maps=r.config_maps)
-    with svc.mlflow_server_from_container(
-        r.container,
-        secrets=r.secrets,
-        files_by_mount=files,
-        host_map=host_map,
-        workdir=workdir,
-        listen_addr=address,
-        config_maps=r.config_maps,
-        timeout=240,
-    ) as server:
-        yield server
-
-
 def _admin_call(server, r, method: str, path: str, body: dict | None = None, user=None) -> dict:
     credentials = ":".join(user or (r.outputs["adminUser"], r.outputs["adminPassword"]))
     status, text = _call(server, method, path, body, "Basic " + base64.b64encode(credentials.encode()).decode())
@@ -187,7 +171,7 @@ def rollout(tmp_path_factory):
         sampler.start()
         with contextlib.ExitStack() as stack:
             # The first server is stopped mid-test (the rollout's old pod): closed once, by whoever is first.
-            old_pod = _server(r, host_map, work / "server-a", ip_a)
+            old_pod = wiring.rendered_mlflow_server(r, host_map, work / "server-a", ip_a)
             server_a = old_pod.__enter__()
             running = [True]
 
@@ -208,7 +192,7 @@ def rollout(tmp_path_factory):
             time.sleep(10)
             # The surge pod starts under load; it serves once ready (readiness probe), next to the old one.
             ip_b = svc.free_loopback_address(port)
-            server_b = stack.enter_context(_server(r, host_map, work / "server-b", ip_b))
+            server_b = stack.enter_context(wiring.rendered_mlflow_server(r, host_map, work / "server-b", ip_b))
             load.targets = [server_a, server_b]
             # The migration Job (a new version's) and gc run during the rollout too.
             gc, gc_pod = _gc_container(r)

@@ -17,7 +17,6 @@ rendered containers:
 from __future__ import annotations
 
 import base64
-import contextlib
 import http.client
 import json
 from pathlib import Path
@@ -56,22 +55,6 @@ def _request(server, method: str, path: str, auth: tuple[str, str], body: dict |
         return response.status, (json.loads(text) if text.startswith("{") else {"text": text})
     finally:
         conn.close()
-
-
-@contextlib.contextmanager
-def _server(r, host_map: dict, workdir: Path, address: str):
-    files = svc.files_by_mount_from_pod(r.pod, r.container, secrets=r.secrets, config_maps=r.config_maps)
-    with svc.mlflow_server_from_container(
-        r.container,
-        secrets=r.secrets,
-        files_by_mount=files,
-        host_map=host_map,
-        workdir=workdir,
-        listen_addr=address,
-        config_maps=r.config_maps,
-        timeout=150,
-    ) as server:
-        yield server
 
 
 def _decrypt(r, host_map: dict, workdir: Path, secret_id: str, drop_env: tuple[str, ...] = ()) -> SimpleNamespace:
@@ -114,7 +97,7 @@ def rotation(tmp_path_factory):
         operators.cnpg_reconcile_roles(pg, v1.cluster, v1.objects)
         operators.cnpg_reconcile_databases(pg, v1.cluster, v1.databases)
         out.migration_v1 = wiring.run_migration_job(v1, host_map, work / "v1")
-        with _server(v1, host_map, work / "server-v1", mlflow_ip) as server:
+        with wiring.rendered_mlflow_server(v1, host_map, work / "server-v1", mlflow_ip, timeout=150) as server:
             out.created = _request(
                 server,
                 "POST",
@@ -134,7 +117,7 @@ def rotation(tmp_path_factory):
         out.stored_v2 = pg.execute("SELECT kek_version FROM secrets WHERE secret_id = %s", (secret_id,), "mlflow")
         out.v2_reads = _decrypt(v2, host_map, work / "decrypt-v2", secret_id)
         out.v1_reads_after = _decrypt(v1, host_map, work / "decrypt-v1-after", secret_id)
-        with _server(v2, host_map, work / "server-v2", mlflow_ip) as server:
+        with wiring.rendered_mlflow_server(v2, host_map, work / "server-v2", mlflow_ip, timeout=150) as server:
             out.info_v2 = _request(server, "GET", f"/api/3.0/mlflow/gateway/secrets/get?secret_id={secret_id}", admin)
             out.log_v2 = server.log_text()
         out.migration_v2_again = wiring.run_migration_job(v2, host_map, work / "v2-again")

@@ -263,6 +263,23 @@ def rendered_minio(
     )
 
 
+def rendered_mlflow_server(
+    r: SimpleNamespace, host_map: dict, workdir: Path, address: str, timeout: int = 240
+) -> ContextManager:
+    """`mlflow server` with the exact command, args and environment of the rendered container."""
+    files = svc.files_by_mount_from_pod(r.pod, r.container, secrets=r.secrets, config_maps=r.config_maps)
+    return svc.mlflow_server_from_container(
+        r.container,
+        secrets=r.secrets,
+        files_by_mount=files,
+        host_map=host_map,
+        workdir=workdir,
+        listen_addr=address,
+        config_maps=r.config_maps,
+        timeout=timeout,
+    )
+
+
 def run_migration_job(r: SimpleNamespace, host_map: dict, workdir: Path, timeout: int = 300) -> list[SimpleNamespace]:
     """The migration Job's pod as Kubernetes runs it: initContainers in order, then its containers."""
     runs = []
