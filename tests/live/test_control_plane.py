@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.live import waiting
 from tools import local_cluster
 from tools.local_cluster import Cluster, ClusterError
 
@@ -33,19 +34,7 @@ RESTRICTED_CONTAINER: dict[str, Any] = {
 
 
 def wait_until(what: str, check: Callable[[], Any], cluster: Cluster, timeout: float = 90) -> Any:
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-            if value:
-                return value
-            last = value
-        except (ClusterError, KeyError, IndexError) as e:
-            last = e
-        cluster.check_alive()
-        time.sleep(0.5)
-    pytest.fail(f"timed out waiting for {what} (last: {last})\n{cluster.log_tail('kube-controller-manager', 15)}")
+    return waiting.wait_until(what, check, cluster, timeout, lambda: cluster.log_tail("kube-controller-manager", 15))
 
 
 def namespace(cluster: Cluster, name: str, labels: dict[str, str] | None = None) -> str:

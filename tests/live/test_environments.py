@@ -24,7 +24,7 @@ import pytest
 
 from tests.engine_cli import STEP_TIMES, Pulumi, checkout
 from tests.harness import ROOT
-from tests.live import standin_operator
+from tests.live import standin_operator, waiting
 from tools import local_cluster
 
 SHARED = ROOT.parent / "shared"
@@ -108,15 +108,8 @@ def snapshot(team: Team, namespace: str) -> dict[tuple[str, str], str]:
     return {(o["kind"], o["metadata"]["name"]): o["metadata"]["resourceVersion"] for o in listed}
 
 
-def wait_for(what: str, check, timeout: float = 120.0, interval: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
+def wait_until(team: Team, what: str, check, timeout: float = 120.0):
+    return waiting.wait_until(what, check, team.cluster, timeout, team.cluster_state)
 
 
 def assert_all_pods_serving(team: Team, namespace: str) -> None:
@@ -232,8 +225,10 @@ def test_the_restore_drill_runs_as_written(team):
     assert any(c["type"] == "Ready" and c["status"] == "True" for c in cluster["status"]["conditions"])
     assert_all_pods_serving(team, ns)
     team.make("destroy", stack, step="drill: destroy")
-    wait_for(
-        f"namespace {ns} to go", lambda: ns not in {n["metadata"]["name"] for n in team.get("namespaces")["items"]}
+    wait_until(
+        team,
+        f"namespace {ns} to go",
+        lambda: ns not in {n["metadata"]["name"] for n in team.get("namespaces")["items"]},
     )
 
 
@@ -374,7 +369,8 @@ def test_refresh_and_destroy_from_a_fresh_checkout_leave_nothing_of_a_pr_stack(t
     team.kubectl("taint", "node", node, "mlflow-platform-test/down=true:NoSchedule")
     try:
         team.kubectl("delete", "pod", "-n", ns, "mlflow-pg-1", "--wait=false")
-        wait_for(
+        wait_until(
+            team,
             "the primary to be gone",
             lambda: (
                 not [
@@ -388,8 +384,10 @@ def test_refresh_and_destroy_from_a_fresh_checkout_leave_nothing_of_a_pr_stack(t
     finally:
         team.kubectl("taint", "node", node, "mlflow-platform-test/down-")
     team.cli("stack", "rm", "--yes", stack, cwd=other)
-    wait_for(
-        f"namespace {ns} to go", lambda: ns not in {n["metadata"]["name"] for n in team.get("namespaces")["items"]}
+    wait_until(
+        team,
+        f"namespace {ns} to go",
+        lambda: ns not in {n["metadata"]["name"] for n in team.get("namespaces")["items"]},
     )
     leftovers = [
         o["metadata"]["name"]
@@ -436,7 +434,8 @@ def test_prod_refuses_destroy_while_its_data_is_protected(team):
 
 def test_dev_is_destroyed_and_recreated_in_one_up(team):
     team.make("destroy", "dev", step="dev: destroy")
-    wait_for(
+    wait_until(
+        team,
         "namespace mlflow-dev to go",
         lambda: "mlflow-dev" not in {n["metadata"]["name"] for n in team.get("namespaces")["items"]},
     )

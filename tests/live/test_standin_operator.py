@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.live import standin_operator
-from tools.local_cluster import Cluster, ClusterError
+from tests.live import standin_operator, waiting
+from tools.local_cluster import Cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 CRDS = ROOT.parent / "shared" / "crds" / "cloudnative-pg"
@@ -52,20 +52,10 @@ def cnpg(live_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 def wait_until(what: str, check: Callable[[], Any], cluster: Cluster, log: Path, timeout: float = 120) -> Any:
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-            if value:
-                return value
-            last = value
-        except (ClusterError, KeyError, IndexError, TypeError) as e:
-            last = e
-        cluster.check_alive()
-        time.sleep(0.5)
-    tail = "\n".join(log.read_text().splitlines()[-25:])
-    pytest.fail(f"timed out waiting for {what} (last: {last})\n--- stand-in log ---\n{tail}")
+    def stand_in_log() -> str:
+        return "--- stand-in log ---\n" + "\n".join(log.read_text().splitlines()[-25:])
+
+    return waiting.wait_until(what, check, cluster, timeout, stand_in_log)
 
 
 def restricted_namespace(cluster: Cluster, name: str) -> str:
