@@ -40,19 +40,17 @@ drift: stack  ## has the cluster drifted from the state (refresh), or the progra
 destroy: stack  ## remove everything the stack created (prod data is protected)
 	$(PULUMI) destroy --stack $(STACK)
 
-test: $(VENV)/.dev $(CHECKOV_VENV)/.installed engine  ## every layer: ruff, mypy, unit, manifests, policy, workflows, integration, real engine
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy
+test: lint $(CHECKOV_VENV)/.installed engine  ## every layer: ruff, mypy, unit, manifests, policy, workflows, integration, real engine
 	CHECKOV=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest tests
 
 test-unit: $(VENV)/.dev  ## the fast layer only (no checkov, no real services, no engine)
 	$(PY) -m pytest tests -m "not integration and not engine and not live" --ignore=tests/test_manifests.py
 
-lint: $(VENV)/.dev  ## ruff (lint + format check) and mypy over the program and tools
+lint: $(VENV)/.dev  ## ruff (lint + format check), mypy over the program and tools, mypy --strict over config/
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --strict config
 
 engine:  ## build the Pulumi CLI and provider plugins (and the MinIO server and mc the tests run) from their Go modules into engine/bin (cached)
 	bash engine/build.sh
@@ -70,7 +68,8 @@ bench: $(VENV)/.dev  ## the tracking server vs its peers (build/bench/), critica
 render: check  ## check STACK, then write its Kubernetes objects to build/manifests/STACK (the same files on every run: diff -r two renders to review a change)
 	$(PY) -m tools.render $(STACK)
 
-docs: $(VENV)/.runtime  ## regenerate README's configuration reference from Pulumi.yaml
+docs: $(VENV)/.runtime  ## regenerate Pulumi.yaml's config block from config/model.py, then docs/configuration.md from it
+	$(PY) -m config.project_file
 	$(PY) -m tools.config_reference
 
 stack: $(VENV)/.runtime $(GENERATED_PASSPHRASE)

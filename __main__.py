@@ -1,4 +1,5 @@
-"""mlflow-platform: composes the platform's components; settings.py maps the configuration onto their Args.
+"""mlflow-platform: the platform's components, created in order, each fed by the configuration model
+(config/) and earlier components' outputs through wiring.py.
 
 Two kinds of stack run this program: the one `cluster` stack per Kubernetes cluster, which owns what
 is cluster-wide (the CloudNativePG operator, the Barman Cloud plugin), and any number of environment
@@ -8,7 +9,9 @@ stacks (dev, prod, pr-N), each owning only its namespace's objects.
 import pulumi
 import pulumi_kubernetes as k8s
 
-import settings as config
+import config
+import safety
+import wiring
 from components.barman_cloud_plugin import BarmanCloudPlugin
 from components.cnpg_operator import CnpgOperator
 from components.external_object_store import ExternalObjectStore
@@ -16,36 +19,35 @@ from components.external_postgres import ExternalPostgres
 from components.k8s import declared_state_wins, kept_with_data
 from components.minio_store import MinioStore, MinioStoreArgs
 from components.mlflow_gc import MlflowGarbageCollector
-from components.mlflow_server import CLIENT_POD_LABELS, POSTGRES_CA_PATH, MlflowServer
+from components.mlflow_server import MlflowServer
 from components.monitoring import PlatformMonitoring
+from components.package_values import package_values
 from components.platform_namespace import PlatformNamespace
 from components.postgres_backup import PostgresBackup
 from components.postgres_cluster import PostgresCluster, PostgresClusterArgs
 
 
-def kubernetes_provider(
-    kubeconfig: str, context: str, render_directory: str = "", protect_data: bool = False
-) -> pulumi.ResourceOptions:
+def kubernetes_provider(c: config.StackConfig) -> pulumi.ResourceOptions:
     provider = k8s.Provider(
         "kubernetes",
-        kubeconfig=kubeconfig or None,
-        context=context or None,
+        kubeconfig=c.target_kubeconfig or None,
+        context=c.target_context or None,
         # GitOps mode: objects are written as YAML for Argo CD / Flux instead of being applied.
-        render_yaml_to_directory=render_directory or None,
+        render_yaml_to_directory=c.render_yaml_to_directory or None,
         # Creating an object that already exists fails instead of adopting it: stacks never take over
         # each other's objects (and a second owner of the CloudNativePG operator stops at once).
         upsert_existing_objects=False,
     )
     return pulumi.ResourceOptions(
         providers={"kubernetes": provider},
-        transformations=[declared_state_wins, *([kept_with_data] if protect_data else [])],
+        transformations=[declared_state_wins, *([kept_with_data] if c.protect_data else [])],
     )
 
 
-def deploy_target(kubeconfig: str, context: str, render_directory: str = "") -> dict[str, str]:
+def deploy_target(c: config.StackConfig) -> dict[str, str]:
     """Where `up` sends the objects (context and API server), shown by preview before anything changes;
     not the kubeconfig's path, which differs between machines deploying the same stack."""
-    target = config.deploy_target(kubeconfig, context, render_directory)
+    target = safety.deploy_target(c.target_kubeconfig, c.target_context, c.render_yaml_to_directory)
     target.pop("kubeconfig", None)
     return target
 
@@ -57,43 +59,40 @@ def read_stack_outputs(name: str) -> dict:
     return dict(result.get("outputs") or {})
 
 
-def cluster_stack() -> None:
+def cluster_stack(c: config.StackConfig) -> None:
     """What every environment on this cluster shares, owned by exactly one stack."""
-    settings = config.load_cluster_settings()
-    cluster = kubernetes_provider(settings.kubeconfig, settings.kube_context)
-    operator = CnpgOperator("cnpg-operator", settings.operator, opts=cluster)
-    pulumi.export("cnpgOperatorNamespace", operator.namespace)
-    pulumi.export("cnpgOperatorVersion", operator.version)
-    if settings.plugin:
-        # The plugin registers with a running operator, in its namespace.
-        plugin = BarmanCloudPlugin(
+    cluster = kubernetes_provider(c)
+    operator = CnpgOperator("cnpg-operator", wiring.operator_args(c), opts=cluster)
+    plugin_args = wiring.plugin_args(c)
+    # The plugin registers with a running operator, in its namespace.
+    plugin = (
+        BarmanCloudPlugin(
             "barman-cloud-plugin",
-            settings.plugin,
+            plugin_args,
             opts=pulumi.ResourceOptions.merge(cluster, pulumi.ResourceOptions(depends_on=[operator])),
         )
-        pulumi.export("barmanPluginVersion", plugin.version)
-    else:
-        pulumi.export("barmanPluginVersion", "")
-    pulumi.export("deployTarget", deploy_target(settings.kubeconfig, settings.kube_context))
-    pulumi.export("profile", config.CLUSTER_PROFILE)
-
-
-def environment_stack() -> None:
-    settings = config.load_settings()
-    # Checked before anything is registered: a missing cluster stack, operator or plugin stops here.
-    services = config.cluster_services(settings, read_stack_outputs)
-    cluster = kubernetes_provider(
-        settings.kubeconfig, settings.kube_context, settings.render_directory, settings.protect_data
+        if plugin_args
+        else None
     )
-    operator_namespace = services.operator_namespace
+    pulumi.export("cnpgOperatorNamespace", operator.namespace)
+    pulumi.export("cnpgOperatorVersion", operator.version)
+    pulumi.export("barmanPluginVersion", plugin.version if plugin else "")
+    pulumi.export("deployTarget", deploy_target(c))
+    pulumi.export("profile", c.profile)
+
+
+def environment_stack(c: config.StackConfig) -> None:
+    # Checked before anything is registered: a missing cluster stack, operator or plugin stops here.
+    services = safety.cluster_services(c, read_stack_outputs)
+    cluster = kubernetes_provider(c)
     # Storage changes that would lose data are refused against the last deployment's layout.
     last_deployment = read_stack_outputs(f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}")
-    storage_layout = config.checked_storage_layout(settings, last_deployment.get("storageLayout"))
+    storage_layout = safety.checked_storage_layout(c, last_deployment.get("storageLayout"))
     namespace = PlatformNamespace(
-        "platform", config.namespace_args(settings, operator_namespace, storage_layout), opts=cluster
+        "platform", wiring.namespace_args(c, services.operator_namespace, storage_layout), opts=cluster
     )
 
-    store_args = config.object_store_args(settings, namespace.name, CLIENT_POD_LABELS)
+    store_args = wiring.object_store_args(c, namespace.name)
     store = (
         MinioStore("minio", store_args, opts=cluster)
         if isinstance(store_args, MinioStoreArgs)
@@ -101,24 +100,22 @@ def environment_stack() -> None:
     )
 
     # Where PostgreSQL archives WAL and base backups (and restores from): the Cluster spec uses its outputs.
-    backup_args = config.backup_args(settings, namespace.name, store)
+    backup_args = wiring.backup_args(c, namespace.name, store)
     backup = PostgresBackup("postgres-backup", backup_args, opts=cluster) if backup_args else None
 
-    database_args = config.database_args(
-        settings, namespace.name, operator_namespace, CLIENT_POD_LABELS, POSTGRES_CA_PATH, backup
-    )
+    database_args = wiring.database_args(c, namespace.name, services.operator_namespace, backup)
     database = (
         PostgresCluster("postgres", database_args, opts=cluster)
         if isinstance(database_args, PostgresClusterArgs)
         else ExternalPostgres("postgres", database_args, opts=cluster)
     )
 
-    mlflow = MlflowServer("mlflow", config.mlflow_args(settings, namespace.name, database, store), opts=cluster)
+    mlflow = MlflowServer("mlflow", wiring.mlflow_args(c, namespace.name, database, store), opts=cluster)
 
-    gc_args = config.gc_args(settings, namespace.name, mlflow, database, store)
+    gc_args = wiring.gc_args(c, namespace.name, mlflow, database, store)
     if gc_args:
         MlflowGarbageCollector("mlflow-gc", gc_args, opts=cluster)
-    monitoring_args = config.monitoring_args(settings, namespace.name, mlflow, store)
+    monitoring_args = wiring.monitoring_args(c, namespace.name, mlflow, store)
     if monitoring_args:
         PlatformMonitoring("monitoring", monitoring_args, opts=cluster)
 
@@ -128,15 +125,17 @@ def environment_stack() -> None:
     pulumi.export("bucket", store.bucket)
     pulumi.export("adminUser", mlflow.admin_user)
     pulumi.export("adminPassword", mlflow.admin_password)
-    pulumi.export("packageValues", mlflow.package_values)
-    pulumi.export("profile", settings.profile)
+    pulumi.export(
+        "packageValues", package_values(mlflow, database, store, c.mlflow_version, c.s3_region, c.ingress_domain)
+    )
+    pulumi.export("profile", c.profile)
     pulumi.export("storageLayout", storage_layout)
-    pulumi.export("deployTarget", deploy_target(settings.kubeconfig, settings.kube_context, settings.render_directory))
-    # What an MLflow client should set for this stack (request timeout; direct mode: multipart thresholds).
-    pulumi.export("clientEnvironment", config.client_environment(settings))
+    pulumi.export("deployTarget", deploy_target(c))
+    pulumi.export("clientEnvironment", mlflow.client_environment)
 
 
-if config.stack_profile() == config.CLUSTER_PROFILE:
-    cluster_stack()
+stack_config = config.load()
+if stack_config.profile == config.CLUSTER_PROFILE:
+    cluster_stack(stack_config)
 else:
-    environment_stack()
+    environment_stack(stack_config)

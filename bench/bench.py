@@ -5,7 +5,7 @@
     venv/bin/python -m bench.bench --json          # the static reports as JSON
     venv/bin/python -m bench.bench --check         # exit 1 when a static check fails (PR budget, parallel)
 
-1. The tracking server (bench/server_bench.py): ours (the dev stack's rendered argv/env, PostgreSQL with
+1. The tracking server (bench/server/server_bench.py): ours (the dev stack's rendered argv/env, PostgreSQL with
    the stack's TLS material verify-full, auth, S3 over TLS), the peers' setup (community Helm chart
    style, at MLflow's default workers and at ours') and MLflow's own default, on this machine in one
    run: each measured alone on one CPU once settled, in interleaved rounds; the S3 ceiling; targets and
@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from sizing import quantity
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = Path(__file__).resolve().parent
@@ -52,42 +53,6 @@ WORKLOAD_TYPES = {
 
 
 # =========================================================================== quantities
-_QUANTITY = re.compile(
-    r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(?:([eE][+-]?[0-9]+)|(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E))?$"
-)
-_SUFFIX = {
-    None: 1,
-    "n": 1e-9,
-    "u": 1e-6,
-    "m": 1e-3,
-    "k": 1e3,
-    "M": 1e6,
-    "G": 1e9,
-    "T": 1e12,
-    "P": 1e15,
-    "E": 1e18,
-    "Ki": 2**10,
-    "Mi": 2**20,
-    "Gi": 2**30,
-    "Ti": 2**40,
-    "Pi": 2**50,
-    "Ei": 2**60,
-}
-
-
-def parse_quantity(value: Any) -> float:
-    """A Kubernetes quantity as a number: CPU in cores ("250m" -> 0.25), memory in bytes ("1Gi")."""
-    if isinstance(value, bool):
-        raise ValueError(f"not a quantity: {value!r}")
-    if isinstance(value, (int, float)):
-        return float(value)
-    match = _QUANTITY.match(str(value).strip())
-    if not match:
-        raise ValueError(f"not a Kubernetes quantity: {value!r}")
-    number, exponent, suffix = match.groups()
-    return float(number) * (10 ** int(exponent[1:]) if exponent else _SUFFIX[suffix])
-
-
 def format_cpu(cores: float | None) -> str:
     if cores is None:
         return "unbounded"
@@ -118,9 +83,9 @@ def container_amounts(container: Mapping, section: str) -> dict[str, float | Non
     for name in RESOURCES:
         if section == "requests":
             raw = requests.get(name, limits.get(name))
-            out[name] = parse_quantity(raw) if raw is not None else 0.0
+            out[name] = quantity(raw) if raw is not None else 0.0
         else:
-            out[name] = parse_quantity(limits[name]) if name in limits else None
+            out[name] = quantity(limits[name]) if name in limits else None
     return out
 
 
@@ -460,25 +425,10 @@ def data_services_parallel(ev_registrations: list, graph: Graph | None = None) -
 
 # =========================================================================== running programs
 def run_program(stack: str, program: Path | None = None, config: dict | None = None):
-    """evaluate_stack for `stack`, on the real program or another one (the floor, a probe).
+    """evaluate_stack for `stack` (tools/mock_engine.py), on the real program or another one (the floor, a probe)."""
+    from tools import mock_engine
 
-    tests/harness.py is not modified: its evaluate_stack runs `harness.MAIN`, which this wrapper points
-    at `program` for the call (or passes `program=` if the harness ever grows that keyword).
-    """
-    import inspect
-
-    from tests import harness
-
-    if program is None:
-        return harness.evaluate_stack(stack, config)
-    if "program" in inspect.signature(harness.evaluate_stack).parameters:
-        return harness.evaluate_stack(stack, config, program=Path(program))
-    saved = harness.MAIN
-    harness.MAIN = Path(program)
-    try:
-        return harness.evaluate_stack(stack, config)
-    finally:
-        harness.MAIN = saved
+    return mock_engine.evaluate_stack(stack, config, program=program)
 
 
 # =========================================================================== static analyses
@@ -650,7 +600,7 @@ def main(argv: list[str] | None = None) -> int:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     if not (args.json or args.static_only):
-        from bench import server_bench
+        from bench.server import server_bench
 
         server_bench.main()
     report: dict[str, Any] = {

@@ -1,6 +1,6 @@
 """Probe program: does the Python SDK expand `depends_on=[component]` into the component's children?
 
-`bench.bench` runs it under the harness and looks at what `consumer` sends as `dependencies`.
+`bench.bench` runs it under tools/mock_engine.py and looks at what `consumer` sends as `dependencies`.
 """
 
 import pulumi

@@ -57,7 +57,7 @@ class CnpgOperator(pulumi.ComponentResource):
             },
             opts=pulumi.ResourceOptions(parent=self),
         )
-        # A local chart is checked to be chart_version (settings); Helm reads it from its Chart.yaml.
+        # A local chart is checked to be chart_version (config.rules); Helm reads it from its Chart.yaml.
         source: dict[str, Any] = (
             {"chart": args.chart_path}
             if args.chart_path

@@ -29,6 +29,8 @@ class ExternalPostgresArgs:
     ca_pem: str
     client_ca_path: str
     port: int = 5432
+    # A read-only replica of the server (same port, CA and role), for MLflow's reads; "" reads from `host`.
+    replica_host: str = ""
     role_name: str = "mlflow"
     database_name: str = "mlflow"
     auth_database_name: str = "mlflow_auth"
@@ -93,6 +95,13 @@ class ExternalPostgres(PostgresDatabase):
         self.auth_sqlalchemy_uri = postgres_uri(
             role.name, args.host, args.port, self.auth_database, args.client_ca_path
         )
+        if args.replica_host:
+            self.read_sqlalchemy_uri = postgres_uri(
+                role.name, args.replica_host, args.port, self.database, args.client_ca_path
+            )
+            self.read_auth_sqlalchemy_uri = postgres_uri(
+                role.name, args.replica_host, args.port, self.auth_database, args.client_ca_path
+            )
         # The server is outside the cluster: its port, whatever address the name resolves to.
         self.client_egress = pulumi.Output.from_input({"ports": [{"port": args.port, "protocol": "TCP"}]})
         self._register_database_outputs()

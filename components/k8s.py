@@ -62,7 +62,7 @@ def checkov_skips(reasons: Mapping[str, str]) -> dict[str, str]:
 
 
 # Tags are pinned and configurable per stack (one config key each); digests would make every
-# version bump a two-step edit. The policy pack and settings validation reject unpinned tags.
+# version bump a two-step edit. The policy pack and configuration model (config/) reject unpinned tags.
 PINNED_TAG_REASON = "image pinned by an immutable release tag from stack config; digest optional via the same key"
 # Every image here is pinned; IfNotPresent avoids a registry round-trip on each restart.
 PULL_POLICY_REASON = "pinned immutable tags make IfNotPresent safe"

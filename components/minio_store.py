@@ -15,7 +15,8 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components import k8s as kube
-from components import object_store_ingress
+from components import publishing
+from components.publishing import Publication
 from components.s3_policy import bucket_policy, policy_name
 from components.tls_certificate import TlsCertificate, TlsCertificateArgs
 
@@ -23,12 +24,16 @@ PORT = 9000
 SERVICE = "minio"
 HEADLESS_SERVICE = "minio-hl"
 HEADLESS_LABELS = {"app.kubernetes.io/component": "object-store-peers"}
+# MinIO's pods, and their selector in matchLabels form (for monitors and other pods' policies).
+POD_LABELS = kube.labels(SERVICE, "object-store")
+POD_SELECTOR = kube.selector(POD_LABELS)
 CERTS_DIR = "/etc/minio/certs"
 ENV_FILE = "/etc/minio/config/config.env"
 DATA_DIR = "/data"
 BOOTSTRAP_DIR = "/etc/minio-bootstrap"
 BOOTSTRAP_SCRIPT = Path(__file__).resolve().parent / "minio_bootstrap.sh"
 BOOTSTRAP_LABELS = kube.labels(SERVICE, "bootstrap")
+# Requests of the bootstrap Job's container: its share of a profile's footprint (quota sizing).
 BOOTSTRAP_CPU_REQUEST = "10m"
 BOOTSTRAP_MEMORY_REQUEST = "32Mi"
 SECRET_ENV_REASON = "the bootstrap reads the MLflow user's keys from secretKeyRef, never plain text in the spec"
@@ -55,13 +60,10 @@ class MinioStoreArgs:
     tls_validity_days: int = 730
     tls_early_renewal_days: int = 30
     tls_self_signed: bool = False
-    # Publish the S3 API as minio-<namespace>.<public_domain> through the ingress (for direct
-    # presigned transfers from outside the cluster); empty keeps MinIO cluster-internal.
-    public_domain: str = ""
-    ingress_class_name: str = ""
-    ingress_tls_secret_name: str = ""
-    ingress_cluster_issuer: str = ""
-    ingress_timeout_seconds: int = 600
+    # Publish the S3 API as minio-<namespace>.<domain> (for direct presigned transfers from outside the
+    # cluster), over TLS only; mode none keeps MinIO cluster-internal.
+    publication: Publication = Publication(mode="none")
+    public_timeout_seconds: int = 600
     # A second bucket with its own least-privilege user (PostgreSQL backups), made by the same
     # bootstrap Job; "" makes none. Pods with backup_client_pod_labels may reach MinIO.
     backup_bucket: str = ""
@@ -84,11 +86,13 @@ class MinioStore(pulumi.ComponentResource):
     # The published endpoint ("" when not published) and the egress rule a pod needs to reach it.
     public_endpoint_url: pulumi.Output[str]
     public_client_egress: pulumi.Output[dict]
+    # MinIO's pods, in matchLabels form (POD_SELECTOR).
+    pod_selector: dict[str, str]
 
     def __init__(self, name: str, args: MinioStoreArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlflow-platform:index:MinioStore", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        pod_labels = kube.labels(SERVICE, "object-store")
+        pod_labels = dict(POD_LABELS)
         namespace = pulumi.Output.from_input(args.namespace)
         peer_wildcards = namespace.apply(
             lambda ns: [f"*.{HEADLESS_SERVICE}.{ns}.svc", f"*.{HEADLESS_SERVICE}.{ns}.svc.cluster.local"]
@@ -221,27 +225,55 @@ class MinioStore(pulumi.ComponentResource):
         self.ca_pem = certificate.ca_pem
         self.ca_secret_name = certificate.ca_secret_name
         self.client_egress = pulumi.Output.from_input(self._egress_rule(pod_labels))
+        self.pod_selector = dict(POD_SELECTOR)
         self.public_endpoint_url = pulumi.Output.from_input("")
         self.public_client_egress = self.client_egress
-        if args.public_domain:
-            host = namespace.apply(lambda ns: object_store_ingress.public_host(SERVICE, ns, args.public_domain))
-            object_store_ingress.s3_ingress(
-                f"{name}-ingress",
+        if args.publication.published:
+            if not args.publication.tls:
+                raise ValueError(
+                    "an S3 endpoint is published over TLS only: an ingress certificate or an HTTPS listener"
+                )
+            host = publishing.public_host(SERVICE, args.namespace, args.publication.domain)
+            server_name = pulumi.Output.concat(SERVICE, ".", args.namespace, ".svc")
+            publishing.publish(
+                name,
+                args.publication,
                 namespace=args.namespace,
                 host=host,
                 service_name=SERVICE,
-                service_port=PORT,
+                port=PORT,
                 labels=pod_labels,
-                backend_ca_secret_name=certificate.ca_secret_name,
-                backend_server_name=pulumi.Output.concat(SERVICE, ".", args.namespace, ".svc"),
-                class_name=args.ingress_class_name,
-                tls_secret_name=args.ingress_tls_secret_name,
-                cluster_issuer=args.ingress_cluster_issuer,
-                timeout_seconds=args.ingress_timeout_seconds,
+                timeout_seconds=args.public_timeout_seconds,
+                # TLS at the ingress, re-encrypted to MinIO and verified against its CA (ingress-nginx
+                # annotations; other controllers need their equivalent); S3 clients stream any size.
+                ingress_annotations={
+                    "nginx.ingress.kubernetes.io/backend-protocol": "HTTPS",
+                    "nginx.ingress.kubernetes.io/proxy-ssl-verify": "on",
+                    "nginx.ingress.kubernetes.io/proxy-ssl-secret": pulumi.Output.concat(
+                        args.namespace, "/", certificate.ca_secret_name
+                    ),
+                    "nginx.ingress.kubernetes.io/proxy-ssl-name": server_name,
+                    "nginx.ingress.kubernetes.io/proxy-ssl-server-name": "on",
+                    "nginx.ingress.kubernetes.io/proxy-body-size": "0",
+                    "nginx.ingress.kubernetes.io/proxy-request-buffering": "off",
+                    "nginx.ingress.kubernetes.io/proxy-read-timeout": str(args.public_timeout_seconds),
+                    "nginx.ingress.kubernetes.io/proxy-send-timeout": str(args.public_timeout_seconds),
+                },
                 parent=self,
             )
+            if args.publication.mode == "httpRoute":
+                # The Gateway re-encrypts to MinIO and verifies it against the stack's CA.
+                publishing.backend_tls(
+                    name,
+                    namespace=args.namespace,
+                    service_name=SERVICE,
+                    ca_pem=certificate.ca_pem,
+                    server_name=server_name,
+                    labels=pod_labels,
+                    parent=self,
+                )
             self.public_endpoint_url = pulumi.Output.concat("https://", host)
-            self.public_client_egress = pulumi.Output.from_input(object_store_ingress.client_egress())
+            self.public_client_egress = pulumi.Output.from_input(publishing.client_egress())
         self.register_outputs(
             {
                 "endpoint_url": self.endpoint_url,
@@ -497,10 +529,10 @@ class MinioStore(pulumi.ComponentResource):
                             ),
                         ],
                         "ports": [{"port": PORT, "protocol": "TCP"}],
-                        # Published: the ingress controller (its namespace is not known to the stack) reaches the
+                        # Published: the ingress controller or Gateway (its namespace is not known to the stack) reaches the
                         # S3 port; every request still needs a valid signature.
                     },
-                    *([{"ports": [{"port": PORT, "protocol": "TCP"}]}] if args.public_domain else []),
+                    *([{"ports": [{"port": PORT, "protocol": "TCP"}]}] if args.publication.published else []),
                 ],
             },
             opts=pulumi.ResourceOptions(parent=self),

@@ -16,16 +16,11 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import k8s as kube
-from components.mlflow_server import (
-    CONTAINER_ENV,
-    PORT,
-    SECRET_ENV_REASON,
-    SERVER_LABELS,
-    ca_and_scratch,
-    env_from_secret,
-)
+from components import mlflow_server
+from components.mlflow_containers import CONTAINER_ENV, SECRET_ENV_REASON, ca_and_scratch, env_from_secret
 
 GC_LABELS = kube.labels("mlflow", "gc")
+# Requests of the gc container: its share of a profile's footprint (quota sizing).
 GC_CPU_REQUEST = "50m"
 GC_MEMORY_REQUEST = "192Mi"
 
@@ -116,8 +111,8 @@ class MlflowGarbageCollector(pulumi.ComponentResource):
             kube.selector(GC_LABELS),
             [
                 {
-                    "to": [{"podSelector": {"matchLabels": kube.selector(SERVER_LABELS)}}],
-                    "ports": [{"port": PORT, "protocol": "TCP"}],
+                    "to": [{"podSelector": {"matchLabels": dict(mlflow_server.POD_SELECTOR)}}],
+                    "ports": [{"port": mlflow_server.PORT, "protocol": "TCP"}],
                 }
             ],
             parent=self,

@@ -5,31 +5,35 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
-import yaml
 
 from components import k8s as kube
+from components import publishing
+from components.mlflow_containers import (
+    CLIENT_POD_LABELS,
+    CONTAINER_ENV,
+    ENV_KEYS,
+    OBJECT_STORE_CA_PATH,
+    SECRET_ENV_REASON,
+    ca_and_scratch,
+    env_from_secret,
+)
+from components.publishing import Publication
 
 PORT = 5000
 SERVICE = "mlflow"
-# Every pod that talks to PostgreSQL/MinIO (server and migration Job) carries these labels;
-# the data services' NetworkPolicies admit exactly them.
-CLIENT_POD_LABELS = {"app.kubernetes.io/name": "mlflow"}
 SERVER_LABELS = kube.labels("mlflow", "tracking-server")
+# The server's pods (matchLabels form), for whoever selects them: monitoring, gc's egress rule.
+POD_SELECTOR = kube.selector(SERVER_LABELS)
+# Requests of one migration Job container: its share of a profile's footprint (quota sizing).
 MIGRATION_JOB_CPU_REQUEST = "50m"
 MIGRATION_JOB_MEMORY_REQUEST = "192Mi"
 MIGRATION_LABELS = kube.labels("mlflow", "migration")
-CA_DIR = "/etc/mlflow/ca"
-POSTGRES_CA_PATH = f"{CA_DIR}/postgres-ca.crt"
-OBJECT_STORE_CA_PATH = f"{CA_DIR}/object-store-ca.crt"
 AUTH_CONFIG_PATH = "/etc/mlflow/auth/basic_auth.ini"
-HOME = "/home/mlflow"
 METRICS_DIR = "/var/lib/mlflow/prometheus"
-ARTIFACT_TRANSFER_MODES = ("proxied", "direct")
 # Server-side opt-ins of MLflow >= 3.18 (mlflow/server/handlers.py build_server_info_payload): only with
 # them does /server-info advertise presigned multipart transfers; without them every byte is proxied.
 DIRECT_TRANSFER_ENV = ("MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD", "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD")
@@ -37,7 +41,7 @@ DIRECT_TRANSFER_ENV = ("MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD", "MLFLOW_ENABLE_PR
 # never reuses a connection the server is closing (a spurious 502).
 KEEP_ALIVE_SECONDS = 75
 # SQLAlchemy pool of each of a worker's stores (tracking, model registry, auth): connections kept and
-# opened beyond them (mlflowDbPoolSize, mlflowDbMaxOverflow; settings.py sizes PostgreSQL's
+# opened beyond them (mlflowDbPoolSize, mlflowDbMaxOverflow; sizing.py sizes PostgreSQL's
 # max_connections from them). SQLAlchemy's default (5 kept) closes every connection beyond 5 after one
 # use; a worker serving 8 concurrent clients then reopens one every other log_batch, each costing
 # ~10 ms of CPU for TLS verify-full and SCRAM (make bench).
@@ -53,26 +57,6 @@ ROTATE_KEK_SCRIPT = (
     "cli.main(['crypto', 'rotate-kek', '--yes', '--new-passphrase', "
     "os.environ.pop('MLFLOW_CRYPTO_KEK_NEW_PASSPHRASE')], prog_name='mlflow')"
 )
-ENV_KEYS = {
-    "MLFLOW_BACKEND_STORE_URI": "backend-store-uri",
-    "MLFLOW_AUTH_DATABASE_URI": "auth-database-uri",
-    # libpq's password: the URIs carry none (they appear in argv).
-    "PGPASSWORD": "postgres-password",
-    "MLFLOW_CRYPTO_KEK_PASSPHRASE": "crypto-kek-passphrase",
-    "MLFLOW_CRYPTO_KEK_PREVIOUS_PASSPHRASE": "crypto-kek-passphrase-previous",
-    "AWS_ACCESS_KEY_ID": "aws-access-key-id",
-    "AWS_SECRET_ACCESS_KEY": "aws-secret-access-key",
-    "MLFLOW_FLASK_SERVER_SECRET_KEY": "flask-server-secret-key",
-    "MLFLOW_AUTH_ADMIN_PASSWORD": "admin-password",
-}
-# MLflow reads its store URI, Flask key, admin password and encryption passphrase only from env (or
-# argv), libpq its password; the AWS keys follow the same secretKeyRef path so all credentials rotate
-# with one Secret.
-SECRET_ENV_REASON = (
-    "MLflow reads its store URI, Flask key, admin password and passphrase, libpq its password, only from env; "
-    "all values are secretKeyRef, never plain text in the spec or argv"
-)
-
 # A rollout stuck this long (e.g. pods that Pod Security or a quota refuses) is failed by Kubernetes...
 ROLLOUT_DEADLINE_SECONDS = 300
 # ...and `up` gives up on the Deployment after this long, naming the reason ([ProgressDeadlineExceeded]).
@@ -97,7 +81,8 @@ class MlflowServerArgs:
     # NetworkPolicy egress rules to the database and the object store (from their components).
     database_egress: pulumi.Input[Mapping]
     object_store_egress: pulumi.Input[Mapping]
-    ingress_domain: str
+    # How mlflow-<namespace>.<domain> is served: Ingress, HTTPRoute on a Gateway, or not published.
+    publication: Publication
     # None: the object store's certificate is signed by a public CA the image trusts.
     object_store_ca_secret_name: pulumi.Input[str] | None = None
     replicas: int = 1
@@ -105,13 +90,17 @@ class MlflowServerArgs:
     resources: Mapping[str, Mapping[str, str]] | None = None
     auth: bool = True
     admin_user: str = "admin"
-    ingress_class_name: str = ""
-    ingress_tls_secret_name: str = ""
-    ingress_cluster_issuer: str = ""
+    # Read-only URIs of the tracking and auth databases on PostgreSQL's replicas (None: reads go to the
+    # primary). Searches and gets then run there; writes, and reads MLflow marks primary, stay on the primary.
+    read_backend_store_uri: pulumi.Input[str] | None = None
+    read_auth_database_uri: pulumi.Input[str] | None = None
     # proxied: every artifact byte goes through the server. direct: /server-info advertises presigned
     # multipart transfers (clients use them above their MLFLOW_MULTIPART_* thresholds): s3_endpoint_url
     # must then be an endpoint clients outside the cluster reach and trust, since MLflow signs for it.
     artifact_transfer: str = "proxied"
+    # direct: the multipart thresholds and part size clients should use (bytes; clientEnvironment).
+    multipart_threshold_bytes: int = 500 * 2**20
+    multipart_chunk_bytes: int = 100 * 2**20
     # MLflow's background job runner (huey); off on replicated servers, where each would schedule.
     job_execution: bool = True
     # emptyDir /tmp: proxied uploads are spooled there before they go to the object store.
@@ -132,70 +121,36 @@ class MlflowServerArgs:
     # re-wraps the stored keys from the previous version's passphrase (`mlflow crypto rotate-kek`).
     kek_version: int = 1
 
-    @property
-    def ingress_tls(self) -> bool:
-        return bool(self.ingress_tls_secret_name or self.ingress_cluster_issuer)
 
-
-def allowed_hosts(namespace: str, fqdn: str) -> list[str]:
-    """Host headers MLflow answers (3.x returns 403 to others): Service names, ingress, port-forward."""
+def allowed_hosts(namespace: str, fqdn: str | None) -> list[str]:
+    """Host headers MLflow answers (3.x returns 403 to others): Service names, the published host (with
+    any port: clients send one on non-default ports), port-forward."""
     names = [
         SERVICE,
         f"{SERVICE}.{namespace}",
         f"{SERVICE}.{namespace}.svc",
         f"{SERVICE}.{namespace}.svc.cluster.local",
-        fqdn,
+        *([fqdn] if fqdn else []),
         "localhost",
         "127.0.0.1",
     ]
     return [pattern for name in names for pattern in (name, f"{name}:*")]
 
 
-# Every MLflow container's plain environment: HOME and TMPDIR on writable scratch (the root
-# filesystem is read-only) and no telemetry leaving the cluster.
-CONTAINER_ENV = {"HOME": HOME, "TMPDIR": "/tmp", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
-
-
-def env_from_secret(secret_name: pulumi.Input[str], var: str, source: str | None = None) -> dict:
-    """`var` read from the env Secret's key for `source` (default: `var` itself)."""
-    return {"name": var, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": ENV_KEYS[source or var]}}}
-
-
-def ca_and_scratch(
-    postgres_ca_secret_name: pulumi.Input[str],
-    object_store_ca_secret_name: pulumi.Input[str] | None,
-    scratch_size: str = "256Mi",
-) -> tuple[list[dict], list[dict]]:
-    """Volumes and mounts of every MLflow container: the CA bundle read-only, writable /tmp and HOME."""
-    ca_secrets = [(postgres_ca_secret_name, POSTGRES_CA_PATH), (object_store_ca_secret_name, OBJECT_STORE_CA_PATH)]
-    ca_sources = [
-        {"secret": {"name": secret, "items": [{"key": "ca.crt", "path": Path(path).name}]}}
-        for secret, path in ca_secrets
-        if secret is not None
-    ]
-    volumes: list[dict] = [
-        {"name": "ca", "projected": {"defaultMode": 0o444, "sources": ca_sources}},
-        {"name": "tmp", **kube.writable_scratch(scratch_size)},
-        {"name": "home", **kube.writable_scratch()},
-    ]
-    mounts: list[dict] = [
-        {"name": "ca", "mountPath": CA_DIR, "readOnly": True},
-        {"name": "tmp", "mountPath": "/tmp"},
-        {"name": "home", "mountPath": HOME},
-    ]
-    return volumes, mounts
-
-
-def uri_with_password(uri: str, password: str) -> str:
-    """A database URI with the password in it, for consumers that take one URI (the package values)."""
-    scheme, _, rest = uri.partition("://")
-    user, _, host = rest.partition("@")
-    return f"{scheme}://{user}:{quote(password, safe='')}@{host}"
-
-
-def package_values(values: dict) -> str:
-    """The classic MLflow package values file (e.g. for the Carvel package), rendered with PyYAML."""
-    return yaml.safe_dump(values, sort_keys=True, default_flow_style=False)
+def client_environment(args: MlflowServerArgs) -> dict[str, str]:
+    """What an MLflow client should set for this server (the stack output clientEnvironment)."""
+    env = {"MLFLOW_HTTP_REQUEST_TIMEOUT": str(args.request_timeout_seconds)}
+    if args.artifact_transfer == "direct":
+        threshold, chunk = str(args.multipart_threshold_bytes), str(args.multipart_chunk_bytes)
+        env.update(
+            {
+                "MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE": threshold,
+                "MLFLOW_MULTIPART_DOWNLOAD_MINIMUM_FILE_SIZE": threshold,
+                "MLFLOW_MULTIPART_UPLOAD_CHUNK_SIZE": chunk,
+                "MLFLOW_MULTIPART_DOWNLOAD_CHUNK_SIZE": chunk,
+            }
+        )
+    return env
 
 
 class MlflowServer(pulumi.ComponentResource):
@@ -206,13 +161,22 @@ class MlflowServer(pulumi.ComponentResource):
     fqdn: pulumi.Output[str]
     admin_user: pulumi.Output[str]
     admin_password: pulumi.Output[str]
-    package_values: pulumi.Output[str]
+    # MlflowServer's env Secret: a Job acting as the server (gc) reads the same credentials.
+    env_secret_name: pulumi.Output[str]
+    # The S3 endpoint the server uses (and signs presigned URLs for): the artifact store clients see.
+    s3_endpoint_url: pulumi.Output[str]
+    # Resolves (to the Deployment's id) once the server's Deployment is rolled out.
+    ready: pulumi.Output[str]
+    # What an MLflow client should set for this server: request timeout; direct mode: multipart sizes.
+    client_environment: dict[str, str]
+    # The server's pods, in matchLabels form (POD_SELECTOR): for monitors and other pods' policies.
+    pod_selector: dict[str, str]
 
     def __init__(self, name: str, args: MlflowServerArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlflow-platform:index:MlflowServer", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         cfg = args
-        fqdn = pulumi.Output.concat("mlflow-", args.namespace, ".", args.ingress_domain)
+        fqdn = publishing.public_host(SERVICE, args.namespace, args.publication.domain)
 
         admin_password = random.RandomPassword(f"{name}-admin-password", length=32, special=False, opts=child)
         flask_key = random.RandomPassword(f"{name}-flask-secret-key", length=64, special=False, opts=child)
@@ -229,6 +193,8 @@ class MlflowServer(pulumi.ComponentResource):
             "aws-secret-access-key": args.secret_key,
             "crypto-kek-passphrase": kek[cfg.kek_version].result,
         }
+        if args.read_backend_store_uri is not None:
+            env_values["read-replica-backend-store-uri"] = args.read_backend_store_uri
         if cfg.kek_version > 1:
             env_values["crypto-kek-passphrase-previous"] = kek[cfg.kek_version - 1].result
         if cfg.auth:
@@ -266,7 +232,7 @@ class MlflowServer(pulumi.ComponentResource):
                 custom_timeouts=pulumi.CustomTimeouts(create=ROLLOUT_TIMEOUT, update=ROLLOUT_TIMEOUT),
             ),
         )
-        service = k8s.core.v1.Service(
+        k8s.core.v1.Service(
             f"{name}-service",
             metadata={"name": SERVICE, "namespace": args.namespace, "labels": SERVER_LABELS},
             spec={
@@ -275,7 +241,24 @@ class MlflowServer(pulumi.ComponentResource):
             },
             opts=child,
         )
-        self._ingress(name, args, fqdn, service)
+        publishing.publish(
+            name,
+            args.publication,
+            namespace=args.namespace,
+            host=fqdn,
+            service_name=SERVICE,
+            port=80,
+            labels=SERVER_LABELS,
+            timeout_seconds=args.request_timeout_seconds,
+            ingress_port={"name": "http"},
+            ingress_annotations={
+                # Artifacts of any size go through the proxy; long uploads must not be cut.
+                "nginx.ingress.kubernetes.io/proxy-body-size": "0",
+                "nginx.ingress.kubernetes.io/proxy-read-timeout": str(args.request_timeout_seconds),
+                "nginx.ingress.kubernetes.io/proxy-send-timeout": str(args.request_timeout_seconds),
+            },
+            parent=self,
+        )
         if cfg.replicas > 1:
             kube.disruption_budget(f"{name}-pdb", args.namespace, SERVER_LABELS, {"minAvailable": 1}, self)
         k8s.networking.v1.NetworkPolicy(
@@ -299,40 +282,20 @@ class MlflowServer(pulumi.ComponentResource):
         )
 
         self.fqdn = fqdn
-        # The server's credentials (store URIs, key pair): a Job acting as the server (gc) uses the same.
         self.env_secret_name = env_secret.metadata.name
-        self.tracking_url = pulumi.Output.concat(self._scheme(args), "://", fqdn)
         self.internal_url = pulumi.Output.concat("http://", SERVICE, ".", args.namespace, ".svc")
+        # Not published: clients inside the cluster (or through `kubectl port-forward`) use the Service.
+        self.tracking_url = (
+            pulumi.Output.concat(args.publication.scheme, "://", fqdn)
+            if args.publication.published
+            else self.internal_url
+        )
         self.admin_user = pulumi.Output.from_input(cfg.admin_user if cfg.auth else "")
         self.admin_password = pulumi.Output.secret(admin_password.result if cfg.auth else "")
-        self.package_values = pulumi.Output.secret(
-            pulumi.Output.all(
-                args.bucket,
-                args.access_key,
-                args.secret_key,
-                pulumi.Output.all(args.backend_store_uri, args.database_password).apply(
-                    lambda v: uri_with_password(*v)
-                ),
-                args.s3_endpoint_url,
-                fqdn,
-                deployment.id,
-            ).apply(
-                lambda v: package_values(
-                    {
-                        "region": args.region,
-                        "artifact_store": v[4],
-                        "access_key": v[1],
-                        "secret_key": v[2],
-                        "version": cfg.version,
-                        "backing_store": v[3],
-                        "ingress_fqdn": v[5],
-                        "bucket": v[0],
-                        "ignore_tls": "false",
-                        "ingress_domain": args.ingress_domain,
-                    }
-                )
-            )
-        )
+        self.s3_endpoint_url = pulumi.Output.from_input(args.s3_endpoint_url)
+        self.ready = deployment.id
+        self.pod_selector = dict(POD_SELECTOR)
+        self.client_environment = client_environment(args)
         self.register_outputs(
             {
                 "tracking_url": self.tracking_url,
@@ -340,14 +303,12 @@ class MlflowServer(pulumi.ComponentResource):
                 "fqdn": self.fqdn,
                 "admin_user": self.admin_user,
                 "admin_password": self.admin_password,
-                "package_values": self.package_values,
                 "env_secret_name": self.env_secret_name,
+                "s3_endpoint_url": self.s3_endpoint_url,
+                "ready": self.ready,
+                "client_environment": self.client_environment,
             }
         )
-
-    @staticmethod
-    def _scheme(args: MlflowServerArgs) -> str:
-        return "https" if args.ingress_tls else "http"
 
     def _config_volumes(
         self, name: str, args: MlflowServerArgs, env_values: dict, child: pulumi.ResourceOptions
@@ -362,9 +323,9 @@ class MlflowServer(pulumi.ComponentResource):
                 metadata={"namespace": args.namespace, "labels": SERVER_LABELS},
                 type="Opaque",
                 string_data={
-                    "basic_auth.ini": pulumi.Output.from_input(env_values["auth-database-uri"]).apply(
-                        lambda uri: self._auth_ini(uri, args.admin_user, args.auth_cache_seconds)
-                    )
+                    "basic_auth.ini": pulumi.Output.all(
+                        env_values["auth-database-uri"], args.read_auth_database_uri
+                    ).apply(lambda uris: self._auth_ini(uris[0], uris[1], args.admin_user, args.auth_cache_seconds))
                 },
                 opts=child,
             )
@@ -373,12 +334,14 @@ class MlflowServer(pulumi.ComponentResource):
         return volumes, mounts
 
     @staticmethod
-    def _auth_ini(database_uri: str, admin_user: str, cache_seconds: int = 0) -> str:
-        # configparser interpolates '%': the URL-encoded password must have it doubled.
+    def _auth_ini(database_uri: str, read_database_uri: str | None, admin_user: str, cache_seconds: int = 0) -> str:
+        # configparser interpolates '%': a URL-encoded value must have it doubled.
+        read = f"read_database_uri = {read_database_uri.replace('%', '%%')}\n" if read_database_uri else ""
         return (
             "[mlflow]\n"
             "default_permission = READ\n"
             f"database_uri = {database_uri.replace('%', '%%')}\n"
+            f"{read}"
             f"admin_username = {admin_user}\n"
             "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
             f"auth_cache_ttl_seconds = {cache_seconds}\n"
@@ -406,6 +369,7 @@ class MlflowServer(pulumi.ComponentResource):
     def _server_env_names(self, args: MlflowServerArgs) -> list[str]:
         names = [
             "MLFLOW_BACKEND_STORE_URI",
+            *(["MLFLOW_READ_REPLICA_BACKEND_STORE_URI"] if args.read_backend_store_uri is not None else []),
             "PGPASSWORD",
             *KEK_ENV,
             "MLFLOW_S3_ENDPOINT_URL",
@@ -445,11 +409,15 @@ class MlflowServer(pulumi.ComponentResource):
             pulumi.Output.concat("s3://", args.bucket, "/artifacts"),
             "--allowed-hosts",
             pulumi.Output.all(args.namespace, fqdn).apply(
-                lambda v: ",".join(allowed_hosts(*v) + (["$(POD_IP)", "$(POD_IP):*"] if cfg.metrics else []))
+                lambda v: ",".join(
+                    allowed_hosts(v[0], v[1] if args.publication.published else None)
+                    + (["$(POD_IP)", "$(POD_IP):*"] if cfg.metrics else [])
+                )
             ),
         ]
-        # Browsers send Origin even on same-origin POSTs: MLflow answers 403 to unlisted origins.
-        server_args += ["--cors-allowed-origins", pulumi.Output.concat(self._scheme(args), "://", fqdn)]
+        if args.publication.published:
+            # Browsers send Origin even on same-origin POSTs: MLflow answers 403 to unlisted origins.
+            server_args += ["--cors-allowed-origins", pulumi.Output.concat(args.publication.scheme, "://", fqdn)]
         if cfg.metrics:
             server_args += ["--expose-prometheus", METRICS_DIR]
         if cfg.auth:
@@ -591,42 +559,4 @@ class MlflowServer(pulumi.ComponentResource):
                 init_containers=containers[:-1],
             ),
             opts=pulumi.ResourceOptions(parent=self, custom_timeouts=pulumi.CustomTimeouts(create="15m", update="15m")),
-        )
-
-    def _ingress(self, name: str, args: MlflowServerArgs, fqdn, service) -> k8s.networking.v1.Ingress:
-        annotations = {
-            **kube.INGRESS_NO_AWAIT,
-            # Artifacts of any size go through the proxy; long uploads must not be cut.
-            "nginx.ingress.kubernetes.io/proxy-body-size": "0",
-            "nginx.ingress.kubernetes.io/proxy-read-timeout": str(args.request_timeout_seconds),
-            "nginx.ingress.kubernetes.io/proxy-send-timeout": str(args.request_timeout_seconds),
-        }
-        spec: dict = {
-            "rules": [
-                {
-                    "host": fqdn,
-                    "http": {
-                        "paths": [
-                            {
-                                "path": "/",
-                                "pathType": "Prefix",
-                                "backend": {"service": {"name": service.metadata.name, "port": {"name": "http"}}},
-                            }
-                        ]
-                    },
-                }
-            ]
-        }
-        if args.ingress_class_name:
-            spec["ingressClassName"] = args.ingress_class_name
-        if args.ingress_cluster_issuer:
-            annotations["cert-manager.io/cluster-issuer"] = args.ingress_cluster_issuer
-            spec["tls"] = [{"hosts": [fqdn], "secretName": pulumi.Output.concat(SERVICE, "-ingress-tls")}]
-        elif args.ingress_tls_secret_name:
-            spec["tls"] = [{"hosts": [fqdn], "secretName": args.ingress_tls_secret_name}]
-        return k8s.networking.v1.Ingress(
-            f"{name}-ingress",
-            metadata={"namespace": args.namespace, "labels": SERVER_LABELS, "annotations": annotations},
-            spec=spec,
-            opts=pulumi.ResourceOptions(parent=self),
         )

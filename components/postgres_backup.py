@@ -24,7 +24,7 @@ from components.barman_cloud_plugin import PLUGIN_NAME
 from components.k8s import PART_OF
 
 RECOVERY_SOURCE = "origin"
-# The plugin's sidecar in every instance pod (it runs barman-cloud-wal-archive / -backup).
+# Requests of the plugin's sidecar in each instance pod (barman-cloud-wal-archive / -backup): footprint share.
 BACKUP_SIDECAR_CPU_REQUEST = "50m"
 BACKUP_SIDECAR_MEMORY_REQUEST = "128Mi"
 

@@ -20,6 +20,8 @@ from components.postgres_database import ROLE_PASSWORD_SPECIAL, PostgresDatabase
 from components.tls_certificate import TlsCertificate, TlsCertificateArgs
 
 PORT = 5432
+# The Cluster's default name (PostgresClusterArgs.cluster_name).
+CLUSTER_NAME = "mlflow-pg"
 # CNPG's own rules (local, streaming_replica by certificate) come first and its default
 # `host all all all scram-sha-256` comes last: rejecting hostnossl in between refuses every
 # connection that is not TLS, and the hostssl rule still asks for a password.
@@ -29,6 +31,16 @@ PG_HBA = [
 ]
 # The instance manager's status endpoint, polled by the operator.
 INSTANCE_STATUS_PORT = 8000
+
+
+def instance_labels(cluster_name: str = CLUSTER_NAME) -> dict[str, str]:
+    """The label CloudNativePG puts on every instance pod of `cluster_name` (matchLabels form)."""
+    return {"cnpg.io/cluster": cluster_name}
+
+
+# The default Cluster's instance pods: for policies that must admit them before the Cluster exists
+# (the in-cluster MinIO holding the backups, created first). PostgresCluster.pod_selector once it does.
+POD_LABELS = instance_labels()
 
 
 @dataclass
@@ -44,7 +56,7 @@ class PostgresClusterArgs:
     # The CloudNativePG operator's namespace, admitted by the NetworkPolicy.
     operator_namespace: pulumi.Input[str] = "cnpg-system"
     storage_class: str = ""
-    cluster_name: str = "mlflow-pg"
+    cluster_name: str = CLUSTER_NAME
     role_name: str = "mlflow"
     database_name: str = "mlflow"
     auth_database_name: str = "mlflow_auth"
@@ -67,20 +79,25 @@ class PostgresClusterArgs:
     # Resolves once the backup destination exists (PostgresBackup.ready): the first (immediate)
     # base backup is submitted only then.
     backup_destination_ready: pulumi.Input[str] | None = None
-    # PostgreSQL's connection slots, sized by settings.py from the clients' pools (0: PostgreSQL's
+    # PostgreSQL's connection slots, sized by sizing.py from the clients' pools (0: PostgreSQL's
     # default, 100), and the slots of them only superusers (the instance manager) may take.
     max_connections: int = 0
     superuser_reserved_connections: int = 3
+    # With instances > 1: publish URIs of the `-ro` Service (the replicas) for MLflow's reads.
+    read_replicas: bool = False
 
 
 class PostgresCluster(PostgresDatabase):
     """CloudNativePG Cluster with TLS only, MLflow's managed role and its two databases."""
 
+    # The instances' pods, in matchLabels form (instance_labels(args.cluster_name)).
+    pod_selector: dict[str, str]
+
     def __init__(self, name: str, args: PostgresClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlflow-platform:index:PostgresCluster", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         cluster = args.cluster_name
-        pod_labels = {"cnpg.io/cluster": cluster}
+        pod_labels = instance_labels(cluster)
         certificate = TlsCertificate(
             f"{name}-tls",
             TlsCertificateArgs(
@@ -154,12 +171,20 @@ class PostgresCluster(PostgresDatabase):
         self.ca_secret_name = certificate.ca_secret_name
         self.sqlalchemy_uri = postgres_uri(self.username, self.host, PORT, self.database, args.client_ca_path)
         self.auth_sqlalchemy_uri = postgres_uri(self.username, self.host, PORT, self.auth_database, args.client_ca_path)
+        if args.read_replicas and args.instances > 1:
+            # CloudNativePG's `-ro` Service: the hot standbys (our certificate names it too).
+            replicas = pulumi.Output.concat(cluster, "-ro.", args.namespace, ".svc")
+            self.read_sqlalchemy_uri = postgres_uri(self.username, replicas, PORT, self.database, args.client_ca_path)
+            self.read_auth_sqlalchemy_uri = postgres_uri(
+                self.username, replicas, PORT, self.auth_database, args.client_ca_path
+            )
         self.client_egress = pulumi.Output.from_input(
             {
                 "to": [{"podSelector": {"matchLabels": pod_labels}}],
                 "ports": [{"port": PORT, "protocol": "TCP"}],
             }
         )
+        self.pod_selector = instance_labels(cluster)
         self._register_database_outputs()
 
     @staticmethod

@@ -45,6 +45,9 @@ class PostgresDatabase(pulumi.ComponentResource):
     ca_secret_name: pulumi.Output[str]
     sqlalchemy_uri: pulumi.Output[str]
     auth_sqlalchemy_uri: pulumi.Output[str]
+    # The same databases on the read-only replicas (None without replicas): MLflow's reads go there.
+    read_sqlalchemy_uri: pulumi.Output[str] | None = None
+    read_auth_sqlalchemy_uri: pulumi.Output[str] | None = None
     # NetworkPolicy egress rule that lets a client pod reach the server.
     client_egress: pulumi.Output[dict]
 
@@ -59,6 +62,8 @@ class PostgresDatabase(pulumi.ComponentResource):
         "ca_secret_name",
         "sqlalchemy_uri",
         "auth_sqlalchemy_uri",
+        "read_sqlalchemy_uri",
+        "read_auth_sqlalchemy_uri",
         "client_egress",
     )
 

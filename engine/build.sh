@@ -1,4 +1,7 @@
 #!/usr/bin/env bash
+# TEST TOOLING of mlflow-platform: builds what this project's tests and benchmark run, here; never use
+# these binaries to deploy anything real (they report versions ending in +mlflow-platform-test).
+#
 # Builds the Pulumi engine pieces this project runs with into engine/bin/, from
 # Go modules fetched through the Go module proxy (pinned by the go.mod/go.sum
 # files beside this script). Idempotent: a binary whose inputs (Go version,
@@ -21,10 +24,16 @@ mkdir -p "${BIN}"
 PULUMI_VERSION=v3.274.1                                     # pkg/v3 + sdk/v3 (CLI, language host SDK)
 KUBERNETES_MODULE_VERSION=v4.0.0-20260115033456-f47bc2d6f199 # provider/v4 at tag v4.25.0
 KUBERNETES_VERSION=4.25.0
-# Native re-implementations of the bridged providers: they report the SDK
-# version they are written against, with build metadata saying what they are.
-RANDOM_VERSION=4.21.4+native
-TLS_VERSION=5.6.2+native
+# Every Pulumi binary built here reports its version with this build metadata (semver `+...`: ignored
+# when versions are compared, so the SDKs' requested versions still match), so that none can be
+# mistaken for an upstream release: the CLI and the kubernetes provider (upstream code), our own
+# language host, and our native re-implementations of the bridged random/tls providers (which report
+# the SDK version they are written against).
+TEST_BUILD=mlflow-platform-test
+PULUMI_REPORTED_VERSION="${PULUMI_VERSION}+${TEST_BUILD}"
+KUBERNETES_REPORTED_VERSION="${KUBERNETES_VERSION}+${TEST_BUILD}"
+RANDOM_VERSION="4.21.4+${TEST_BUILD}"
+TLS_VERSION="5.6.2+${TEST_BUILD}"
 
 export GOTOOLCHAIN=local
 export GOFLAGS="-mod=readonly -buildvcs=false"
@@ -39,7 +48,7 @@ stamp() {
   local name=$1; shift
   {
     go version
-    echo "$name $PULUMI_VERSION $KUBERNETES_MODULE_VERSION $KUBERNETES_VERSION $RANDOM_VERSION $TLS_VERSION"
+    echo "$name $PULUMI_REPORTED_VERSION $KUBERNETES_MODULE_VERSION $KUBERNETES_REPORTED_VERSION $RANDOM_VERSION $TLS_VERSION"
     cat "${ENGINE_DIR}/build.sh"
     for f in "$@"; do [ -d "$f" ] && find "$f" -name '*.go' -print0 | sort -z | xargs -0 cat || cat "$f"; done
   } | sha256sum | cut -d' ' -f1
@@ -59,10 +68,11 @@ build_cli() {
   cd "${ENGINE_DIR}/cli"
   local digest; digest=$(stamp cli go.mod go.sum pulumi-language-python)
   if up_to_date cli "$digest" pulumi pulumi-language-python pulumi-language-python-exec; then
-    log "cli: up to date (pulumi ${PULUMI_VERSION})"; return
+    log "cli: up to date (pulumi ${PULUMI_REPORTED_VERSION})"; return
   fi
-  local ldflags="-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=${PULUMI_VERSION}"
-  log "cli: building pulumi ${PULUMI_VERSION}"
+  # The CLI and our language host (on the same sdk/v3 version package) both report PULUMI_REPORTED_VERSION.
+  local ldflags="-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=${PULUMI_REPORTED_VERSION}"
+  log "cli: building pulumi ${PULUMI_REPORTED_VERSION}"
   timed go build -p "$JOBS" -trimpath -tags osusergo,grpcnotrace -ldflags "$ldflags" \
     -o "${BIN}/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
   log "cli: building pulumi-language-python"
@@ -79,13 +89,13 @@ build_kubernetes() {
   cd "${ENGINE_DIR}/plugins/kubernetes"
   local digest; digest=$(stamp kubernetes go.mod go.sum main.go)
   if up_to_date kubernetes "$digest" pulumi-resource-kubernetes; then
-    log "kubernetes: up to date (${KUBERNETES_VERSION})"; return
+    log "kubernetes: up to date (${KUBERNETES_REPORTED_VERSION})"; return
   fi
   # The provider embeds its schema; upstream generates the embedded copies from
   # the schema.json/terraform-mapping.json shipped in the module: do the same.
   go mod download github.com/pulumi/pulumi-kubernetes/provider/v4
   local moddir; moddir=$(go list -m -f '{{.Dir}}' github.com/pulumi/pulumi-kubernetes/provider/v4)
-  python3 - "${moddir}/cmd/pulumi-resource-kubernetes" "${KUBERNETES_VERSION}" <<'PY'
+  python3 - "${moddir}/cmd/pulumi-resource-kubernetes" "${KUBERNETES_REPORTED_VERSION}" <<'PY'
 import json, os, sys
 src, version = sys.argv[1], sys.argv[2]
 schema = json.load(open(src + "/schema.json"))
@@ -102,9 +112,9 @@ for name, data in (("schema-embed.json", schema), ("terraform-mapping-embed.json
         f.write(text)
     os.replace(name + ".tmp", name)
 PY
-  log "kubernetes: building pulumi-resource-kubernetes ${KUBERNETES_VERSION} (${KUBERNETES_MODULE_VERSION})"
+  log "kubernetes: building pulumi-resource-kubernetes ${KUBERNETES_REPORTED_VERSION} (${KUBERNETES_MODULE_VERSION})"
   timed go build -p "$JOBS" -trimpath \
-    -ldflags "-s -w -X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version=${KUBERNETES_VERSION}" \
+    -ldflags "-s -w -X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version=${KUBERNETES_REPORTED_VERSION}" \
     -o "${BIN}/pulumi-resource-kubernetes" .
   echo "$digest" > "${BIN}/.stamp-kubernetes"
 }

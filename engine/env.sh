@@ -1,7 +1,9 @@
+# TEST TOOLING of mlflow-platform, to run this project's tests here: never use it to deploy anything real.
 # Source this file (". engine/env.sh") to run Pulumi with the binaries that
 # engine/build.sh puts in engine/bin: they come first on PATH, and the CLI
 # neither downloads plugins nor checks for updates (plugins found on PATH are
-# used whatever version the SDKs ask for).
+# used whatever version the SDKs ask for). The binaries report versions ending in
+# +mlflow-platform-test (engine/README.md).
 _engine_dir="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")" && pwd)"
 case ":${PATH}:" in
   *":${_engine_dir}/bin:"*) ;;

@@ -8,7 +8,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.harness import evaluate_stack  # noqa: E402
+from tools.mock_engine import evaluate_stack  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.harness import ROOT
+from tools.mock_engine import ROOT
 
 ENGINE_BIN = ROOT / "engine" / "bin"
 PASSPHRASE = "lifecycle-test-passphrase"

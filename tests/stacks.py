@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import yaml
 from cryptography import x509
 
-from tests.harness import Secret
+from tools.mock_engine import Secret
 
 EXTERNAL_CA_FILE = "tests/fixtures/external-ca.pem"  # relative to the project directory, as a team commits it
 
@@ -150,7 +150,7 @@ def verifies(ca_pem: str, cert_pem: str) -> bool:
 # ------------------------------------------------------------------ the dependency graph
 def ancestors(ev, urn: str) -> set[str]:
     """Everything a registration waits for, transitively: its dependencies, property dependencies
-    and parents, as the harness recorded them."""
+    and parents, as tools/mock_engine.py recorded them."""
     by_urn = {r.urn: r for r in ev.registrations}
     seen: set[str] = set()
     todo = [urn]

@@ -6,10 +6,10 @@ signs works for a client outside the cluster; workers, job runner, scratch and t
 
 import pytest
 
-import settings
-from tests.harness import evaluate_stack
+from config import ConfigError
 from tests.stacks import EXTERNAL_MINIO, EXTERNAL_S3, container, env_value, pod_of
-from tests.test_settings import load, problem_line
+from tests.test_config import load, problem_line
+from tools.mock_engine import evaluate_stack
 
 MULTIPART_ENV = {"MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD", "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD"}
 PUBLISHED = {"minioIngress": True, "ingressClusterIssuer": "letsencrypt", "ingressClassName": "nginx"}
@@ -43,7 +43,7 @@ def test_proxied_default_renders_no_multipart_opt_in_and_no_published_minio():
     ],
 )
 def test_direct_with_an_unreachable_in_cluster_minio_is_refused(extra, fix):
-    with pytest.raises(settings.ConfigError) as error:
+    with pytest.raises(ConfigError) as error:
         load("dev", artifactTransferMode="direct", **extra)
     line = problem_line(str(error.value), "artifactTransferMode")
     assert '"direct"' in line and "neither reachable nor trusted outside the cluster" in line and fix in line
@@ -57,7 +57,7 @@ def test_direct_with_an_unreachable_in_cluster_minio_is_refused(extra, fix):
     ],
 )
 def test_minio_ingress_needs_tls_and_an_in_cluster_minio(config, problem):
-    with pytest.raises(settings.ConfigError) as error:
+    with pytest.raises(ConfigError) as error:
         load("dev", **config)
     assert problem in problem_line(str(error.value), "minioIngress")
 
@@ -111,14 +111,14 @@ def test_direct_with_an_external_endpoint_signs_for_it(mode):
     "value, problem", [("1Mi", "not a size of at least 5Mi"), ("big", "not a size of at least 5Mi")]
 )
 def test_multipart_threshold_is_validated(value, problem):
-    with pytest.raises(settings.ConfigError) as error:
+    with pytest.raises(ConfigError) as error:
         load("dev", artifactMultipartThreshold=value)
     assert problem in problem_line(str(error.value), "artifactMultipartThreshold")
 
 
 @pytest.mark.parametrize("version", ["3.17.2", "3.16.0", "2.22.5"])
 def test_mlflow_before_3_18_is_refused(version):
-    with pytest.raises(settings.ConfigError) as error:
+    with pytest.raises(ConfigError) as error:
         load("dev", mlflowVersion=version)
     line = problem_line(str(error.value), "mlflowVersion")
     assert "advertises presigned multipart transfers" in line and "3.18.0 or newer" in line
@@ -129,11 +129,11 @@ def test_mlflow_before_3_18_is_refused(version):
 )
 def test_workers_default_to_the_cpu_limit(cpu_limit, memory_limit, workers):
     s = load("dev", mlflowCpuLimit=cpu_limit, mlflowMemoryLimit=memory_limit)
-    assert s.mlflow.workers == workers
+    assert s.mlflow_worker_count == workers
 
 
 def test_workers_that_do_not_fit_the_memory_limit_are_refused():
-    with pytest.raises(settings.ConfigError) as error:
+    with pytest.raises(ConfigError) as error:
         load("dev", mlflowWorkers=8)
     assert "over mlflowMemoryLimit (1Gi)" in problem_line(str(error.value), "mlflowWorkers")
 
@@ -155,7 +155,7 @@ def test_job_runner_is_off_unless_enabled_and_never_on_replicated_servers_in_aut
 
 @pytest.mark.parametrize("mode", ["on", "auto"])
 def test_a_job_runner_that_does_not_fit_the_memory_limit_is_refused(mode):
-    with pytest.raises(settings.ConfigError) as error:
+    with pytest.raises(ConfigError) as error:
         load("dev", mlflowJobRunner=mode)
     line = problem_line(str(error.value), "mlflowJobRunner")
     assert (

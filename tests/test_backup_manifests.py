@@ -42,7 +42,7 @@ BACKUP_STACKS = {
 
 
 def render_variant(name: str):
-    from tests.harness import Secret
+    from tools.mock_engine import Secret
     from tools.render import render_stack
 
     stack, config = BACKUP_STACKS[name]

@@ -6,8 +6,9 @@ import datetime
 
 import pytest
 
-import settings
-from tests.harness import PlatformMocks, Secret, evaluate_stack
+from config import ConfigError
+from config.checks import cron_problem
+from tools.mock_engine import PlatformMocks, Secret, evaluate_stack
 
 
 def kinds(ev) -> set[str]:
@@ -70,7 +71,7 @@ def test_prod_cluster_archives_wal_and_backs_up_through_the_plugin(prod):
 
 def test_a_cluster_stack_without_the_plugin_stops_backups_before_anything_is_created():
     no_plugin = {**PlatformMocks.CLUSTER_STACK_OUTPUTS, "barmanPluginVersion": ""}
-    with pytest.raises(settings.ConfigError) as raised:
+    with pytest.raises(ConfigError) as raised:
         evaluate_stack("dev", {"backups": "on"}, state={"stacks": {"organization/mlflow-platform/cluster": no_plugin}})
     message = str(raised.value)
     assert "does not run the Barman Cloud plugin that backups need" in message
@@ -122,7 +123,7 @@ def test_restore_by_configuration_from_an_external_store():
 
 
 def problems(stack: str, config: dict) -> str:
-    with pytest.raises(settings.ConfigError) as error:
+    with pytest.raises(ConfigError) as error:
         evaluate_stack(stack, config)
     return str(error.value)
 
@@ -235,7 +236,7 @@ def test_a_pr_stack_turning_backups_on_is_held_to_its_budget():
     ],
 )
 def test_cron_validation(value, seconds, ok):
-    assert (settings.cron_problem(value, seconds) is None) is ok
+    assert (cron_problem(value, seconds) is None) is ok
 
 
 def test_restore_time_in_the_past_is_accepted():

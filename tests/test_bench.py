@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import sizing  # noqa: E402
 from bench import bench  # noqa: E402
 
 GI, MI = 2**30, 2**20
@@ -41,13 +42,13 @@ GI, MI = 2**30, 2**20
     ],
 )
 def test_parse_quantity(text, value):
-    assert bench.parse_quantity(text) == pytest.approx(value)
+    assert sizing.quantity(text) == pytest.approx(value)
 
 
 @pytest.mark.parametrize("text", ["", "1 Gi", "Gi", "1GB", "abc", "1.2.3"])
 def test_parse_quantity_rejects_garbage(text):
     with pytest.raises(ValueError):
-        bench.parse_quantity(text)
+        sizing.quantity(text)
 
 
 # --------------------------------------------------------------------------- footprint
@@ -356,19 +357,16 @@ def test_real_pr_stack_footprint_within_budget(pr_stack):
 
 
 @pytest.mark.parametrize("stack", ["dev", "pr-42"])
-def test_settings_footprint_matches_what_the_program_deploys(stack):
-    """settings.py enforces the PR budget on its own arithmetic: it must count what bench counts from the
+def test_sizing_footprint_matches_what_the_program_deploys(stack):
+    """sizing.py enforces the PR budget on its own arithmetic: it must count what bench counts from the
     rendered objects (every pod, the migration and bootstrap Jobs included)."""
-    import pulumi
-
-    import settings
-    from tests.harness import PROJECT, set_stack_config
+    import config
+    from tools.mock_engine import set_stack_config
 
     ev = bench.run_program(stack)
     totals = bench.footprint_totals(bench.workloads(ev.k8s_objects))
     set_stack_config(stack)
-    s = settings.load_settings(pulumi.Config(PROJECT), stack=stack, project=PROJECT)
-    cpu, memory = settings.footprint(s.postgres, s.minio, s.mlflow, s.object_store.in_cluster, s.operations)
+    cpu, memory = sizing.footprint(config.load(stack))
     assert totals["requests"]["cpu"] == pytest.approx(cpu)
     assert totals["requests"]["memory"] == pytest.approx(memory)
 
@@ -387,18 +385,18 @@ def test_real_pr_stack_postgres_and_minio_come_up_independently(pr_stack):
     assert {"postgres-cluster", "minio-statefulset"} <= upstream, sorted(upstream)
 
 
-def test_run_program_runs_another_program_through_the_harness():
+def test_run_program_runs_another_program_through_the_mock_engine():
     ev = bench.run_program("dev", bench.COMPONENT_DEPS_PROBE)
     assert "consumer" in [r.name for r in ev.registrations] and "mlflow-deployment" not in [
         r.name for r in ev.registrations
     ]
-    from tests import harness
+    from tools import mock_engine
 
-    assert harness.MAIN == ROOT / "__main__.py"  # restored for everyone else
+    assert mock_engine.MAIN == ROOT / "__main__.py"  # unchanged for everyone else
 
 
 # =========================================================================== server benchmark (pure parts)
-from bench import server_bench as sb  # noqa: E402
+from bench.server import server_bench as sb  # noqa: E402
 
 
 def test_settle_waits_for_a_quiet_window_and_reports_the_cpu_burnt_meanwhile():
@@ -491,11 +489,11 @@ def test_worker_count_and_mlflows_default():
 
 
 def test_direct_clients_use_the_stacks_part_size_and_only_a_lower_upload_threshold():
-    import settings
+    from config import project_file
 
-    declared = settings.declared_config()
+    declared = project_file.declared()
     env = sb.direct_client_environment(declared)
-    chunk = int(settings.quantity(declared["artifactMultipartChunkSize"]["default"]))
+    chunk = int(sizing.quantity(declared["artifactMultipartChunkSize"]["default"]))
     assert env["MLFLOW_MULTIPART_UPLOAD_CHUNK_SIZE"] == env["MLFLOW_MULTIPART_DOWNLOAD_CHUNK_SIZE"] == str(chunk)
     assert int(env["MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE"]) == sb.DIRECT_THRESHOLD < sb.LARGE
     assert env["MLFLOW_HTTP_REQUEST_TIMEOUT"] == str(declared["mlflowRequestTimeoutSeconds"]["default"])

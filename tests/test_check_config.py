@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from tests.harness import ROOT
+from tools.mock_engine import ROOT
 
 
 def check(stack: str, stack_file: str | None = None) -> subprocess.CompletedProcess:

@@ -8,9 +8,11 @@ import ast
 import configparser
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import parse_qs, urlsplit
 
 import pulumi
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -19,11 +21,13 @@ from components.cnpg_operator import CnpgOperator, CnpgOperatorArgs
 from components.external_object_store import ExternalObjectStore, ExternalObjectStoreArgs
 from components.external_postgres import ExternalPostgres, ExternalPostgresArgs
 from components.minio_store import MinioStore, MinioStoreArgs
-from components.mlflow_server import MlflowServer, MlflowServerArgs, allowed_hosts, package_values
+from components.mlflow_server import MlflowServer, MlflowServerArgs, allowed_hosts
+from components.package_values import package_values, render, uri_with_password
 from components.postgres_cluster import PostgresCluster, PostgresClusterArgs
+from components.publishing import Publication
 from components.s3_policy import bucket_policy
 from components.tls_certificate import TlsCertificate, TlsCertificateArgs
-from tests.harness import evaluate
+from tools.mock_engine import evaluate
 
 COMPONENTS = Path(__file__).resolve().parent.parent / "components"
 RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}}
@@ -45,13 +49,15 @@ def cert(pem):
 
 
 def test_components_do_not_read_the_stack_configuration():
-    """Reusable components: settings.py maps config onto their Args, they never import it."""
+    """Reusable components: wiring.py maps the configuration model onto their Args; they never import the
+    program's own modules (config, wiring, sizing, safety) nor read stack config."""
     for path in sorted(COMPONENTS.glob("*.py")):
         tree = ast.parse(path.read_text())
         imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names} | {
             node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
         }
-        assert "settings" not in imported and not any(m.startswith("settings.") for m in imported), path.name
+        program = {"config", "wiring", "sizing", "safety", "settings"}
+        assert not {m.split(".")[0] for m in imported} & program, path.name
         assert "pulumi.Config" not in path.read_text(), path.name
 
 
@@ -135,6 +141,7 @@ def postgres_program(**overrides):
             "user": pg.username,
             "db": pg.database,
             "auth_db": pg.auth_database,
+            "pod_selector": pg.pod_selector,
         }
 
     return build
@@ -155,6 +162,8 @@ def test_postgres_cluster_outputs_a_ready_verify_full_uri():
         "to": [{"podSelector": {"matchLabels": {"cnpg.io/cluster": "teamdb"}}}],
         "ports": [{"port": 5432, "protocol": "TCP"}],
     }
+    # Its pods, for whoever selects them (monitors): the named Cluster's instances.
+    assert ev.outputs["pod_selector"] == {"cnpg.io/cluster": "teamdb"}
 
 
 def test_postgres_cluster_declares_role_and_databases_for_the_operator():
@@ -270,6 +279,7 @@ def minio_program(**overrides):
             "secret_key": store.secret_key,
             "ca": store.ca_pem,
             "egress": store.client_egress,
+            "pod_selector": store.pod_selector,
         }
 
     return build
@@ -295,6 +305,7 @@ def test_minio_store_runs_minio_over_tls_with_probes_and_restricted_pods():
     assert "minio.team.svc" in dns.get_values_for_type(x509.DNSName)
     assert dns.get_values_for_type(x509.IPAddress) == []
     assert sts["spec"]["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
+    assert sts["spec"]["selector"]["matchLabels"] == ev.outputs["pod_selector"]
 
 
 def test_minio_store_gives_mlflow_a_bucket_scoped_user_not_the_root_key():
@@ -432,7 +443,7 @@ def mlflow_program(**overrides):
             image="ghcr.io/mlflow/mlflow:v3.17.2-full",
             region="eu-west-1",
             resources=RESOURCES,
-            ingress_domain="localtest.me",
+            publication=Publication(domain="localtest.me"),
             backend_store_uri=pulumi.Output.secret("postgresql+psycopg2://u@db:5432/mlflow?sslmode=verify-full"),
             auth_database_uri=pulumi.Output.secret("postgresql+psycopg2://u@db:5432/auth?sslmode=verify-full"),
             database_password=pulumi.Output.secret("p@ss"),
@@ -447,7 +458,19 @@ def mlflow_program(**overrides):
         )
         args.update(overrides)
         server = MlflowServer("tracking", MlflowServerArgs(**args))
-        return {"url": server.tracking_url, "values": server.package_values, "password": server.admin_password}
+        database = SimpleNamespace(sqlalchemy_uri=args["backend_store_uri"], password=args["database_password"])
+        store = SimpleNamespace(
+            bucket=pulumi.Output.from_input(args["bucket"]),
+            access_key=pulumi.Output.from_input(args["access_key"]),
+            secret_key=args["secret_key"],
+        )
+        values = package_values(server, database, store, args["version"], args["region"], args["publication"].domain)
+        return {
+            "url": server.tracking_url,
+            "values": values,
+            "password": server.admin_password,
+            "pod_selector": server.pod_selector,
+        }
 
     return build
 
@@ -491,7 +514,13 @@ def test_mlflow_server_without_auth_has_no_auth_material():
 
 
 def test_mlflow_server_publishes_https_with_cert_manager():
-    ev = run_alone(mlflow_program(ingress_cluster_issuer="letsencrypt", ingress_class_name="nginx"))
+    ev = run_alone(
+        mlflow_program(
+            publication=Publication(
+                domain="localtest.me", ingress_cluster_issuer="letsencrypt", ingress_class_name="nginx"
+            )
+        )
+    )
     [ingress] = ev.k8s("Ingress")
     assert ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt"
     assert ingress["spec"]["ingressClassName"] == "nginx"
@@ -511,7 +540,23 @@ def test_auth_config_survives_percent_encoded_uris():
 def test_allowed_hosts_and_package_values_helpers():
     hosts = allowed_hosts("ns", "mlflow-ns.example.com")
     assert "mlflow.ns.svc:*" in hosts and "mlflow-ns.example.com" in hosts and "*" not in hosts
-    assert package_values({"b": 1, "a": "x"}) == "a: x\nb: 1\n"
+    assert render({"b": 1, "a": "x"}) == "a: x\nb: 1\n"
+    assert uri_with_password("postgresql://u@db:5432/m", "p@ss") == "postgresql://u:p%40ss@db:5432/m"
+
+
+def test_package_values_are_secret_and_follow_the_server():
+    ev = run_alone(mlflow_program())
+    assert "values" in ev.secret_outputs
+    values = yaml.safe_load(ev.outputs["values"])
+    assert values["artifact_store"] == "https://s3.team.svc:9000" and values["bucket"] == "artifacts-bucket"
+    assert values["backing_store"] == "postgresql+psycopg2://u:p%40ss@db:5432/mlflow?sslmode=verify-full"
+    assert (values["version"], values["region"], values["ingress_fqdn"]) == (
+        "3.17.2",
+        "eu-west-1",
+        "mlflow-team.localtest.me",
+    )
+    [deployment] = ev.k8s("Deployment")
+    assert deployment["spec"]["selector"]["matchLabels"] == ev.outputs["pod_selector"]
 
 
 def test_mlflow_server_egress_allows_dns_and_the_given_data_services_only():

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import pytest
 
-import settings
-from tests.harness import evaluate_stack
+import sizing
+from config import ConfigError
 from tests.stacks import EXTERNAL_POSTGRES, container, env_value
+from tools.mock_engine import evaluate_stack
 
 
 def cluster_parameters(ev) -> dict:
@@ -44,7 +45,7 @@ def test_max_connections_holds_every_pool_through_a_rollout(stack, config, max_c
     ev = evaluate_stack(stack, config)
     assert cluster_parameters(ev) == {
         "max_connections": str(max_connections),
-        "superuser_reserved_connections": str(settings.SUPERUSER_RESERVED_CONNECTIONS),
+        "superuser_reserved_connections": str(sizing.SUPERUSER_RESERVED_CONNECTIONS),
     }
     server = container(ev, "Deployment", "mlflow-deployment", "mlflow")
     pool = (config or {}).get("mlflowDbPoolSize", 10)
@@ -52,7 +53,7 @@ def test_max_connections_holds_every_pool_through_a_rollout(stack, config, max_c
     assert env_value(ev, server, "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE") == str(pool)
     assert env_value(ev, server, "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW") == str(overflow)
     [deployment] = ev.k8s("Deployment")
-    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"] == settings.SURGE_PODS
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"] == sizing.SURGE_PODS
 
 
 def test_prod_needs_more_than_postgres_default():
@@ -65,7 +66,7 @@ def test_an_explicit_max_connections_is_used_when_it_fits():
 
 
 def test_a_max_connections_below_the_budget_is_refused_naming_the_keys():
-    with pytest.raises(settings.ConfigError) as refused:
+    with pytest.raises(ConfigError) as refused:
         evaluate_stack("prod", {"postgresMaxConnections": 100})
     [line] = [line for line in str(refused.value).splitlines() if "postgresMaxConnections" in line]
     assert line.startswith("  - mlflow-platform:postgresMaxConnections = 100: MLflow can hold 280 connections")
@@ -82,7 +83,7 @@ def test_an_external_server_is_checked_against_what_mlflow_may_open():
     ev = evaluate_stack("dev", external)
     assert ev.k8s("Cluster") == []
     evaluate_stack("dev", {**external, "postgresMaxConnections": 98})  # MLflow's 98, no operator here
-    with pytest.raises(settings.ConfigError, match=r"postgresMaxConnections = 97: MLflow can hold 98 connections"):
+    with pytest.raises(ConfigError, match=r"postgresMaxConnections = 97: MLflow can hold 98 connections"):
         evaluate_stack("dev", {**external, "postgresMaxConnections": 97})
 
 
@@ -90,5 +91,5 @@ def test_an_external_server_is_checked_against_what_mlflow_may_open():
     ("key", "value"), [("mlflowDbPoolSize", 0), ("mlflowDbMaxOverflow", -1), ("postgresMaxConnections", -5)]
 )
 def test_pool_and_connection_keys_are_bounded(key, value):
-    with pytest.raises(settings.ConfigError, match=f"{key} = {value}: must be between"):
+    with pytest.raises(ConfigError, match=f"{key} = {value}: must be between"):
         evaluate_stack("dev", {key: value})

@@ -7,8 +7,8 @@ import textwrap
 
 import pytest
 
-import settings
-from tests.harness import evaluate_stack
+from config import ConfigError
+from tools.mock_engine import evaluate_stack
 
 KUBECONFIG = textwrap.dedent(
     """\
@@ -63,7 +63,7 @@ def test_the_standard_kubeconfig_key_is_honoured(kubeconfig, tmp_path):
 
 
 def test_two_different_contexts_are_refused_naming_both_keys(kubeconfig):
-    with pytest.raises(settings.ConfigError) as raised:
+    with pytest.raises(ConfigError) as raised:
         evaluate_stack("prod", {"kubeContext": "dev-cluster", "kubernetes:context": "prod-cluster"})
     assert 'mlflow-platform:kubeContext = "dev-cluster": conflicts with kubernetes:context = "prod-cluster"' in str(
         raised.value
@@ -72,7 +72,7 @@ def test_two_different_contexts_are_refused_naming_both_keys(kubeconfig):
 
 
 def test_a_kubernetes_key_the_provider_would_ignore_is_refused(kubeconfig):
-    with pytest.raises(settings.ConfigError) as raised:
+    with pytest.raises(ConfigError) as raised:
         evaluate_stack("dev", {"kubernetes:namespace": "default"})
     assert "kubernetes:namespace is not read by this program's Kubernetes provider" in str(raised.value)
 

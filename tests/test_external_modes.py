@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 
 from components.s3_policy import bucket_policy
-from tests.harness import Secret, evaluate_stack
 from tests.stacks import (
     EXTERNAL_CA_FILE,
     EXTERNAL_MINIO,
@@ -21,6 +20,7 @@ from tests.stacks import (
     pod_of,
     workload,
 )
+from tools.mock_engine import Secret, evaluate_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 EXTERNAL_CA = (ROOT / EXTERNAL_CA_FILE).read_text()

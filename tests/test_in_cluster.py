@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-import settings
 from components.s3_policy import bucket_policy
-from tests.harness import PROJECT, evaluate_stack
+from config import ConfigError
 from tests.stacks import (
     DEFAULT_STACKS,
     ancestors,
@@ -23,6 +22,7 @@ from tests.stacks import (
     pod_secret_values,
     workload,
 )
+from tools.mock_engine import PROJECT, evaluate_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = {"dev": "dev", "prod": "prod", "pr-42": "pr"}
@@ -286,7 +286,7 @@ def test_prod_protects_the_cluster_databases_statefulset_and_namespace(prod, dev
 def test_a_change_that_would_lose_data_is_refused_at_preview(change, key):
     state: dict = {}
     evaluate_stack("dev", state=state)  # the last deployment, as its checkpoint records it
-    with pytest.raises(settings.ConfigError) as raised:
+    with pytest.raises(ConfigError) as raised:
         evaluate_stack("dev", change, state=state, preview=True)
     message = str(raised.value)
     assert f"{PROJECT}:{key} changed from " in message and "Fix: " in message and "allowStorageLayoutChange" in message

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import ROOT
+from tools.mock_engine import ROOT
 
 PATH_WITHOUT_PULUMI = "/usr/local/sbin:/usr/sbin:/sbin:/usr/bin:/bin"
 

@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.harness import Secret  # noqa: E402
+from tools.mock_engine import Secret  # noqa: E402
 from tools.render import Rendered, render_stack  # noqa: E402
 
 EXTERNAL_CA = "tests/fixtures/external-ca.pem"  # a CA bundle committed for these stacks

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-import settings
-from tests.harness import evaluate_stack
+from config import ConfigError
+from tools.mock_engine import evaluate_stack
 
 DEFAULT_LABELS = {"release": "kube-prometheus-stack"}
 
@@ -77,5 +77,5 @@ def test_monitoring_labels_are_configurable():
     ],
 )
 def test_monitoring_labels_must_be_kubernetes_labels(labels, problem):
-    with pytest.raises(settings.ConfigError, match=f"monitoringLabels = .*{problem}"):
+    with pytest.raises(ConfigError, match=f"monitoringLabels = .*{problem}"):
         evaluate_stack("dev", {"prometheusOperator": True, "monitoringLabels": labels})

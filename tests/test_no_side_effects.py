@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import evaluate, evaluate_stack
 from tests.stacks import DEFAULT_STACKS, MODE_STACKS
+from tools.mock_engine import evaluate, evaluate_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 # Environments and caches that tools (not the program) write to.

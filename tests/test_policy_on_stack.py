@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.harness import evaluate_stack
 from tests.stacks import DEFAULT_STACKS, EXTERNAL_MINIO, EXTERNAL_POSTGRES, MODE_STACKS
+from tools.mock_engine import evaluate_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import ROOT
+from tools.mock_engine import ROOT
 
 # Runs tools.render with every installed distribution that requirements.txt does not bring (pytest,
 # moto, mlflow...) made unimportable, as in the runtime venv `make check` creates.

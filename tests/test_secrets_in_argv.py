@@ -14,8 +14,8 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.harness import evaluate_stack
-from tests.integration.services import expand_k8s_vars, k8s_config_maps, k8s_secrets, resolve_container_env
+from tools.loopback.services import expand_k8s_vars, k8s_config_maps, k8s_secrets, resolve_container_env
+from tools.mock_engine import evaluate_stack
 
 STACKS = [
     ("dev", None),

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-import settings
-from tests.harness import ROOT, PlatformMocks, evaluate_stack
+from config import ConfigError
 from tests.stacks import ancestors
+from tools.mock_engine import ROOT, PlatformMocks, evaluate_stack
 
 OPERATOR = "mlflow-platform:index:CnpgOperator"
 PLUGIN = "mlflow-platform:index:BarmanCloudPlugin"
@@ -113,7 +113,7 @@ def test_a_local_chart_installs_from_its_directory_with_checked_values():
 def test_chart_values_the_chart_schema_refuses_are_named_at_check_time():
     if not LOCAL_CHART.is_dir():
         pytest.fail(f"the CloudNativePG chart is missing: {LOCAL_CHART}")
-    with pytest.raises(settings.ConfigError) as raised:
+    with pytest.raises(ConfigError) as raised:
         evaluate_stack("cluster", {"cnpgChartPath": str(LOCAL_CHART), "cnpgChartValues": {"replicaCount": "two"}})
     message = str(raised.value)
     assert "mlflow-platform:cnpgChartValues" in message and "at replicaCount: 'two' is not of type 'integer'" in message
@@ -121,12 +121,12 @@ def test_chart_values_the_chart_schema_refuses_are_named_at_check_time():
 
 
 def test_a_missing_chart_path_is_named():
-    with pytest.raises(settings.ConfigError, match=r"cnpgChartPath = \"charts/nowhere\": no such chart"):
+    with pytest.raises(ConfigError, match=r"cnpgChartPath = \"charts/nowhere\": no such chart"):
         evaluate_stack("cluster", {"cnpgChartPath": "charts/nowhere"})
 
 
 def test_a_missing_cluster_stack_stops_preview_before_anything_is_created():
-    with pytest.raises(settings.ConfigError) as raised:
+    with pytest.raises(ConfigError) as raised:
         evaluate_stack("dev", state={"stacks": {CLUSTER_STACK: None}})
     message = str(raised.value)
     assert f'the cluster stack {CLUSTER_STACK} cannot be read (unknown stack "{CLUSTER_STACK}")' in message
@@ -136,7 +136,7 @@ def test_a_missing_cluster_stack_stops_preview_before_anything_is_created():
 
 def test_an_operator_older_than_the_stack_needs_is_named():
     old = {**PlatformMocks.CLUSTER_STACK_OUTPUTS, "cnpgOperatorVersion": "1.24.1"}
-    with pytest.raises(settings.ConfigError) as raised:
+    with pytest.raises(ConfigError) as raised:
         evaluate_stack("prod", state={"stacks": {CLUSTER_STACK: old}})
     assert "its CloudNativePG operator is 1.24.1, this stack needs 1.26.0 or newer" in str(raised.value)
     assert "raise cnpgChartVersion in Pulumi.cluster.yaml" in str(raised.value)
@@ -175,7 +175,7 @@ def test_without_a_cluster_stack_the_operator_namespace_comes_from_config():
 
 
 def test_the_removed_operator_flag_names_the_cluster_stack():
-    with pytest.raises(settings.ConfigError, match="installCnpgOperator was removed: the cluster stack owns"):
+    with pytest.raises(ConfigError, match="installCnpgOperator was removed: the cluster stack owns"):
         evaluate_stack("dev", {"installCnpgOperator": True})
 
 

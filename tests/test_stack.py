@@ -6,7 +6,6 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 import yaml
 
-from tests.harness import evaluate_stack
 from tests.stacks import (
     ancestors,
     container,
@@ -19,6 +18,7 @@ from tests.stacks import (
     tls_secret,
     verifies,
 )
+from tools.mock_engine import evaluate_stack
 
 # dev: no backups (PostgresBackup) and no Prometheus operator (PlatformMonitoring) by default; gc on.
 PROJECT_TYPES = {
@@ -394,13 +394,13 @@ def test_renaming_a_component_with_an_alias_keeps_its_children():
     """Children are named after their parent, so one alias on the component carries the whole tree."""
     import pulumi
 
+    import config
     from components.postgres_cluster import PostgresCluster
-    from settings import database_args, load_settings
-    from tests.harness import PROJECT, evaluate
+    from tools.mock_engine import evaluate
+    from wiring import database_args
 
     def renamed():
-        settings = load_settings(pulumi.Config(PROJECT))
-        args = database_args(settings, "mlflow-dev", "cnpg-system", {"app": "x"}, "/ca.crt")
+        args = database_args(config.load(), "mlflow-dev", "cnpg-system")
         PostgresCluster("database", args, opts=pulumi.ResourceOptions(aliases=[pulumi.Alias(name="postgres")]))
 
     ev = evaluate(renamed)

@@ -3,7 +3,7 @@
 Reads Pulumi.<stack>.yaml (for pr-<n> without its own file: profiles/pr.yaml, as CI does) the way
 the Pulumi CLI reads it and hands it to the program (tools/pulumi_yaml.py: YAML 1.2 as Go's yaml.v3
 reads it, so `backups: on` is the string `on`; a repeated key or a syntax error is one line naming
-file, line and column), runs the program's own validation (settings.load_settings),
+file, line and column), runs the program's own validation (config.load),
 and prints only the problems. Encrypted (secure) values count as set secret values: checking them
 needs no passphrase. Exit codes: 0 valid, 2 invalid (or no such stack file).
 """
@@ -16,13 +16,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import pulumi  # noqa: E402
 from pulumi.runtime import config as runtime_config  # noqa: E402
 
-import settings  # noqa: E402
+import config  # noqa: E402
+import safety  # noqa: E402
 from tools import pulumi_yaml  # noqa: E402
 
-PROJECT = settings.PROJECT_NAME
+PROJECT = config.PROJECT_NAME
 INVALID = 2
 
 
@@ -70,25 +70,21 @@ def check(stack: str) -> tuple[int, str]:
         return INVALID, f"{error}. Fix: correct the YAML of {path.name} (the Pulumi CLI refuses it too)"
     runtime_config.set_all_config(*cli_config(document))
     try:
-        config = pulumi.Config(PROJECT)
-        if settings.stack_profile(config, stack) == settings.CLUSTER_PROFILE:
-            cluster = settings.load_cluster_settings(config, stack=stack, project=PROJECT)
-            return 0, valid(stack, path, settings.CLUSTER_PROFILE, cluster.kubeconfig, cluster.kube_context, "")
-        loaded = settings.load_settings(config, stack=stack, project=PROJECT)
-    except settings.ConfigError as error:
+        loaded = config.load(stack)
+    except config.ConfigError as error:
         return INVALID, str(error)
-    return 0, valid(stack, path, loaded.profile, loaded.kubeconfig, loaded.kube_context, loaded.render_directory)
+    return 0, valid(stack, path, loaded)
 
 
-def valid(stack: str, path: Path, profile: str, kubeconfig: str, context: str, render_directory: str) -> str:
+def valid(stack: str, path: Path, loaded: config.StackConfig) -> str:
     """The verdict, and where `up` would send the objects: said before anything changes."""
-    target = settings.deploy_target(kubeconfig, context, render_directory)
+    target = safety.deploy_target(loaded.target_kubeconfig, loaded.target_context, loaded.render_yaml_to_directory)
     where = (
         f"renders YAML into {target['renderYamlToDirectory']}"
-        if render_directory
+        if loaded.render_yaml_to_directory
         else f"deploys to context {target['context']} ({target['server']}, kubeconfig {target['kubeconfig']})"
     )
-    return f"{stack}: configuration is valid (profile {profile}, {path.relative_to(ROOT)}); {where}"
+    return f"{stack}: configuration is valid (profile {loaded.profile}, {path.relative_to(ROOT)}); {where}"
 
 
 def main(argv: list[str]) -> int:

@@ -1,7 +1,8 @@
-"""Generate README's configuration reference from Pulumi.yaml's `config:` block.
+"""Generate docs/configuration.md, the configuration reference, from Pulumi.yaml's `config:` block.
 
-`python -m tools.config_reference` rewrites the section between the markers in README.md;
-`--check` exits 1 when README is out of date (run by the test suite).
+`python -m tools.config_reference` (`make docs`) writes docs/configuration.md; `--check` exits 1 when
+it is out of date (run by the test suite). Pulumi.yaml is read as the Pulumi CLI reads it
+(tools.pulumi_yaml), so the reference shows exactly the declaration the CLI uses.
 """
 
 import json
@@ -11,10 +12,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from settings import declared_config  # noqa: E402
+from tools import pulumi_yaml  # noqa: E402
 
-README = ROOT / "README.md"
+PROJECT_FILE = ROOT / "Pulumi.yaml"
+REFERENCE = ROOT / "docs" / "configuration.md"
 BEGIN, END = "<!-- config-reference:begin -->", "<!-- config-reference:end -->"
+HEADER = """# Configuration reference
+
+Set with `pulumi config set <key> <value>`; credentials with `pulumi config set --secret <key> <value>`.
+Generated from `Pulumi.yaml` by `make docs`: edit the descriptions there, not here.
+`make check` validates a stack's file against these keys offline. The stack files
+(`Pulumi.dev.yaml`, `Pulumi.prod.yaml`, `Pulumi.cluster.yaml`, `profiles/pr.yaml`) set some of them per
+profile: [profiles-and-sizing.md](profiles-and-sizing.md).
+"""
+
+
+def declared_config(project_file: Path = PROJECT_FILE) -> dict[str, dict]:
+    """The `config:` block of Pulumi.yaml: key -> {type, default, description}, as the CLI reads it."""
+    return pulumi_yaml.load(project_file, name=project_file.name)["config"]
 
 
 def _markdown_text(text: str) -> str:
@@ -45,21 +60,21 @@ def render() -> str:
     return "\n".join(lines)
 
 
-def updated(text: str) -> str:
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{BEGIN}\n{render()}\n{END}{tail}"
+def document() -> str:
+    """The whole of docs/configuration.md."""
+    return f"{HEADER}\n{BEGIN}\n{render()}\n{END}\n"
 
 
 def main() -> int:
-    text = README.read_text(encoding="utf-8")
-    new = updated(text)
+    new = document()
     if "--check" in sys.argv:
-        if new != text:
-            print("README.md's configuration reference is out of date: run `make docs`", file=sys.stderr)
+        current = REFERENCE.read_text(encoding="utf-8") if REFERENCE.exists() else ""
+        if new != current:
+            print("docs/configuration.md is out of date: run `make docs`", file=sys.stderr)
             return 1
         return 0
-    README.write_text(new, encoding="utf-8")
+    REFERENCE.parent.mkdir(exist_ok=True)
+    REFERENCE.write_text(new, encoding="utf-8")
     return 0
 
 

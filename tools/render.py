@@ -2,7 +2,7 @@
 
 `python -m tools.render [--config key=value]... [--out DIR] <stack>...` first runs `make check`'s
 validation of each stack file (tools/check_config.py: a typo'd stack name or a bad value stops here,
-nothing is written), then evaluates the program under the mocks of tests/harness.py (no cluster, no
+nothing is written), then evaluates the program under the mocks of tools/mock_engine.py (no cluster, no
 Pulumi CLI: the runtime venv of requirements.txt is enough) and writes every Kubernetes object it
 would apply to `build/manifests/<stack>/NN-<kind>-<name>.yaml`, one object per file.
 
@@ -11,14 +11,14 @@ renders compare with `diff -r` (review a change by rendering before and after it
 
 - the values the providers would generate (keys, certificates, passwords, name suffixes) come from
   a generator seeded by the stack and the resource, certificates valid from a fixed date
-  (tests.harness.SEEDED_NOW); they are placeholders, never real credentials;
+  (tools.mock_engine.SEEDED_NOW); they are placeholders, never real credentials;
 - files are numbered in apply order (Namespaces, policies, accounts, Secrets, ConfigMaps, Services,
   workloads, Ingresses, then custom resources), then by namespace and name, not in the order the
   program happened to register them.
 
 The directory is emptied first: a file left over from an earlier run would otherwise be reviewed as
 if the program still rendered it. `config` overrides the stack file's keys (without the project
-prefix), as `pulumi config set` would; a value wrapped in `tests.harness.Secret` is secret config.
+prefix), as `pulumi config set` would; a value wrapped in `tools.mock_engine.Secret` is secret config.
 Objects the providers of the external modes create outside the cluster (pulumi-postgresql,
 pulumi-minio) are not Kubernetes objects and are not written.
 """
@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.harness import Evaluation, evaluate_stack  # noqa: E402
+from tools.mock_engine import Evaluation, evaluate_stack  # noqa: E402
 
 BUILD_DIR = ROOT / "build" / "manifests"
 DEFAULT_STACKS = ("dev", "prod", "pr-42")
@@ -139,7 +139,7 @@ def render_stack(
 
 
 def main(argv: list[str]) -> int:
-    from settings import ConfigError
+    from config import ConfigError
     from tools import check_config
 
     stacks, config, out = [], {}, None

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import ROOT
+from tools.mock_engine import ROOT
 from tools import check_config, pulumi_yaml
 
 pytestmark = pytest.mark.engine

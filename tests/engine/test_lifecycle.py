@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from tests.engine_cli import STEP_TIMES, Pulumi, checkout
-from tests.harness import evaluate_stack
+from tools.mock_engine import evaluate_stack
 
 pytestmark = pytest.mark.engine
 
@@ -118,7 +118,7 @@ def test_stack_lifecycle_under_the_real_engine(engine, stack):
     # 1. The first preview of a new stack: every computed value unknown.
     pulumi(work, "preview", "--stack", stack, step=f"{stack}: first preview")
 
-    # 2. up renders exactly what the mock harness registers (kinds, names, specs; generated values aside).
+    # 2. up renders exactly what tools/mock_engine.py registers (kinds, names, specs; generated values aside).
     pulumi(work, "up", "--yes", "--stack", stack, step=f"{stack}: up")
     objects = rendered_objects(rendered)
     mocked = evaluate_stack(stack, config={**RENDER_CONFIG, "renderYamlToDirectory": str(rendered)}).k8s_objects
@@ -128,7 +128,7 @@ def test_stack_lifecycle_under_the_real_engine(engine, stack):
     assert not differing, f"rendered objects that differ from the mocks: {differing}"
 
     # 3. Nothing to do on an unchanged stack, before and after a refresh. In render mode there is no
-    # cluster to read Kubernetes objects back from: the provider refuses to refresh them (README says
+    # cluster to read Kubernetes objects back from: the provider refuses to refresh them (docs/gitops.md says
     # so), so the refresh covers every other resource, and a full refresh fails with that reason.
     pulumi(work, "preview", "--expect-no-changes", "--stack", stack, step=f"{stack}: preview, no changes")
     state = json.loads(pulumi(work, "stack", "export", "--stack", stack).stdout)["deployment"]["resources"]

@@ -20,8 +20,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from . import services as svc
-from . import wiring
+from tools.loopback import services as svc
+from tools.loopback import wiring
+
 from .pki import CertificateAuthority
 
 pytestmark = pytest.mark.integration

@@ -1,6 +1,6 @@
 """The connection budget, for real: PostgreSQL's max_connections holds MLflow through a rolling restart.
 
-settings.py sizes the Cluster's max_connections from what MLflow can hold open (every worker's three
+sizing.py sizes the Cluster's max_connections from what MLflow can hold open (every worker's three
 SQLAlchemy pools per pod, one more pod during a rollout, the migration Job and gc, plus CloudNativePG's
 superuser connections). Here the rendered PostgreSQL enforces exactly that max_connections, with pools
 made small (mlflowDbPoolSize 3, mlflowDbMaxOverflow 2) so the load below fills them:
@@ -29,10 +29,9 @@ from types import SimpleNamespace
 
 import pytest
 
-import settings
-
-from . import operators, wiring
-from . import services as svc
+import sizing
+from tools.loopback import operators, wiring
+from tools.loopback import services as svc
 
 pytestmark = pytest.mark.integration
 
@@ -154,7 +153,7 @@ def rollout(tmp_path_factory):
     r = wiring.render("dev", config=CONFIG, namespace=NAMESPACE)
     parameters = r.cluster["spec"]["postgresql"]["parameters"]
     max_connections = int(parameters["max_connections"])
-    reserved = settings.SUPERUSER_RESERVED_CONNECTIONS + settings.INSTANCE_MANAGER_CONNECTIONS
+    reserved = sizing.SUPERUSER_RESERVED_CONNECTIONS + sizing.INSTANCE_MANAGER_CONNECTIONS
     work = tmp_path_factory.mktemp("budget")
     pg_ip = svc.free_loopback_address(r.pg_port)
     port = int(r.container["ports"][0]["containerPort"])

@@ -30,10 +30,10 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from tests.harness import ROOT, Secret
+from tools.loopback import operators, wiring
+from tools.loopback import services as svc
+from tools.mock_engine import ROOT, Secret
 
-from . import operators, wiring
-from . import services as svc
 from .pki import CertificateAuthority
 from .test_wired_stack import CLIENT_TUNING, LAPTOP_CLIENT
 

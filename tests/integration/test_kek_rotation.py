@@ -24,8 +24,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from . import operators, wiring
-from . import services as svc
+from tools.loopback import operators, wiring
+from tools.loopback import services as svc
 
 pytestmark = pytest.mark.integration
 

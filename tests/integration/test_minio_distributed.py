@@ -21,8 +21,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from . import services as svc
-from . import wiring
+from tools.loopback import services as svc
+from tools.loopback import wiring
 
 pytestmark = pytest.mark.integration
 

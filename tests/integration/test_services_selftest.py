@@ -13,8 +13,8 @@ from types import SimpleNamespace
 import pytest
 
 from components.s3_policy import bucket_policy
+from tools.loopback import services as svc
 
-from . import services as svc
 from .pki import CertificateAuthority
 
 pytestmark = pytest.mark.integration

@@ -40,8 +40,8 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from . import operators, wiring
-from . import services as svc
+from tools.loopback import operators, wiring
+from tools.loopback import services as svc
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""The main job against a live Kubernetes API server (issues 15 and 16), through README's make targets.
+"""The main job against a live Kubernetes API server (issues 15 and 16), through the make targets README.md and docs/ give.
 
 One control plane (tools/local_cluster.py: etcd, kube-apiserver with RBAC and Pod Security admission,
 controller-manager, scheduler, kwok for the kubelet) and the stand-in for what the CloudNativePG
@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 
 from tests.engine_cli import STEP_TIMES, Pulumi, checkout
-from tests.harness import ROOT
 from tests.live import standin_operator, waiting
 from tools import local_cluster
+from tools.mock_engine import ROOT
 
 SHARED = ROOT.parent / "shared"
 CHART = SHARED / "charts" / "cloudnative-pg"
@@ -206,7 +206,7 @@ def test_a_pr_stack_and_prod_join_the_same_cluster_each_in_one_up(team):
 
 
 def test_the_restore_drill_runs_as_written(team):
-    """README's drill, command for command: a scratch stack restoring prod's archive from an external
+    """The restore drill of docs/operations.md, command for command: a scratch stack restoring prod's archive from an external
     endpoint, through the cluster stack's plugin, then destroyed."""
     stack, ns = "drill", "mlflow-drill"
     team.make("stack", stack)
@@ -445,7 +445,7 @@ def test_dev_is_destroyed_and_recreated_in_one_up(team):
 
 
 def test_report_live_step_times(team):
-    """Prints each step's wall time (pytest -s shows it) for README's figures."""
+    """Prints each step's wall time (pytest -s shows it) for the figures in docs/testing.md (Measured times)."""
     live = {k: v for k, v in STEP_TIMES.items() if ":" in k}
     assert live, "the live steps did not run"
     for step, seconds in live.items():

@@ -54,7 +54,7 @@ and a handful of infrastructure env vars are added (``PATH`` with the venv first
 e.g. ``REQUESTS_CA_BUNDLE``/``AWS_CA_BUNDLE`` pointing at the system bundle, which would mask a
 missing CA setting in the rendered config).
 
-API overview (glue from ``tests/harness.evaluate_stack`` stays thin)::
+API overview (glue from ``tools/mock_engine.evaluate_stack`` stays thin)::
 
     secrets, cms = k8s_secrets(ev.k8s_objects), k8s_config_maps(ev.k8s_objects)
     pod = <Deployment>["spec"]["template"]["spec"]; c = pod["containers"][0]
@@ -113,6 +113,11 @@ class ServiceError(RuntimeError):
 
 
 # --------------------------------------------------------------------------- generic plumbing
+
+
+def _decoded(output: str | bytes | None) -> str:
+    """A process's captured output as text (a timed-out run's partial output is bytes, even in text mode)."""
+    return output.decode(errors="replace") if isinstance(output, bytes) else output or ""
 
 
 def _tail(path: Path | str, lines: int = 60) -> str:
@@ -405,7 +410,7 @@ def run_python_client(
             timeout=timeout,
         )
     except subprocess.TimeoutExpired as exc:
-        log_path.write_text(f"{exc.stdout or ''}\n{exc.stderr or ''}")
+        log_path.write_text(f"{_decoded(exc.stdout)}\n{_decoded(exc.stderr)}")
         raise _error(f"{name}: timed out after {timeout}s", log_path) from exc
     log_path.write_text(f"--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}")
     if check and proc.returncode != 0:
@@ -628,9 +633,9 @@ def postgres_server(
         run_log.touch()
         for p in (tls / "server.key", base / "pwfile"):
             p.chmod(0o600)
-        if uid is not None:
+        if ids is not None:
             for p in [base, *base.rglob("*")]:
-                os.chown(p, uid, gid)
+                os.chown(p, *ids)
         _run(
             [
                 "initdb",
@@ -1284,7 +1289,11 @@ def minio_cluster(
             log_path = workdir / f"minio-{i}.log"
             proc = ManagedProcess(f"minio-{i}", node_argv, env=prepared.env, log_path=log_path, cwd=node_dir)
             nodes.append(MinioNode(i, name, address, proc, log_path))
-            _wait_until(lambda proc=proc: _netns_of(proc.pid) != own, timeout=10, what=f"minio-{i} namespace")
+            _wait_until(
+                lambda proc=proc: _netns_of(proc.pid) != own,  # type: ignore[misc]
+                timeout=10,
+                what=f"minio-{i} namespace",
+            )
             _ip(hub.pid, "link", "add", f"veth{i}", "type", "veth", "peer", "name", "eth0", "netns", str(proc.pid))
             _ip(hub.pid, "link", "set", f"veth{i}", "master", "br0", "up")
             _ip(proc.pid, "link", "set", "lo", "up")
@@ -1423,7 +1432,7 @@ def ingress_proxy(
 
         def _body(self) -> bytes | None:
             if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-                chunks = []
+                chunks: list[bytes] = []
                 while True:
                     size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                     if size == 0:
@@ -1510,7 +1519,7 @@ def _objects_of_kind(objects: list[dict], kind: str, namespace: str | None) -> I
     for obj in objects:
         meta = obj.get("metadata") or {}
         if obj.get("kind") == kind and (not namespace or meta.get("namespace") in (None, namespace)):
-            yield meta.get("name"), obj
+            yield meta.get("name"), obj  # type: ignore[misc]  # every rendered object has a name
 
 
 def k8s_secrets(objects: list[dict], namespace: str | None = None) -> dict[str, dict[str, str]]:
@@ -1551,7 +1560,7 @@ def files_by_mount_from_pod(
             if src.get("optional"):
                 return {}
             raise KeyError(f"{src_kind} {ref!r} referenced by a volume is not rendered")
-        data = store[ref]
+        data = store[ref]  # type: ignore[index]  # ref in store: a str
         if src.get("items"):
             return {item["path"]: data[item["key"]] for item in src["items"]}
         return dict(data)
@@ -1964,6 +1973,7 @@ def mlflow_server_from_container(
         ctx = _readiness_tls_context()
 
         def ready() -> bool:
+            conn: http.client.HTTPConnection
             if scheme == "https":
                 conn = http.client.HTTPSConnection(listen_addr, effective_port, timeout=3, context=ctx)
             else:

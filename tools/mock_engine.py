@@ -1,5 +1,8 @@
 """Run the real program under Pulumi mocks that behave like the engine and providers.
 
+The one offline evaluation of the program: `make render` (tools/render.py), the benchmark
+(bench/bench.py) and the tests (tests/) all evaluate stacks through this module.
+
 - Providers' answers are real: private keys, CSRs and certificates are made with `cryptography`
   from the program's inputs; passwords honour length/special; Kubernetes objects get autonamed
   metadata and LoadBalancer addresses; numbers come back as floats, as the engine sends them.
@@ -523,6 +526,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             custom=request.custom,
         )
         resource_id, outputs = self.mocks.new_resource(args) if request.custom else ("", inputs)
+        resource_id = resource_id or ""  # PlatformMocks always gives custom resources an id
         outputs = json.loads(json.dumps(outputs))  # the wire turns ints into floats
         outputs = {k: (float(v) if isinstance(v, int) and not isinstance(v, bool) else v) for k, v in outputs.items()}
         secret_outputs = {k for k in outputs if k in set(request.additionalSecretOutputs) or k in secret_top}
@@ -697,13 +701,19 @@ def _plain_strings(value: Any, path: str, secret: set) -> Iterator[tuple[str, st
 
 
 def evaluate_stack(
-    stack: str = "dev", config: dict | None = None, state: dict | None = None, preview: bool = False
+    stack: str = "dev",
+    config: dict | None = None,
+    state: dict | None = None,
+    preview: bool = False,
+    program: Path | None = None,
 ) -> Evaluation:
-    """Evaluate __main__.py fresh for `stack`, as `pulumi up` would, and return what it registered.
+    """Evaluate __main__.py (or another `program` file) fresh for `stack`, as `pulumi up` would, and
+    return what it registered.
 
     Raises what the program raises (e.g. settings.ConfigError) after the runtime has settled.
     """
-    return evaluate(lambda: runpy.run_path(str(MAIN), run_name="__main__"), stack, config, state, preview)
+    path = str(program or MAIN)
+    return evaluate(lambda: runpy.run_path(path, run_name="__main__"), stack, config, state, preview)
 
 
 def _cancel_leftovers() -> None:
@@ -744,11 +754,11 @@ def evaluate(
     try:
         _sync_await(run_pulumi_func(program))
     except Exception as error:
-        error.registrations = monitor.registrations  # what got registered before the failure
+        error.registrations = monitor.registrations  # type: ignore[attr-defined]  # what got registered before the failure
         _cancel_leftovers()
         raise
     outputs, secret_outputs = {}, set()
-    for name, value in root.outputs.items():
+    for name, value in root.outputs.items():  # type: ignore[union-attr]  # the Stack resource
         output = pulumi.Output.from_input(value)
         outputs[name] = _sync_await(output.future())
         if _sync_await(output.is_secret()):

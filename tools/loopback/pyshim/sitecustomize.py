@@ -44,6 +44,7 @@ def _chain_next_sitecustomize():
     if path is None:
         return
     spec = importlib.util.spec_from_file_location("sitecustomize", path)
+    assert spec is not None and spec.loader is not None, path
     module = importlib.util.module_from_spec(spec)
     shim_module = _sys.modules.get("sitecustomize")
     # While it runs (and afterwards: the import system returns what sys.modules holds once this

@@ -1,6 +1,7 @@
-"""Rendered material shared by the wired-stack tests: what a stack renders, its MinIO StatefulSet's
-container run for real (the MinIO server built from its Go module), and its MinIO bootstrap Job run for
-real (its script from the rendered ConfigMap, with the real ``mc``, every call recorded).
+"""Rendered material shared by the wired-stack tests and the server benchmark: what a stack renders,
+its MinIO StatefulSet's container run for real (the MinIO server built from its Go module), and its
+MinIO bootstrap Job run for real (its script from the rendered ConfigMap, with the real ``mc``, every
+call recorded).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import urlsplit
 
-from tests.harness import evaluate_stack
+from tools.mock_engine import evaluate_stack
 
 from . import services as svc
 
@@ -27,6 +28,7 @@ def one(items: list, what: str):
 
 def host_port(url: str, default_port: int) -> tuple[str, int]:
     parts = urlsplit(url)
+    assert parts.hostname, f"no host in {url!r}"
     return parts.hostname, parts.port or default_port
 
 

@@ -33,10 +33,11 @@ import ipaddress
 import json
 import os
 import socket
+from typing import Any
 
 ENV_VAR = "K8S_DNS_SHIM"
 
-_original = {
+_original: dict[str, Any] = {
     "getaddrinfo": socket.getaddrinfo,
     "gethostbyname": socket.gethostbyname,
     "gethostbyname_ex": socket.gethostbyname_ex,

@@ -1,7 +1,7 @@
 """The tracking server we deploy, measured side by side on this machine (`make bench`; not a test).
 
 Servers:
-  ours         `mlflow server` with exactly the dev stack's rendered argv/env (tests/integration: the
+  ours         `mlflow server` with exactly the dev stack's rendered argv/env (tools/loopback: the
                rendered container, Secrets and volumes), PostgreSQL with the stack's TLS material and
                verify-full, basic auth on every request, S3 over TLS: the real MinIO of the pinned release
                running the StatefulSet's container (engine/build.sh builds it), with MLflow's own user;
@@ -49,7 +49,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "build" / "bench"
 MIB = 2**20
 CLIENTS = 8
@@ -179,18 +179,20 @@ def workers_in(argv: list[str]) -> int:
 
 
 def direct_client_environment(declared: Mapping[str, Mapping] | None = None) -> dict[str, str]:
-    """What a client of a direct-mode stack sets (settings.client_environment at the declared defaults),
+    """What a client of a direct-mode stack sets (MlflowServer's clientEnvironment at the declared defaults),
     with the upload threshold lowered to DIRECT_THRESHOLD so the 256 MiB file goes over presigned parts."""
-    import settings
+    import sizing
+    from components.mlflow_server import client_environment
+    from config import project_file
 
-    declared = declared or settings.declared_config()
-    mlflow = SimpleNamespace(
+    declared = declared or project_file.declared()
+    server = SimpleNamespace(
         request_timeout_seconds=declared["mlflowRequestTimeoutSeconds"]["default"],
         artifact_transfer="direct",
-        multipart_threshold=declared["artifactMultipartThreshold"]["default"],
-        multipart_chunk_size=declared["artifactMultipartChunkSize"]["default"],
+        multipart_threshold_bytes=int(sizing.quantity(declared["artifactMultipartThreshold"]["default"])),
+        multipart_chunk_bytes=int(sizing.quantity(declared["artifactMultipartChunkSize"]["default"])),
     )
-    env = settings.client_environment(SimpleNamespace(mlflow=mlflow))  # type: ignore[arg-type]
+    env = client_environment(server)  # type: ignore[arg-type]
     env["MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE"] = str(DIRECT_THRESHOLD)
     return env
 
@@ -467,7 +469,7 @@ print(json.dumps(out))
 
 
 def artifact_workloads(srv, client_env: dict, work: Path, cases: tuple) -> dict:
-    from tests.integration import services as svc
+    from tools.loopback import services as svc
 
     target = srv.target
     work.mkdir(parents=True, exist_ok=True)
@@ -512,7 +514,7 @@ def s3_ceiling(env, work: Path, part_size: int | None) -> dict:
     parts) or with parts of part_size."""
     from boto3.s3.transfer import TransferConfig
 
-    from tests.integration import services as svc
+    from tools.loopback import services as svc
 
     path = work / "ceiling.bin"
     if not path.exists():
@@ -586,8 +588,8 @@ def pg_connect_cpu_ms(env, work: Path, connections: int = 10) -> dict:
 @contextlib.contextmanager
 def environment(work: Path):
     """The dev stack's data services, as the integration layer runs them."""
-    from tests.integration import services as svc
-    from tests.integration import wiring
+    from tools.loopback import services as svc
+    from tools.loopback import wiring
 
     r = wiring.render("dev", namespace=NAMESPACE)
     pg_ip, s3_ip = svc.free_loopback_address(r.pg_port), svc.free_loopback_address(r.s3_port)
@@ -606,7 +608,7 @@ def environment(work: Path):
 
 @contextlib.contextmanager
 def ours(env, work: Path, direct: bool = False):
-    from tests.integration import services as svc
+    from tools.loopback import services as svc
 
     r = env.r
     container = json.loads(json.dumps(r.container))
@@ -642,7 +644,7 @@ def ours(env, work: Path, direct: bool = False):
 
 @contextlib.contextmanager
 def peer(env, work: Path, workers: int | None = None, database: str = PEER_DB):
-    from tests.integration import services as svc
+    from tools.loopback import services as svc
 
     ip = svc.free_loopback_address(5000)
     container = {
@@ -689,7 +691,7 @@ def peer(env, work: Path, workers: int | None = None, database: str = PEER_DB):
 @contextlib.contextmanager
 def mlflow_default(env, work: Path):
     """`mlflow server` with no arguments: it listens on 127.0.0.1:5000 itself."""
-    from tests.integration import services as svc
+    from tools.loopback import services as svc
 
     container = {
         "name": "mlflow",

@@ -1,18 +1,23 @@
-"""Configuration: declared once in Pulumi.yaml, validated as a whole, clear errors, nothing created."""
+"""Configuration: one typed model (config/), Pulumi.yaml generated from it, validated as a whole, clear errors,
+nothing created."""
 
 import json
 
 import pulumi
 import pytest
 
-import settings
-from tests.harness import PROJECT, Secret, evaluate_stack, set_stack_config
+import config
+import sizing
+from components.minio_store import BOOTSTRAP_CPU_REQUEST, BOOTSTRAP_MEMORY_REQUEST
+from components.mlflow_server import MIGRATION_JOB_CPU_REQUEST, MIGRATION_JOB_MEMORY_REQUEST
+from config import ConfigError, project_file
 from tests.stacks import EXTERNAL_CA_FILE, EXTERNAL_MINIO, EXTERNAL_POSTGRES, EXTERNAL_S3
+from tools.mock_engine import PROJECT, Secret, evaluate_stack, set_stack_config
 
 
 def load(stack="dev", **overrides):
     set_stack_config(stack, overrides)
-    return settings.load_settings(pulumi.Config(PROJECT), stack=stack, project=PROJECT)
+    return config.load(stack)
 
 
 def problem_line(message: str, key: str) -> str:
@@ -22,46 +27,42 @@ def problem_line(message: str, key: str) -> str:
 
 
 def test_every_declared_key_has_type_default_and_description():
-    for key, spec in settings.declared_config().items():
+    for key, spec in project_file.read().items():
         assert spec.get("type") in ("string", "integer", "boolean", "array", "object"), key
         assert "default" in spec, key
         assert len(spec.get("description", "")) > 20, key
 
 
-def test_every_declared_key_is_read_and_nothing_else(monkeypatch):
-    """Over the modes (some keys are read only in external modes), every declared key is read through
-    the reader's `raw` or `secret` (which reads runtime config itself), and only declared keys are."""
-    read = []
-    for method in ("raw", "secret"):
-        original = getattr(settings._Reader, method)
-        monkeypatch.setattr(
-            settings._Reader, method, lambda self, key, original=original: read.append(key) or original(self, key)
-        )
-    for overrides in ({}, {**EXTERNAL_POSTGRES, **EXTERNAL_S3}, EXTERNAL_MINIO):
-        load("dev", **overrides)
-    settings.load_cluster_settings(pulumi.Config(PROJECT), stack="cluster", project=PROJECT)
-    assert set(read) == set(settings.declared_config())
-    assert settings.declared_config().keys().isdisjoint(settings.REMOVED_KEYS)
+def test_pulumi_yaml_declares_exactly_the_model_key_by_key():
+    """The CLI reads Pulumi.yaml (and hands its defaults to the program): generated from the model by
+    `make docs`, so each key's type, default and description live in config/model.py only."""
+    declared, modelled = project_file.read(), project_file.declared()
+    assert list(declared) == list(modelled)
+    for key in modelled:
+        assert declared[key] == modelled[key], key
+    assert project_file.rendered() == project_file.PROJECT_FILE.read_text(encoding="utf-8"), "run `make docs`"
+    assert declared.keys().isdisjoint(config.REMOVED_KEYS)
 
 
 def test_footprint_counts_every_pod_and_job_of_the_services_in_the_cluster():
     s = load("dev")
-    assert (s.profile, s.namespace, s.postgres.instances, s.mlflow.replicas) == ("dev", "mlflow-dev", 1, 1)
-    assert s.mlflow.image == "ghcr.io/mlflow/mlflow:v3.18.0-full"
-    q = settings.parse_quantity
-    jobs_cpu = q(settings.MIGRATION_JOB_CPU_REQUEST) + q(settings.BOOTSTRAP_CPU_REQUEST)
-    jobs_memory = q(settings.MIGRATION_JOB_MEMORY_REQUEST) + q(settings.BOOTSTRAP_MEMORY_REQUEST)
-    cpu, memory = settings.footprint(s.postgres, s.minio, s.mlflow)
-    parts = (s.mlflow.resources, s.postgres.resources, s.minio.resources)
-    assert cpu == pytest.approx(sum(q(r.cpu_request) for r in parts) + jobs_cpu)
-    assert memory == sum(q(r.memory_request) for r in parts) + jobs_memory
+    assert (s.profile, s.namespace, s.postgres_instances, s.mlflow_replicas) == ("dev", "mlflow-dev", 1, 1)
+    assert s.mlflow_image_ref == "ghcr.io/mlflow/mlflow:v3.18.0-full"
+    q = sizing.parse_quantity
+    jobs_cpu = q(MIGRATION_JOB_CPU_REQUEST) + q(BOOTSTRAP_CPU_REQUEST)
+    jobs_memory = q(MIGRATION_JOB_MEMORY_REQUEST) + q(BOOTSTRAP_MEMORY_REQUEST)
+    cpu, memory = sizing.footprint(s, with_operations=False)
+    parts = [(s.resources(service))["requests"] for service in ("mlflow", "postgres", "minio")]
+    assert cpu == pytest.approx(sum(q(r["cpu"]) for r in parts) + jobs_cpu)
+    assert memory == sum(q(r["memory"]) for r in parts) + jobs_memory
     # An external object store takes MinIO and its bootstrap Job out of the cluster.
-    cpu_external, memory_external = settings.footprint(s.postgres, s.minio, s.mlflow, minio_in_cluster=False)
-    assert memory - memory_external == q(s.minio.resources.memory_request) + q(settings.BOOTSTRAP_MEMORY_REQUEST)
-    assert cpu - cpu_external == pytest.approx(q(s.minio.resources.cpu_request) + q(settings.BOOTSTRAP_CPU_REQUEST))
+    external = load("dev", **EXTERNAL_S3)
+    cpu_external, memory_external = sizing.footprint(external, with_operations=False)
+    assert memory - memory_external == q(s.minio_memory_request) + q(BOOTSTRAP_MEMORY_REQUEST)
+    assert cpu - cpu_external == pytest.approx(q(s.minio_cpu_request) + q(BOOTSTRAP_CPU_REQUEST))
     pr = load("pr-42")
-    cpu, memory = settings.footprint(pr.postgres, pr.minio, pr.mlflow)
-    assert memory <= settings.PR_MEMORY_BUDGET_BYTES and cpu * 1000 <= settings.PR_CPU_BUDGET_MILLICORES
+    cpu, memory = sizing.footprint(pr, with_operations=False)
+    assert memory <= sizing.PR_MEMORY_BUDGET_BYTES and cpu * 1000 <= sizing.PR_CPU_BUDGET_MILLICORES
 
 
 @pytest.mark.parametrize(
@@ -69,7 +70,7 @@ def test_footprint_counts_every_pod_and_job_of_the_services_in_the_cluster():
     [("pr-7", "pr"), ("prod", "prod"), ("production-eu", "prod"), ("dev", "dev"), ("staging", "dev"), ("pr-x", "dev")],
 )
 def test_profile_follows_the_stack_name(stack, profile):
-    assert settings.profile_for_stack(stack) == profile
+    assert config.profile_for_stack(stack) == profile
 
 
 BAD_INPUT = [
@@ -147,7 +148,7 @@ BAD_INPUT = [
     "overrides, key, problem", BAD_INPUT, ids=[b[1] + "-" + str(i) for i, b in enumerate(BAD_INPUT)]
 )
 def test_bad_input_names_the_key_the_value_and_the_fix(overrides, key, problem):
-    with pytest.raises(settings.ConfigError) as raised:
+    with pytest.raises(ConfigError) as raised:
         load("dev", **overrides)
     message = str(raised.value)
     line = next((ln for ln in message.splitlines() if f"{PROJECT}:{key} = " in ln), None)
@@ -160,9 +161,9 @@ def test_bad_input_names_the_key_the_value_and_the_fix(overrides, key, problem):
         assert value.value not in message
 
 
-@pytest.mark.parametrize("key", sorted(settings.REMOVED_KEYS))
+@pytest.mark.parametrize("key", sorted(config.REMOVED_KEYS))
 def test_removed_keys_say_what_replaced_them(key):
-    with pytest.raises(settings.ConfigError) as raised:
+    with pytest.raises(ConfigError) as raised:
         load("dev", **{key: "30432" if key.endswith("NodePort") else "x"})
     line = problem_line(str(raised.value), key)
     assert "was removed" in line and "Fix: delete it" in line, line
@@ -179,14 +180,14 @@ def test_removed_keys_say_what_replaced_them(key):
     [("mlflowReplica", "mlflowReplicas"), ("postgresInstance", "postgresInstances"), ("s3Endpiont", "s3Endpoint")],
 )
 def test_a_misspelled_key_suggests_the_declared_one(typo, meant):
-    with pytest.raises(settings.ConfigError) as raised:
+    with pytest.raises(ConfigError) as raised:
         load("dev", **{typo: "2"})
     line = problem_line(str(raised.value), typo)
     assert f"did you mean {meant}?" in line and "is not a setting of this project" in line, line
 
 
 def test_a_key_nothing_resembles_gets_no_suggestion():
-    with pytest.raises(settings.ConfigError) as raised:
+    with pytest.raises(ConfigError) as raised:
         load("dev", zzzUnrelated="1")
     line = problem_line(str(raised.value), "zzzUnrelated")
     assert "did you mean" not in line and "configuration reference" in line
@@ -200,42 +201,42 @@ def test_credentials_in_plain_config_are_refused(mode, key):
     accepted = load("dev", **mode)  # the same value as secret config is fine
     assert accepted is not None
     plain = {**mode, key: mode[key].value}
-    with pytest.raises(settings.ConfigError) as raised:
+    with pytest.raises(ConfigError) as raised:
         load("dev", **plain)
     line = problem_line(str(raised.value), key)
     assert "set in plain text" in line and f"pulumi config set --secret {key}" in line, line
     assert mode[key].value not in str(raised.value), "the error does not echo the credential"
-    with pytest.raises(settings.ConfigError) as raised:
+    with pytest.raises(ConfigError) as raised:
         evaluate_stack("dev", plain)
     assert raised.value.registrations == []
 
 
 def test_prod_must_be_highly_available():
-    with pytest.raises(settings.ConfigError) as raised:
+    with pytest.raises(ConfigError) as raised:
         load("prod", postgresInstances=1, mlflowReplicas=1)
     assert "postgresInstances = 1" in str(raised.value) and "mlflowReplicas = 1" in str(raised.value)
 
 
 def test_pr_stacks_must_fit_their_budget_and_share_the_operator():
-    with pytest.raises(settings.ConfigError) as raised:
+    with pytest.raises(ConfigError) as raised:
         load("pr-1", mlflowReplicas=3, installCnpgOperator=True)
     message = str(raised.value)
     assert "over its 1024Mi budget" in message and "installCnpgOperator was removed: the cluster stack owns" in message
 
 
 def test_stack_names_that_make_invalid_namespaces_are_refused():
-    with pytest.raises(settings.ConfigError, match='stack name "Dev_Stack".*DNS-1123'):
+    with pytest.raises(ConfigError, match='stack name "Dev_Stack".*DNS-1123'):
         load("Dev_Stack")
 
 
 def test_all_problems_are_reported_at_once():
-    with pytest.raises(settings.ConfigError) as raised:
+    with pytest.raises(ConfigError) as raised:
         load("dev", bucket="X", postgresInstances=0, tlsAlgorithm="DSA")
     assert "3 problem(s)" in str(raised.value)
 
 
 def test_a_bad_stack_fails_before_any_resource_is_registered():
-    with pytest.raises(settings.ConfigError) as raised:
+    with pytest.raises(ConfigError) as raised:
         evaluate_stack("dev", {"bucket": "Invalid_Bucket"})
     assert raised.value.registrations == []
     # RunError: the CLI prints the message alone, without a Python stack trace.
