@@ -16,6 +16,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 import sizing
+from components.publishing import Publication
 from config.checks import (
     ARTIFACT_TRANSFER_MODES,
     CLUSTER_PROFILE,
@@ -530,10 +531,14 @@ class StackConfig(BaseModel):
 
     @property
     def public_tls(self) -> bool:
-        """The public hosts are served over TLS with a certificate clients trust."""
-        if self.publish_mode == "ingress":
-            return bool(self.ingress_tls_secret_name or self.ingress_cluster_issuer)
-        return self.publish_mode == "httpRoute" and self.gateway_https
+        """The public hosts are served over TLS with a certificate clients trust (the ingress's or the
+        Gateway listener's), as the components decide it."""
+        return Publication(
+            mode=self.publish_mode,
+            ingress_tls_secret_name=self.ingress_tls_secret_name,
+            ingress_cluster_issuer=self.ingress_cluster_issuer,
+            gateway_https=self.gateway_https,
+        ).tls
 
     @property
     def read_replica_on(self) -> bool:

@@ -1,7 +1,13 @@
 """Pulumi.yaml's `config:` block, generated from StackConfig: the CLI reads the keys, types and defaults
 from it (and hands the defaults to the program), so it must say exactly what the model says.
 
-`make docs` rewrites the block; tests/test_config_model.py fails while the file is stale.
+`make docs` rewrites the block; tests/test_config.py fails while the file is stale.
+
+The credential keys (SecretStr in the model) are not declared `secret: true`: the CLI (3.274) writes an
+unset key's default into the stack's config as plain text and then refuses it ("Stack 'dev' with
+configuration key 'password' must be encrypted as it's secret"), so an optional credential would be
+required of every stack. config.reader refuses a credential set in plain text instead, naming the key
+and `pulumi config set --secret`.
 """
 
 from __future__ import annotations
