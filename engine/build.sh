@@ -10,7 +10,7 @@
 #   engine/build.sh            build what is missing or stale
 #   ENGINE_FORCE=1 ...         rebuild everything
 #   ENGINE_JOBS=N ...          go build -p N (default: number of CPUs, at most 2)
-#   ENGINE_ONLY="cli tls" ...  build a subset (cli, kubernetes, random, tls, kube, kwok, minio, mc)
+#   ENGINE_ONLY="cli tls" ...  build a subset (cli, kubernetes, random, tls, kube, kwok, minio, mc, gateway-api)
 #
 # Uses the normal Go caches (GOMODCACHE, GOCACHE); point them elsewhere to
 # measure a cold build.
@@ -39,7 +39,7 @@ export GOTOOLCHAIN=local
 export GOFLAGS="-mod=readonly -buildvcs=false"
 export CGO_ENABLED=0
 JOBS="${ENGINE_JOBS:-$(n=$(nproc 2>/dev/null || echo 2); [ "$n" -gt 2 ] && n=2; echo "$n")}"
-ONLY=" ${ENGINE_ONLY:-cli kubernetes random tls kube kwok minio mc} "
+ONLY=" ${ENGINE_ONLY:-cli kubernetes random tls kube kwok minio mc gateway-api} "
 
 log() { printf '[engine/build] %s\n' "$*" >&2; }
 
@@ -217,6 +217,35 @@ build_minio_module() { # NAME PACKAGE RELEASE COMMIT EXTRA_TAGS
 build_minio() { build_minio_module minio github.com/minio/minio "$MINIO_RELEASE" "$MINIO_COMMIT" kqueue; }
 build_mc() { build_minio_module mc github.com/minio/mc "$MC_RELEASE" "$MC_COMMIT" ""; }
 
+# --- Gateway API CRDs (tests/test_manifests.py, the live layer): wrapper module gateway-api/ ---
+# Not a binary: the standard channel's CustomResourceDefinitions, config/crd/standard/*.yaml of the
+# module (its ValidatingAdmissionPolicy file is left out), copied to bin/crds/gateway-api/.
+GATEWAY_API_VERSION=v1.6.3    # sigs.k8s.io/gateway-api (gateway-api/go.mod, go.sum)
+
+build_gateway_api() {
+  cd "${ENGINE_DIR}/gateway-api"
+  local digest; digest=$(stamp "gateway-api ${GATEWAY_API_VERSION}" go.mod go.sum)
+  local out="${BIN}/crds/gateway-api"
+  if [ "${ENGINE_FORCE:-0}" != 1 ] && [ -f "${BIN}/.stamp-gateway-api" ] \
+    && [ "$(cat "${BIN}/.stamp-gateway-api")" = "$digest" ] && compgen -G "${out}/*.yaml" >/dev/null; then
+    log "gateway-api: up to date (${GATEWAY_API_VERSION} CRDs, standard channel)"; return
+  fi
+  go mod download sigs.k8s.io/gateway-api   # verified against go.sum
+  local moddir f n=0; moddir=$(go list -m -f '{{.Dir}}' sigs.k8s.io/gateway-api)
+  rm -rf "${out}.tmp"; mkdir -p "${out}.tmp"
+  for f in "${moddir}/config/crd/standard"/*.yaml; do
+    grep -q '^kind: CustomResourceDefinition$' "$f" || continue
+    grep -q "gateway.networking.k8s.io/bundle-version: ${GATEWAY_API_VERSION}\$" "$f" \
+      && grep -q 'gateway.networking.k8s.io/channel: standard$' "$f" \
+      || { log "gateway-api: $(basename "$f") is not a ${GATEWAY_API_VERSION} standard-channel CRD"; exit 1; }
+    install -m 0644 "$f" "${out}.tmp/"; n=$((n + 1))
+  done
+  [ "$n" -gt 0 ] || { log "gateway-api: no CRDs in ${moddir}/config/crd/standard"; exit 1; }
+  rm -rf "${out}"; mkdir -p "$(dirname "${out}")"; mv "${out}.tmp" "${out}"
+  log "gateway-api: ${n} CRDs of ${GATEWAY_API_VERSION} (standard channel) in ${out}"
+  echo "$digest" > "${BIN}/.stamp-gateway-api"
+}
+
 t0=$SECONDS
 case "$ONLY" in *" cli "*) build_cli ;; esac
 case "$ONLY" in *" random "*) build_native random "$RANDOM_VERSION" ;; esac
@@ -226,4 +255,5 @@ case "$ONLY" in *" kube "*) build_kube ;; esac
 case "$ONLY" in *" kwok "*) build_kwok ;; esac
 case "$ONLY" in *" minio "*) build_minio ;; esac
 case "$ONLY" in *" mc "*) build_mc ;; esac
+case "$ONLY" in *" gateway-api "*) build_gateway_api ;; esac
 log "done in $((SECONDS - t0))s: $(cd "$BIN" && ls | tr '\n' ' ')"

@@ -630,3 +630,94 @@ def test_report_states_the_setup_ratios_targets_and_where_the_time_goes(tmp_path
     assert sum(line.startswith("| ours | ") for line in text.splitlines()) >= len(sb.API_WORKLOADS)
     sb.chart(report, tmp_path / "server.png")
     assert (tmp_path / "server.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# =========================================================================== OpenTelemetry traces (pure parts)
+from bench.server import trace_bench as tb  # noqa: E402
+
+
+def test_otlp_request_is_traces_of_a_root_and_its_children_with_attributes():
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    ids = [bytes([1] * 16), bytes([2] * 16)]
+    parsed = ExportTraceServiceRequest.FromString(tb.otlp_request(ids, 3, service="svc", start_ns=10**18))
+    (resource,) = parsed.resource_spans
+    assert [(a.key, a.value.string_value) for a in resource.resource.attributes] == [("service.name", "svc")]
+    spans = [s for scope in resource.scope_spans for s in scope.spans]
+    assert len(spans) == 6
+    for trace_id in ids:
+        mine = [s for s in spans if s.trace_id == trace_id]
+        roots = [s for s in mine if not s.parent_span_id]
+        assert len(roots) == 1 and len({s.span_id for s in mine}) == 3
+        assert all(s.parent_span_id == roots[0].span_id for s in mine if s is not roots[0])
+        assert all(s.end_time_unix_nano > s.start_time_unix_nano >= 10**18 for s in mine)
+        assert {a.key for a in mine[1].attributes} == {"bench.step", "bench.note"}
+    with pytest.raises(ValueError):
+        tb.otlp_request([b"short"])
+
+
+def test_trace_summary_takes_the_median_round_pools_latencies_and_costs_cpu_per_1000_spans():
+    samples = [
+        {"round": 0, "wall_s": 1.0, "cpu_s": 1.0, "requests": 10, "spans": 500, "latencies": [0.01] * 10},
+        {"round": 1, "wall_s": 2.0, "cpu_s": 1.0, "requests": 10, "spans": 500, "latencies": [0.03] * 10},
+        {"round": 2, "wall_s": 1.0, "cpu_s": 1.0, "requests": 20, "spans": 1000, "latencies": [0.02] * 20},
+    ]
+    m = tb.summarize_traces(samples)
+    assert m["spans_per_s"] == 500 and m["spans_per_s_min"] == 250 and m["spans_per_s_max"] == 1000
+    assert m["requests_per_s"] == 10 and m["spans"] == 2000
+    assert m["cpu_ms_per_1000_spans"] == pytest.approx(1500)
+    assert m["p50_ms"] == pytest.approx(20) and m["p99_ms"] == pytest.approx(30)
+
+
+def test_trace_rounds_alternate_servers_and_pair_ours_with_the_peer(monkeypatch):
+    from types import SimpleNamespace
+
+    calls = []
+    rates = {"ours": 400.0, "peer": 500.0}
+
+    def fake_sample(target, experiment_id, cpu_seconds, round_no, *, seconds):
+        calls.append((round_no, target["name"], experiment_id, cpu_seconds()))
+        return {
+            "round": round_no,
+            "wall_s": 1.0,
+            "cpu_s": 0.5,
+            "requests": 2,
+            "spans": rates[target["name"]] + round_no,
+            "latencies": [0.01, 0.02],
+        }
+
+    monkeypatch.setattr(tb, "trace_sample", fake_sample)
+    monkeypatch.setattr(tb, "_experiment", lambda target, label: f"exp-{label}")
+    focused = []
+    live = {n: SimpleNamespace(target={"name": n}, pgid=pgid) for n, pgid in (("default", 1), ("ours", 2), ("peer", 3))}
+    out = tb.measure(live, lambda _live, name: focused.append(name), lambda pgid: float(pgid), rounds=3, seconds=1)
+    assert [(r, n) for r, n, _, _ in calls] == [
+        (0, "ours"),
+        (0, "peer"),
+        (1, "peer"),
+        (1, "ours"),
+        (2, "ours"),
+        (2, "peer"),
+    ]
+    assert focused == [n for _, n, _, _ in calls]
+    assert {(n, e, cpu) for _, n, e, cpu in calls} == {("ours", "exp-ours", 2.0), ("peer", "exp-peer", 3.0)}
+    assert set(out["results"]) == {"ours", "peer"}  # the default server is not measured
+    assert out["ours/peer"] == pytest.approx(401 / 501)
+    assert out["results"]["ours"]["spans_per_s"] == 401
+    assert all("latencies" not in s for s in out["rounds"]["ours"])
+
+
+def test_report_has_the_trace_section_when_measured():
+    report = _synthetic_report(0.95)
+    assert "OpenTelemetry traces" not in sb.render(report)
+    sample = {"round": 0, "wall_s": 1.0, "cpu_s": 0.2, "requests": 20, "spans": 1000, "latencies": [0.05] * 20}
+    report["traces"] = {
+        "setup": {"clients": 4, "seconds": 8.0, "spans_per_batch": 50, "spans_per_trace": 5},
+        "results": {"ours": tb.summarize_traces([sample]), "peer": tb.summarize_traces([sample])},
+        "ours/peer": 0.9,
+    }
+    text = sb.render(report)
+    assert "OpenTelemetry traces (OTLP/HTTP protobuf to /v1/traces): 4 client processes" in text
+    assert "| ours | 1000 | 1000-1000 | 20.0 | 50.0 | 50.0 | 50.0 | 200 |" in text
+    assert "| ours/peer (median of rounds) | 0.90 |" in text
+    assert text.index("OpenTelemetry traces") < text.index("## Targets")

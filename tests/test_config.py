@@ -141,6 +141,13 @@ BAD_INPUT = [
     ({"s3AdminUser": "admin"}, "s3AdminUser", "only used with objectStoreMode"),
     ({"s3AdminPassword": Secret("minio-admin-value")}, "s3AdminPassword", "only used with objectStoreMode"),
     ({"s3CaFile": EXTERNAL_CA_FILE}, "s3CaFile", "only used with objectStoreMode"),
+    # issue 19.1: read replicas
+    ({"postgresReplicaHost": "db-ro.example.com"}, "postgresReplicaHost", "only used with postgresMode external"),
+    ({"postgresReadReplica": "on"}, "postgresReadReplica", "postgresInstances is 1: there is no replica"),
+    ({"postgresReadReplica": "sometimes"}, "postgresReadReplica", "unknown value"),
+    ({**EXTERNAL_POSTGRES, "postgresReadReplica": "on"}, "postgresReadReplica", "the replica's host is not known"),
+    ({**EXTERNAL_POSTGRES, "postgresReplicaHost": "10.0.0.6"}, "postgresReplicaHost", "not the replica's DNS name"),
+    ({**EXTERNAL_POSTGRES, "postgresReplicaHost": "db ro"}, "postgresReplicaHost", "not the replica's DNS name"),
 ]
 
 

@@ -1,8 +1,9 @@
 """Every rendered Kubernetes object is valid: schemas, checkov and Pod Security `restricted`.
 
 Each stack is rendered once per session with `tools/render.py`: dev, prod and pr-42 from their
-stack files, and stacks in the external modes (EXTERNAL_STACKS: config overrides, secret keys as
-secret config, CA bundles from tests/fixtures). The files in build/manifests/<stack>/ are what
+stack files, stacks in the external modes (EXTERNAL_STACKS: config overrides, secret keys as
+secret config, CA bundles from tests/fixtures) and in the other publish modes (PUBLISH_STACKS:
+Gateway API routes, nothing published). The files in build/manifests/<stack>/ are what
 checkov scans and the objects are what the other checks read.
 
 1. kubernetes-validate, strict (unknown fields rejected), against Kubernetes 1.29 (the oldest the
@@ -10,6 +11,11 @@ checkov scans and the objects are what the other checks read.
 2. CloudNativePG custom resources (kubernetes-validate has no schema for them: Cluster, Database)
    against the CRD's openAPIV3Schema from ../shared/schemas/cloudnative-pg and against the full CRD
    manifests in ../shared/crds/cloudnative-pg, made strict the way the API server is.
+   Gateway API objects (HTTPRoute, BackendTLSPolicy) against the standard-channel CRDs of
+   sigs.k8s.io/gateway-api that `make engine` copies to engine/bin/crds/gateway-api, made strict the
+   same way (structure, types, enums, patterns, lengths, required fields; not the CEL rules
+   (x-kubernetes-validations), which the live layer's API server enforces), plus what a Gateway
+   would otherwise find only at run time: the Services, ports and CA ConfigMap they name exist.
 3. checkov, offline: no failed check; every skip carries a reason.
 4. Pod Security Standard `restricted` on every pod template (initContainers included), the MinIO
    bootstrap Job's among them.
@@ -43,6 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tools import local_cluster  # noqa: E402
 from tools.mock_engine import Secret  # noqa: E402
 from tools.render import Rendered, render_stack  # noqa: E402
 
@@ -77,7 +84,22 @@ EXTERNAL_STACKS: dict[str, dict] = {
         "s3AdminPassword": Secret("rendered-minio-password"),
     },
 }
-STACKS = ["dev", "prod", "pr-42", *EXTERNAL_STACKS]
+# Stacks in the other publish modes (publishMode, issue 19.2): a Gateway API HTTPRoute for MLflow; MinIO
+# published too for direct transfers (its HTTPRoute, a BackendTLSPolicy and the CA ConfigMap it names);
+# nothing published at all.
+GATEWAY = {
+    "publishMode": "httpRoute",
+    "gatewayName": "shared",
+    "gatewayNamespace": "gateways",
+    "gatewayListener": "https",
+}
+PUBLISH_STACKS: dict[str, dict] = {
+    "gw-route": GATEWAY,
+    "gw-direct": {**GATEWAY, "minioIngress": True, "artifactTransferMode": "direct"},
+    "unpublished": {"publishMode": "none"},
+}
+STACK_CONFIG = {**EXTERNAL_STACKS, **PUBLISH_STACKS}
+STACKS = ["dev", "prod", "pr-42", *EXTERNAL_STACKS, *PUBLISH_STACKS]
 # The stack that owns the operator (a Helm release: its chart's objects are the chart's) and the plugin.
 CLUSTER_STACK = "cluster"
 
@@ -101,6 +123,15 @@ EXPECTED = {
     "ext-db": Expected({}, minio=True, operator=False),
     "ext-s3": Expected(IN_CLUSTER_PG, minio=False, operator=False),
     "ext-all": Expected({}, minio=False, operator=False),
+    "gw-route": Expected(IN_CLUSTER_PG, minio=True, operator=False),
+    "gw-direct": Expected(IN_CLUSTER_PG, minio=True, operator=False),
+    "unpublished": Expected(IN_CLUSTER_PG, minio=True, operator=False),
+}
+# What publishes each stack (every other stack: MLflow's Ingress).
+PUBLISHED_KINDS = {
+    "gw-route": {"HTTPRoute": 1},
+    "gw-direct": {"HTTPRoute": 2, "BackendTLSPolicy": 1},
+    "unpublished": {},
 }
 OLDEST_K8S = "1.29"  # the oldest Kubernetes the CloudNativePG chart (0.29.0 / operator 1.30) supports
 MINIMUM_NEWEST_K8S = Version("1.33")
@@ -130,7 +161,7 @@ _RENDERED: dict[str, Rendered] = {}
 def rendered(stack: str) -> Rendered:
     """Evaluate and write `stack` the first time it is asked for; reuse it for the session."""
     if stack not in _RENDERED:
-        config = EXTERNAL_STACKS.get(stack)
+        config = STACK_CONFIG.get(stack)
         if config and EXTERNAL_CA in config.values() and not (ROOT / EXTERNAL_CA).is_file():
             pytest.fail(f"{EXTERNAL_CA} is missing: the external-mode stacks need a committed CA bundle")
         _RENDERED[stack] = render_stack(stack, config=config)
@@ -167,6 +198,11 @@ def is_cnpg(obj: dict) -> bool:
 # Custom resources with checks of their own (section 6): the Barman Cloud plugin's ObjectStore
 # (its CRD in ../shared/crds) and the Prometheus operator's monitors (no CRD here: structural check).
 OTHER_CUSTOM_GROUPS = ("barmancloud.cnpg.io", "monitoring.coreos.com")
+GATEWAY_GROUP = "gateway.networking.k8s.io"  # HTTPRoute, BackendTLSPolicy: section 2, Gateway API
+
+
+def is_gateway_api(obj: dict) -> bool:
+    return str(obj.get("apiVersion", "")).split("/")[0] == GATEWAY_GROUP
 
 
 def is_other_custom_resource(obj: dict) -> bool:
@@ -227,7 +263,9 @@ def k8s_errors(obj: dict, version: str) -> list[str]:
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 @pytest.mark.parametrize("stack", [*STACKS, CLUSTER_STACK])
 def test_builtin_objects_validate_strictly(stack: str, version: str):
-    objects = [o for o in rendered(stack).objects if not is_cnpg(o) and not is_other_custom_resource(o)]
+    objects = [
+        o for o in rendered(stack).objects if not (is_cnpg(o) or is_other_custom_resource(o) or is_gateway_api(o))
+    ]
     assert objects, f"{stack}: rendered no built-in objects"
     errors = [e for obj in objects for e in k8s_errors(obj, version)]
     print(f"\n[kubernetes-validate] {stack} k8s {version}: {len(objects)} objects, {len(errors)} errors")
@@ -543,6 +581,202 @@ def test_strict_transformation_closes_objects_and_respects_preserve_unknown_fiel
     )
     for bad in ({"closed": {"z": 1}}, {"map": {"k": {"z": 1}}}, {"list": [{"z": 1}]}, {"z": 1}):
         assert not validator.is_valid(bad), bad
+
+
+# --------------------------------------------------------------------------- 2. Gateway API CRD schemas
+GATEWAY_ENGINE_BIN = local_cluster.BIN  # engine/bin: its crds/gateway-api/ holds the CRDs
+_GATEWAY_VALIDATORS: dict[tuple[str, str], jsonschema.Draft7Validator] = {}
+
+
+def gateway_crd_schema(kind: str, version: str) -> dict:
+    """The openAPIV3Schema `kind`/`version` is served with, from the CRDs engine/build.sh copies out of
+    sigs.k8s.io/gateway-api (standard channel); missing CRDs fail naming `make engine`."""
+    try:
+        crds = local_cluster.gateway_api_crds(GATEWAY_ENGINE_BIN)
+    except local_cluster.ClusterError as error:
+        pytest.fail(f"{error} (Gateway API objects are validated against those CRDs)", pytrace=False)
+    for crd in crds:
+        spec = crd["spec"]
+        if spec["group"] != GATEWAY_GROUP or spec["names"]["kind"] != kind:
+            continue
+        assert spec["scope"] == "Namespaced", f"{kind} is {spec['scope']}, not Namespaced"
+        served = {v["name"]: v for v in spec["versions"] if v.get("served")}
+        if version not in served:
+            pytest.fail(f"the Gateway API CRD of {kind} does not serve {version} (serves {sorted(served)})")
+        return served[version]["schema"]["openAPIV3Schema"]
+    pytest.fail(
+        f"no Gateway API {local_cluster.GATEWAY_API_VERSION} standard-channel CRD for {kind} "
+        f"(in {GATEWAY_ENGINE_BIN / local_cluster.GATEWAY_API_CRDS})"
+    )
+
+
+def gateway_errors(obj: dict) -> list[str]:
+    group, _, version = str(obj.get("apiVersion", "")).partition("/")
+    if group != GATEWAY_GROUP or not version:
+        return [f"{describe(obj)}: apiVersion {obj.get('apiVersion')!r} is not {GATEWAY_GROUP}/<version>"]
+    kind = obj.get("kind", "")
+    if (kind, version) not in _GATEWAY_VALIDATORS:
+        schema = strict_structural(gateway_crd_schema(kind, version))
+        jsonschema.Draft7Validator.check_schema(schema)
+        _GATEWAY_VALIDATORS[(kind, version)] = jsonschema.Draft7Validator(schema)
+    errors = [
+        f"{describe(obj)} @ {'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}"
+        for e in sorted(_GATEWAY_VALIDATORS[(kind, version)].iter_errors(obj), key=lambda e: list(e.absolute_path))
+    ]
+    meta = obj.get("metadata") or {}
+    if not meta.get("name") or not meta.get("namespace"):
+        errors.append(f"{describe(obj)}: metadata.name and metadata.namespace are required")
+    # The CRD leaves metadata open; it is a standard ObjectMeta, so check it against the strict one.
+    errors += [
+        e.replace("ConfigMap/", f"{kind}/")
+        for e in k8s_errors({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta}, OLDEST_K8S)
+    ]
+    return errors
+
+
+def gateway_reference_errors(obj: dict, objects: list[dict]) -> list[str]:
+    """What the API server accepts but a Gateway would fail on at run time: a backend Service or port,
+    a policy target or a CA ConfigMap that the stack does not render, or a CA that is not PEM."""
+    namespace = obj["metadata"]["namespace"]
+    local = {(o["kind"], o["metadata"]["name"]): o for o in objects if o["metadata"].get("namespace") == namespace}
+    errors = []
+    spec = obj.get("spec") or {}
+
+    def service(name: str) -> dict | None:
+        found = local.get(("Service", name))
+        if found is None:
+            errors.append(f"{describe(obj)}: Service {namespace}/{name} is not rendered")
+        return found
+
+    if obj["kind"] == "HTTPRoute":
+        for rule in spec.get("rules", []):
+            for ref in rule.get("backendRefs", []):
+                if ref.get("group", "") != "" or ref.get("kind", "Service") != "Service":
+                    errors.append(f"{describe(obj)}: backendRef {ref} is not a Service")
+                elif (target := service(ref["name"])) is not None:
+                    ports = [p["port"] for p in target["spec"]["ports"]]
+                    if ref.get("port") not in ports:
+                        errors.append(f"{describe(obj)}: Service {ref['name']} has no port {ref.get('port')} ({ports})")
+    elif obj["kind"] == "BackendTLSPolicy":
+        for ref in spec.get("targetRefs", []):
+            if (ref.get("group"), ref.get("kind")) != ("", "Service"):
+                errors.append(f"{describe(obj)}: targetRef {ref} is not a Service")
+            else:
+                service(ref["name"])
+        for ref in spec.get("validation", {}).get("caCertificateRefs", []):
+            config_map = local.get(("ConfigMap", ref.get("name")))
+            if (ref.get("group"), ref.get("kind")) != ("", "ConfigMap") or config_map is None:
+                errors.append(f"{describe(obj)}: caCertificateRef {ref} is not a rendered ConfigMap")
+            elif "BEGIN CERTIFICATE" not in (config_map.get("data") or {}).get("ca.crt", ""):
+                errors.append(f"{describe(obj)}: ConfigMap {ref['name']} has no PEM ca.crt")
+    return errors
+
+
+def gateway_objects(stack: str) -> list[dict]:
+    return [o for o in rendered(stack).objects if is_gateway_api(o)]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_gateway_api_objects_match_the_crd_schema(stack: str):
+    objects = rendered(stack).objects
+    published = Counter(o["kind"] for o in objects if o["kind"] in ("Ingress", "HTTPRoute", "BackendTLSPolicy"))
+    assert dict(published) == PUBLISHED_KINDS.get(stack, {"Ingress": 1}), f"{stack}: published by {dict(published)}"
+    found = gateway_objects(stack)
+    errors = [e for obj in found for e in gateway_errors(obj) + gateway_reference_errors(obj, objects)]
+    print(f"\n[gateway-api] {stack}: {len(found)} Gateway API objects, {len(errors)} errors")
+    assert not errors, f"{stack}: Gateway API objects do not match the CRDs:\n" + "\n".join(errors)
+
+
+def test_gateway_api_crds_are_the_pinned_standard_channel():
+    crds = local_cluster.gateway_api_crds(GATEWAY_ENGINE_BIN)
+    for crd in crds:
+        annotations = crd["metadata"]["annotations"]
+        assert annotations["gateway.networking.k8s.io/channel"] == "standard", crd["metadata"]["name"]
+    go_mod = (ROOT / "engine" / "gateway-api" / "go.mod").read_text(encoding="utf-8")
+    assert f"sigs.k8s.io/gateway-api {local_cluster.GATEWAY_API_VERSION}" in go_mod
+    kinds = {crd["spec"]["names"]["kind"] for crd in crds}
+    assert {"HTTPRoute", "BackendTLSPolicy", "Gateway", "GatewayClass", "ReferenceGrant"} <= kinds
+
+
+def test_missing_gateway_api_crds_fail_naming_make_engine(monkeypatch, tmp_path):
+    monkeypatch.setattr(sys.modules[__name__], "GATEWAY_ENGINE_BIN", tmp_path)
+    monkeypatch.setattr(sys.modules[__name__], "_GATEWAY_VALIDATORS", {})
+    with pytest.raises(pytest.fail.Exception, match=r"has no Gateway API CRDs: run `make engine`"):
+        gateway_errors(gateway_objects("gw-route")[0])
+
+
+def _gateway_object(stack: str, kind: str, name: str) -> dict:
+    return copy.deepcopy(
+        next(o for o in gateway_objects(stack) if o["kind"] == kind and o["metadata"]["name"].startswith(name))
+    )
+
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda r: r["spec"].__setitem__("hostname", r["spec"].pop("hostnames")), "hostname"),  # misspelt
+        (lambda r: r["spec"]["parentRefs"][0].__setitem__("listener", "https"), "listener"),  # unknown, nested
+        (lambda r: r["spec"]["rules"][0]["backendRefs"][0].__setitem__("port", "80"), "port"),  # wrong type
+        (lambda r: r["spec"]["rules"][0]["matches"][0]["path"].__setitem__("type", "Prefix"), "Prefix"),  # enum
+        (lambda r: r["spec"].__setitem__("hostnames", ["MLflow_Host"]), "MLflow_Host"),  # pattern
+        (lambda r: r["spec"]["rules"][0]["timeouts"].__setitem__("request", "10 minutes"), "10 minutes"),  # pattern
+        (lambda r: r["spec"]["parentRefs"][0].pop("name"), "name"),  # required
+        (lambda r: r["spec"]["rules"][0]["backendRefs"][0].__setitem__("name", "mlflw"), "mlflw"),  # no such Service
+        (lambda r: r["spec"]["rules"][0]["backendRefs"][0].__setitem__("port", 8080), "no port 8080"),
+        (lambda r: r["metadata"].__setitem__("labelz", {}), "labelz"),  # unknown ObjectMeta field
+        (lambda r: r.__setitem__("kind", "HTTPRoutes"), "HTTPRoutes"),  # no such kind
+    ],
+    ids=[
+        "misspelt-hostnames",
+        "unknown-parent-field",
+        "port-as-string",
+        "path-type-enum",
+        "bad-hostname",
+        "bad-duration",
+        "parent-without-name",
+        "missing-service",
+        "missing-port",
+        "unknown-metadata",
+        "wrong-kind",
+    ],
+)
+def test_gateway_check_rejects_broken_routes(mutate, expected: str):
+    assert_gateway_check_rejects(_gateway_object("gw-direct", "HTTPRoute", "mlflow-route"), mutate, expected)
+
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda p: p["spec"]["validation"].pop("hostname"), "hostname"),  # required
+        (lambda p: p["spec"]["targetRefs"][0].__setitem__("kind", 3), "kind"),  # wrong type
+        (lambda p: p["spec"]["targetRefs"][0].__setitem__("name", "minio-s3"), "minio-s3"),  # no such Service
+        (lambda p: p["spec"]["validation"]["caCertificateRefs"][0].__setitem__("name", "ca"), "caCertificateRef"),
+        (lambda p: p["spec"].__setitem__("validatoin", p["spec"].pop("validation")), "validatoin"),  # misspelt
+    ],
+    ids=["no-hostname", "kind-not-a-string", "missing-service", "missing-ca-config-map", "misspelt-validation"],
+)
+def test_gateway_check_rejects_broken_backend_tls_policies(mutate, expected: str):
+    policy = _gateway_object("gw-direct", "BackendTLSPolicy", "minio-backend-tls")
+    assert_gateway_check_rejects(policy, mutate, expected)
+
+
+def assert_gateway_check_rejects(obj: dict, mutate, expected: str) -> None:
+    objects = rendered("gw-direct").objects
+    assert gateway_errors(obj) + gateway_reference_errors(obj, objects) == []
+    mutate(obj)
+    try:
+        errors = gateway_errors(obj) + gateway_reference_errors(obj, objects)
+    except (pytest.fail.Exception, KeyError) as failure:  # a kind without a CRD fails the test itself
+        errors = [str(failure)]
+    assert any(expected in e for e in errors), f"{expected!r} not reported: {errors}"
+
+
+@pytest.mark.parametrize("stack", sorted(PUBLISH_STACKS))
+def test_publish_mode_stacks_pass_the_policy_baseline(stack: str):
+    """The policy pack (tests/test_policy_on_stack.py) over every resource the publish-mode stacks register."""
+    from tests.test_policy_on_stack import violations
+
+    assert violations(rendered(stack).evaluation) == []
 
 
 # --------------------------------------------------------------------------- 3. checkov

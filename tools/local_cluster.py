@@ -67,6 +67,10 @@ SERVICE_CIDR = "10.96.0.0/16"
 HOST = "127.0.0.1"
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok")
 STAGES_FILE = "kwok-stages.yaml"
+# The Gateway API CRDs (standard channel) engine/build.sh copies from sigs.k8s.io/gateway-api
+# (pinned by engine/gateway-api/go.mod + go.sum) into engine/bin/crds/gateway-api/.
+GATEWAY_API_VERSION = "v1.6.3"
+GATEWAY_API_CRDS = Path("crds") / "gateway-api"
 # Start order; `down` stops in reverse.
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 
@@ -121,6 +125,41 @@ def check_binaries(bin_dir: Path = BIN) -> None:
         path = bin_dir / name
         if not path.is_file() or (name != STAGES_FILE and not os.access(path, os.X_OK)):
             raise ClusterError(f"{_rel(path)} missing: run `make engine`")
+
+
+def gateway_api_crds(bin_dir: Path = BIN) -> list[dict[str, Any]]:
+    """The Gateway API standard-channel CustomResourceDefinitions in engine/bin/crds/gateway-api/ (what
+    the manifest tests validate HTTPRoute/BackendTLSPolicy against and the live layer installs)."""
+    directory = bin_dir / GATEWAY_API_CRDS
+    files = sorted(directory.glob("*.yaml")) if directory.is_dir() else []
+    if not files:
+        raise ClusterError(f"{_rel(directory)}/ has no Gateway API CRDs: run `make engine`")
+    crds = [doc for path in files for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc]
+    for crd in crds:
+        annotations = crd.get("metadata", {}).get("annotations") or {}
+        found = (crd.get("kind"), annotations.get("gateway.networking.k8s.io/bundle-version"))
+        if found != ("CustomResourceDefinition", GATEWAY_API_VERSION):
+            raise ClusterError(
+                f"{_rel(directory)}: {crd.get('metadata', {}).get('name')} is {found}, not a "
+                f"{GATEWAY_API_VERSION} CustomResourceDefinition: run `make engine`"
+            )
+    return crds
+
+
+def install_gateway_api(cluster: Cluster, bin_dir: Path = BIN, timeout: float = 60) -> list[str]:
+    """Apply the Gateway API CRDs (server-side: they are too large for client-side apply's annotation)
+    and wait until each is Established; returns their names."""
+    crds = gateway_api_crds(bin_dir)
+    cluster.apply(*crds)
+    names = [crd["metadata"]["name"] for crd in crds]
+    cluster.kubectl(
+        "wait",
+        "--for=condition=Established",
+        f"--timeout={int(timeout)}s",
+        *[f"crd/{n}" for n in names],
+        timeout=timeout + 30,
+    )
+    return names
 
 
 # --- PKI -------------------------------------------------------------------------------------------

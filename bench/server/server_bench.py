@@ -15,6 +15,8 @@ Servers:
                S3, MLflow's default workers (4); same PostgreSQL server.
   peer-equal   the peer with ours' worker count: the secure defaults' cost without the worker difference.
   default      `mlflow server` with no arguments (SQLite and local artifacts in a scratch directory).
+  ours-replica ours plus what postgresReadReplica renders, reading from a streaming standby: search_runs
+               only, beside ours (bench/server/replica_bench.py).
 
 Fairness:
   * one CPU: the measured server runs alone on CPU 1 (the dev stack's 1-CPU limit); the idle servers are
@@ -26,7 +28,8 @@ Fairness:
     ROUNDS rounds in alternating order, so load from outside the benchmark hits them alike. Throughput
     is the median over rounds; ratios are medians of per-round pairs; latencies pool all rounds.
 Workloads: 8 client processes logging metrics (log_metric; log_batch of 100), search_runs over 1,000
-runs, artifact upload/download of 1 MiB and 256 MiB (median of repeats); the S3 server's own throughput
+runs, OpenTelemetry spans/s through /v1/traces (bench/server/trace_bench.py: ours and the peer),
+artifact upload/download of 1 MiB and 256 MiB (median of repeats); the S3 server's own throughput
 (boto3 straight to it over TLS with MLflow's keys, at its default part size and at the stack's part size;
 the better one per direction) is the ceiling. Beside MLflow's client, a minimal client streaming the same
 bytes in 1 MiB pieces (through the tracking server; from the same presigned ranges in direct mode), and
@@ -974,6 +977,14 @@ def render(report: dict) -> str:
         "Client retries after a connection the server closed (keep-alive race): "
         + ", ".join(f"{name} {r.get('client_retries', 0)}" for name, r in res.items())
     )
+    if "traces" in report:  # OpenTelemetry spans/s (bench/server/trace_bench.py)
+        from bench.server import trace_bench
+
+        lines += trace_bench.render_lines(report["traces"])
+    if "replica" in report:  # search_runs with a read replica (bench/server/replica_bench.py)
+        from bench.server import replica_bench
+
+        lines += replica_bench.render_lines(report["replica"])
     lines += ["", "## Targets", ""]
     lines += [f"- {line}" for line in report["verdicts"]]
     lines += ["", "## Where the time goes", ""]
@@ -1133,6 +1144,12 @@ def main() -> dict:
                             counter = db_session_counter(env, live[name].databases)
                             samples[name][workload].append(api_sample(live[name], workload, round_no, counter))
                             _take_retries(live[name])
+                from bench.server import trace_bench
+
+                report["traces"] = trace_bench.measure(live, _focus, _group_cpu_seconds, progress)
+                from bench.server import replica_bench  # search_runs, ours with and without a read replica
+
+                report["replica"] = replica_bench.measure(env, work / "replica", live, progress)
                 measure_ceilings(env, work)
                 for name in ("ours", "peer", "default"):
                     progress(f"{name}: artifacts")

@@ -6,13 +6,15 @@ operator and its plugin would write (tests/live/standin_operator.py, acting only
 Deployment the cluster stack installs is ready). The engine is the one `make engine` builds, with
 the real kubernetes/tls/random plugins. A team's order of work, each environment's first `up` in
 ONE run: the cluster stack, then dev, a PR stack, prod; drift reported and repaired; updates good
-and broken; refresh and destroy from a fresh checkout; PR stacks that leave nothing behind.
+and broken; refresh and destroy from a fresh checkout; PR stacks that leave nothing behind; a PR
+stack that moves from an Ingress to Gateway API routes (the Gateway API CRDs installed first).
 
 The tests of this module run in order and share the cluster (each step builds on the last).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import subprocess
@@ -25,7 +27,7 @@ import pytest
 from tests.engine_cli import STEP_TIMES, Pulumi, checkout
 from tests.live import standin_operator, waiting
 from tools import local_cluster
-from tools.mock_engine import ROOT
+from tools.mock_engine import ROOT, evaluate_stack
 
 SHARED = ROOT.parent / "shared"
 CHART = SHARED / "charts" / "cloudnative-pg"
@@ -203,6 +205,88 @@ def test_a_pr_stack_and_prod_join_the_same_cluster_each_in_one_up(team):
     assert team.get("scheduledbackups.postgresql.cnpg.io", "-n", "mlflow-prod")["items"]
     team.make("drift", "prod", step="prod: drift check, clean")
     assert snapshot(team, "mlflow-dev") == dev_before, "dev changed while other stacks deployed"
+
+
+GATEWAY = "gateway.networking.k8s.io"
+ROUTE_KINDS = f"httproutes.{GATEWAY},backendtlspolicies.{GATEWAY}"
+# publishMode httpRoute with MinIO published too: an HTTPRoute each, a BackendTLSPolicy and its CA ConfigMap.
+GATEWAY_CONFIG = {
+    "publishMode": "httpRoute",
+    "gatewayName": "shared",
+    "gatewayNamespace": "gateways",
+    "gatewayListener": "https",
+    "minioIngress": True,
+}
+
+
+def contains(live: Any, rendered: Any) -> bool:
+    """Every field of `rendered` is in `live` with the same value (the API server adds its defaults)."""
+    if isinstance(rendered, dict):
+        return isinstance(live, dict) and all(k in live and contains(live[k], v) for k, v in rendered.items())
+    if isinstance(rendered, list):
+        return isinstance(live, list) and len(live) == len(rendered) and all(map(contains, live, rendered))
+    return live == rendered
+
+
+def test_a_pr_stack_moves_from_an_ingress_to_a_gateway_route_and_leaves_nothing(team, gateway_api):
+    """Issue 19.2 against the real API server: the Gateway API CRDs installed, a PR stack first published
+    by an Ingress, then (one up) by HTTPRoutes attached to a Gateway it does not own (none needs to exist
+    for the API to accept them), admitted by the CRDs' schemas and CEL rules; drift clean; destroy clean."""
+    stack, ns = "pr-14", "mlflow-pr-14"
+    assert f"httproutes.{GATEWAY}" in gateway_api and f"backendtlspolicies.{GATEWAY}" in gateway_api
+    team.make("stack", stack)
+    team.make("up", stack, step=f"{stack}: first up, ingress")
+    assert len(team.get("ingresses", "-n", ns)["items"]) == 1
+    assert team.get(ROUTE_KINDS, "-n", ns)["items"] == []
+
+    team.config(stack, {k: json.dumps(v) if isinstance(v, bool) else v for k, v in GATEWAY_CONFIG.items()})
+    team.make("up", stack, step=f"{stack}: up, ingress to httpRoute")
+    assert team.get("ingresses", "-n", ns)["items"] == [], "the Ingress is still there"
+    expected = evaluate_stack(stack, GATEWAY_CONFIG)
+    live = {
+        o["spec"]["rules"][0]["backendRefs"][0]["name"]: o for o in team.get(f"httproutes.{GATEWAY}", "-n", ns)["items"]
+    }
+    rendered = {o["spec"]["rules"][0]["backendRefs"][0]["name"]: o for o in expected.k8s("HTTPRoute")}
+    assert sorted(live) == sorted(rendered) == ["minio", "mlflow"]
+    for name, route in rendered.items():
+        assert contains(live[name]["spec"], route["spec"]), (name, live[name]["spec"], route["spec"])
+        assert contains(live[name]["metadata"]["labels"], route["metadata"]["labels"])
+    [policy] = team.get(f"backendtlspolicies.{GATEWAY}", "-n", ns)["items"]
+    [rendered_policy] = expected.k8s("BackendTLSPolicy")
+    [ca_ref] = policy["spec"]["validation"]["caCertificateRefs"]
+    rendered_policy["spec"]["validation"]["caCertificateRefs"][0]["name"] = ca_ref["name"]  # autonamed per stack
+    assert contains(policy["spec"], rendered_policy["spec"]), policy["spec"]
+    ca = team.get("configmap", "-n", ns, ca_ref["name"])["data"]["ca.crt"]
+    [ca_secret] = [
+        s for s in team.get("secrets", "-n", ns)["items"] if s["metadata"]["name"].startswith("minio-tls-ca")
+    ]
+    assert ca == base64.b64decode(ca_secret["data"]["ca.crt"]).decode()
+    outputs = json.loads(team.cli("stack", "output", "--stack", stack, "--json").stdout)
+    assert outputs["trackingUrl"] == "https://mlflow-mlflow-pr-14.localtest.me"
+    team.make("drift", stack, step=f"{stack}: drift check after httpRoute, clean")
+
+    # The API server enforces the CRDs' CEL rules on these objects, not only their schemas.
+    broken = {k: live["mlflow"][k] for k in ("apiVersion", "kind")}
+    broken["metadata"] = {"name": "cel-probe", "namespace": ns}
+    broken["spec"] = json.loads(json.dumps(rendered["mlflow"]["spec"]))
+    broken["spec"]["rules"][0]["timeouts"]["backendRequest"] = "3600s"  # longer than the request timeout
+    refused = team.cluster.kubectl("apply", "--dry-run=server", "-f", "-", check=False, input=json.dumps(broken))
+    assert (
+        refused.returncode != 0 and "backendRequest timeout cannot be longer than request timeout" in refused.stderr
+    ), refused.stderr
+
+    team.make("destroy", stack, step=f"{stack}: destroy, httpRoute")
+    wait_until(
+        team,
+        f"namespace {ns} to go",
+        lambda: ns not in {n["metadata"]["name"] for n in team.get("namespaces")["items"]},
+    )
+    leftovers = [
+        (o["kind"], o["metadata"]["name"])
+        for o in team.get(f"{NAMESPACED_KINDS},{ROUTE_KINDS}", "-A", "-l", STACK_LABEL)["items"]
+        if o["metadata"].get("namespace") == ns
+    ]
+    assert not leftovers, leftovers
 
 
 def test_the_restore_drill_runs_as_written(team):

@@ -27,7 +27,9 @@ against the certificate SANs. Therefore we substitute *addresses*, never names:
 * libpq (psycopg2 uses the C resolver, which the Python shim cannot see): ``PGHOSTADDR``.
   libpq then connects to ``hostaddr`` but still uses ``host`` for ``sslmode=verify-full``
   hostname verification and SNI. :func:`mlflow_server_from_container` derives it from the
-  ``postgresql://`` URIs found in the container config (all must map to one address).
+  ``postgresql://`` URIs found in the container config when they all map to one address; when
+  they map to several (a primary and its read replica, :func:`postgres_standby`), the shim wraps
+  ``psycopg2.connect`` instead and adds ``hostaddr`` per host (``"libpq": true``).
 * ``mc`` (Go resolves names itself): ``MC_RESOLVE`` (mc's own ``--resolve HOST:PORT=IP``,
   :func:`mc_resolve`): it dials the address and keeps the name for SNI and the certificate check.
 * A distributed MinIO (:func:`minio_cluster`, root only): each server in its own network and
@@ -305,8 +307,13 @@ def _run(
 # --------------------------------------------------------------------------- DNS shim
 
 
-def shim_config(host_map: Mapping[str, str] | None = None, *, deny: tuple | list = (), strict: bool = True) -> dict:
-    return {"map": dict(host_map or {}), "deny": list(deny), "strict": strict}
+def shim_config(
+    host_map: Mapping[str, str] | None = None, *, deny: tuple | list = (), strict: bool = True, libpq: bool = False
+) -> dict:
+    config: dict[str, Any] = {"map": dict(host_map or {}), "deny": list(deny), "strict": strict}
+    if libpq:
+        config["libpq"] = True
+    return config
 
 
 def shim_env(
@@ -315,12 +322,14 @@ def shim_env(
     deny: tuple | list = (),
     strict: bool = True,
     pythonpath: str | None = None,
+    libpq: bool = False,
 ) -> dict[str, str]:
-    """Env additions that install the DNS shim in a child Python process."""
+    """Env additions that install the DNS shim in a child Python process (``libpq``: psycopg2
+    connections get ``hostaddr`` from ``host_map`` per host, for several PostgreSQL names)."""
     path = str(SHIM_DIR) + (os.pathsep + pythonpath if pythonpath else "")
     return {
         "PYTHONPATH": path,
-        k8s_dns_shim.ENV_VAR: json.dumps(shim_config(host_map, deny=deny, strict=strict)),
+        k8s_dns_shim.ENV_VAR: json.dumps(shim_config(host_map, deny=deny, strict=strict, libpq=libpq)),
     }
 
 
@@ -473,6 +482,7 @@ class PostgresServer:
     data_dir: str
     log_path: Path
     ca_file: str
+    server_log: str = ""  # the live server log (copied to ``log_path`` on stop)
 
     def superuser_conninfo(self, dbname: str = "postgres") -> dict[str, Any]:
         """psycopg2.connect(**kwargs) for the superuser over the unix socket (setup only)."""
@@ -696,7 +706,7 @@ def postgres_server(
             group=gid,
         )
         server = PostgresServer(
-            listen_addr, port, superuser, password, str(sock), str(data), log_path, str(tls / "ca.crt")
+            listen_addr, port, superuser, password, str(sock), str(data), log_path, str(tls / "ca.crt"), str(run_log)
         )
         _wait_until(
             lambda: server.execute("SELECT 1") == [(1,)],
@@ -735,6 +745,199 @@ def postgres_server(
                 out.write("\n--- server log ---\n" + run_log.read_text(errors="replace"))
         finally:
             shutil.rmtree(base, ignore_errors=True)
+
+
+REPLICATION_USER = "streaming_replica"  # CloudNativePG's replication role
+
+
+def _pg_stop(data: Path, *, env: Mapping[str, str], base: Path, log_path: Path, ids: tuple[int, int] | None) -> None:
+    """pg_ctl stop (fast), else SIGKILL the postmaster of ``data``."""
+    uid, gid = ids if ids else (None, None)
+    with contextlib.suppress(ServiceError):
+        _run(
+            ["pg_ctl", "-D", str(data), "-m", "fast", "-w", "-t", "30", "stop"],
+            what="pg_ctl stop",
+            log_path=log_path,
+            timeout=40,
+            env=env,
+            cwd=base,
+            user=uid,
+            group=gid,
+        )
+    pidfile = data / "postmaster.pid"
+    if pidfile.exists():
+        with contextlib.suppress(ValueError, ProcessLookupError, OSError):
+            os.kill(int(pidfile.read_text().split()[0]), signal.SIGKILL)
+
+
+def libpq_conninfo(**params: str | int) -> str:
+    """A libpq key=value connection string (values quoted)."""
+    quoted = (str(v).replace("\\", "\\\\").replace("'", "\\'") for v in params.values())
+    return " ".join(f"{k}='{v}'" for k, v in zip(params, quoted, strict=True))
+
+
+@contextlib.contextmanager
+def postgres_standby(
+    primary: PostgresServer,
+    workdir: Path | str,
+    *,
+    primary_host_name: str,
+    server_cert_pem: str,
+    server_key_pem: str,
+    ca_pem: str,
+    listen_addr: str,
+    replication_user: str = REPLICATION_USER,
+    application_name: str = "standby-1",
+    extra_conf: Mapping[str, str] | None = None,
+    timeout: float = 120,
+) -> Iterator[PostgresServer]:
+    """A streaming-replication hot standby of ``primary``, what a CloudNativePG replica instance is.
+
+    On the primary: the replication role ``replication_user`` (CNPG's ``streaming_replica``; here
+    with a scram password instead of CNPG's client certificate) and a ``hostssl replication`` rule
+    for it, appended to its pg_hba.conf (CNPG's fixed replication rule). Then ``pg_basebackup``
+    (WAL streamed along) over TLS, ``sslmode=verify-full`` against ``primary_host_name`` (the
+    ``-rw`` Service name, in the primary's certificate) at the primary's loopback address, and the
+    copy starts as a hot standby (``standby.signal``, ``hot_standby = on``, ``primary_conninfo``
+    the same TLS connection) listening on ``listen_addr`` at the primary's port, serving
+    ``server_cert_pem`` (the Cluster's certificate, whose SANs include the ``-ro`` name). Everything
+    else (pg_hba, roles, databases, parameters such as max_connections) is the primary's, as on a
+    CNPG replica. Yields a :class:`PostgresServer` (superuser over its own unix socket) once it
+    is in recovery and its WAL receiver is streaming."""
+    import secrets as _secrets
+
+    from psycopg2 import sql
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    _require_free(listen_addr, primary.port, "postgres standby")
+    ids = _pg_os_user()
+    uid, gid = ids if ids else (None, None)
+    password = _secrets.token_urlsafe(24)
+    base = Path(tempfile.mkdtemp(prefix="itest-pg-standby-"))
+    data, sock, tls = base / "data", base / "sock", base / "tls"
+    log_path = workdir / "postgres-standby.log"
+    run_log = base / "postgres.log"
+    env = {"PATH": pg_bin_path(), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": str(base)}
+    started = False
+    try:
+        for d in (sock, tls):
+            d.mkdir(mode=0o700)
+        (tls / "server.crt").write_text(server_cert_pem)
+        (tls / "server.key").write_text(server_key_pem)
+        (tls / "ca.crt").write_text(ca_pem)
+        (base / "pgpass").write_text(f"*:*:*:{replication_user}:{password}\n")
+        run_log.touch()
+        for p in (tls / "server.key", base / "pgpass"):
+            p.chmod(0o600)
+        if ids is not None:
+            for p in [base, *base.rglob("*")]:
+                os.chown(p, *ids)
+
+        # The primary side: the replication role and its pg_hba rule.
+        exists = primary.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (replication_user,))
+        primary.execute(
+            sql.SQL("{} ROLE {} WITH LOGIN REPLICATION PASSWORD {}").format(
+                sql.SQL("ALTER" if exists else "CREATE"), sql.Identifier(replication_user), sql.Literal(password)
+            )
+        )
+        with open(Path(primary.data_dir) / "pg_hba.conf", "a") as hba:
+            hba.write(f"hostssl replication {replication_user} 127.0.0.0/8 scram-sha-256\n")
+        primary.execute("SELECT pg_reload_conf()")
+
+        conninfo = libpq_conninfo(
+            host=primary_host_name,
+            hostaddr=primary.host,
+            port=primary.port,
+            user=replication_user,
+            passfile=str(base / "pgpass"),
+            sslmode="verify-full",
+            sslrootcert=str(tls / "ca.crt"),
+            application_name=application_name,
+            connect_timeout=10,
+        )
+        _run(
+            ["pg_basebackup", "-d", conninfo, "-D", str(data), "-X", "stream", "-c", "fast", "--no-sync"],
+            what="pg_basebackup",
+            log_path=log_path,
+            timeout=timeout,
+            env=env,
+            cwd=base,
+            user=uid,
+            group=gid,
+        )
+        conf = {
+            "listen_addresses": f"'{listen_addr}'",
+            "unix_socket_directories": f"'{sock}'",
+            "ssl_cert_file": f"'{tls / 'server.crt'}'",
+            "ssl_key_file": f"'{tls / 'server.key'}'",
+            "ssl_ca_file": f"'{tls / 'ca.crt'}'",
+            "hot_standby": "on",
+            "primary_conninfo": "'" + conninfo.replace("'", "''") + "'",
+        }
+        conf.update(extra_conf or {})
+        with open(data / "postgresql.conf", "a") as fh:
+            fh.write("\n# --- hot standby settings ---\n")
+            fh.writelines(f"{k} = {v}\n" for k, v in conf.items())
+        (data / "standby.signal").touch()
+        if ids is not None:
+            os.chown(data / "standby.signal", *ids)
+        started = True
+        _run(
+            ["pg_ctl", "-D", str(data), "-l", str(run_log), "-w", "-t", str(int(timeout)), "start"],
+            what="pg_ctl start (standby)",
+            log_path=log_path,
+            timeout=timeout + 10,
+            env=env,
+            cwd=base,
+            user=uid,
+            group=gid,
+        )
+        standby = PostgresServer(
+            listen_addr,
+            primary.port,
+            primary.superuser,
+            primary.superuser_password,
+            str(sock),
+            str(data),
+            log_path,
+            str(tls / "ca.crt"),
+            str(run_log),
+        )
+        _wait_until(
+            lambda: (
+                standby.execute("SELECT pg_is_in_recovery(), (SELECT status FROM pg_stat_wal_receiver)")
+                == [(True, "streaming")]
+            ),
+            timeout=timeout,
+            what="postgres standby streaming",
+            logs=(run_log,),
+        )
+        yield standby
+    except ServiceError:
+        raise
+    except Exception as exc:
+        raise _error(f"postgres standby: {exc!r}", run_log, log_path) from exc
+    finally:
+        try:
+            if started:
+                _pg_stop(data, env=env, base=base, log_path=log_path, ids=ids)
+            with contextlib.suppress(OSError), open(log_path, "a") as out:
+                out.write("\n--- server log ---\n" + run_log.read_text(errors="replace"))
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def wait_for_replay(primary: PostgresServer, standby: PostgresServer, timeout: float = 30) -> None:
+    """Until ``standby`` has replayed everything ``primary`` had written when called."""
+    # The insert position: with synchronous_commit off a commit may not even be written yet.
+    lsn = primary.execute("SELECT pg_current_wal_insert_lsn()::text")[0][0]
+    _wait_until(
+        lambda: standby.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (lsn,))[0][0] is True,
+        timeout=timeout,
+        what=f"standby replay up to {lsn}",
+        logs=(standby.server_log,),
+    )
 
 
 # --------------------------------------------------------------------------- object store (MinIO)
@@ -1375,6 +1578,8 @@ class IngressProxy:
     port: int
     log_path: Path
     requests_seen: list = field(default_factory=list)
+    # (method, path, Host header) of each request, as the client sent it (passed through upstream as is).
+    hosts_seen: list = field(default_factory=list)
     # Body bytes that went through, per direction (request bodies in, response bodies out).
     bytes_in: int = 0
     bytes_out: int = 0
@@ -1461,6 +1666,7 @@ def ingress_proxy(
         def _proxy(self):
             path = urlsplit(self.path).path
             state.requests_seen.append((self.command, path))
+            state.hosts_seen.append((self.command, path, self.headers.get("Host", "")))
             body = self._body()
             with counting:
                 state.bytes_in += len(body or b"")
@@ -1793,7 +1999,9 @@ def prepare_container(
 ) -> PreparedContainer:
     """Resolve env (secretKeyRef/configMapKeyRef/fieldRef/envFrom, ``$(VAR)``), materialise
     volumes under ``<workdir>/rootfs`` and rewrite mountPaths, add the infrastructure env
-    (venv PATH, DNS shim, PGHOSTADDR derived from the postgresql:// hosts + ``host_map``).
+    (venv PATH, DNS shim, PGHOSTADDR derived from the postgresql:// hosts + ``host_map``; when
+    those hosts map to several addresses, e.g. a primary and its read replica, the shim's ``libpq``
+    mode instead, which gives each psycopg2 connection the address of its own host).
     ``path_prepend`` puts directories (e.g. a binary the image ships) before the
     venv on PATH; ``extra_env`` adds variables the container does not set (refused if it does);
     both are listed in ``added_env``. ``image_env``: the image's ENV, which the container's own env
@@ -1832,8 +2040,7 @@ def prepare_container(
         if key in env:
             raise ServiceError(f"extra_env {key!r} would override the container's own env")
         run_env[key] = added[key] = value
-    for key, value in shim_env(host_map, deny=deny, strict=strict_dns, pythonpath=env.get("PYTHONPATH")).items():
-        run_env[key] = added[key] = value
+    libpq_per_host = False
     if pg_hostaddr is None:
         texts = [*argv, *run_env.values()]
         texts += [f.read_text(errors="replace") for f in root.rglob("*") if f.is_file()] if root.exists() else []
@@ -1843,12 +2050,13 @@ def prepare_container(
             if target is None:
                 raise ServiceError(f"postgres host {host!r} is not in host_map")
             targets.add(target.split(":")[0])
-        if len(targets) > 1:
-            raise ServiceError(
-                f"postgres hosts map to several addresses {targets}; libpq "
-                "only gets one PGHOSTADDR -- pass pg_hostaddr explicitly"
-            )
-        pg_hostaddr = targets.pop() if targets else None
+        # Several PostgreSQL names at several addresses (a primary and its read replica): libpq gets
+        # one PGHOSTADDR only, so the shim gives each psycopg2 connection its host's address instead.
+        libpq_per_host = len(targets) > 1
+        pg_hostaddr = targets.pop() if len(targets) == 1 else None
+    shim = shim_env(host_map, deny=deny, strict=strict_dns, pythonpath=env.get("PYTHONPATH"), libpq=libpq_per_host)
+    for key, value in shim.items():
+        run_env[key] = added[key] = value
     if pg_hostaddr and "PGHOSTADDR" not in env:
         run_env["PGHOSTADDR"] = added["PGHOSTADDR"] = pg_hostaddr
     return PreparedContainer(argv, run_env, added, root, path_map)

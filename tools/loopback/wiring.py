@@ -70,6 +70,11 @@ def render(
         env["MLFLOW_BACKEND_STORE_URI"].replace("postgresql+psycopg2://", "postgresql://"), 5432
     )
     s3_host, s3_port = host_port(env["MLFLOW_S3_ENDPOINT_URL"], 443)
+    # postgresReadReplica on: MLflow's reads go to the replica's name (CNPG's -ro Service).
+    replica_uri = env.get("MLFLOW_READ_REPLICA_BACKEND_STORE_URI")
+    pg_ro_host = (
+        host_port(replica_uri.replace("postgresql+psycopg2://", "postgresql://"), 5432)[0] if replica_uri else None
+    )
     r = SimpleNamespace(
         ev=ev,
         namespace=namespace,
@@ -84,6 +89,7 @@ def render(
         pod_labels=deployment["spec"]["template"]["metadata"]["labels"],
         pg_host=pg_host,
         pg_port=pg_port,
+        pg_ro_host=pg_ro_host,
         s3_host=s3_host,
         s3_port=s3_port,
         cluster=None,
@@ -307,14 +313,22 @@ def data_services(
     pg_ip: str,
     s3_ip: str,
     hba_rules: list[str] | None = None,
+    ro_ip: str | None = None,
 ) -> Iterator[SimpleNamespace]:
     """The rendered stack's data services, ready for MLflow: PostgreSQL with the Cluster's TLS material and
     pg_hba, the real MinIO running the StatefulSet's container, the operator's roles and databases, the
-    MinIO bootstrap Job (which makes the bucket and MLflow's user) and the migration Job."""
+    MinIO bootstrap Job (which makes the bucket and MLflow's user) and the migration Job.
+
+    With a read replica rendered (``r.pg_ro_host``), ``host_map`` maps its name to ``ro_ip`` (a free
+    loopback address if not given, yielded as ``ro_ip``) where :func:`services.postgres_standby` can
+    then start the standby; the migration Job's pod mounts basic_auth.ini, which names it."""
     from . import operators
 
     workdir = Path(workdir)
     host_map = {r.pg_host: pg_ip, f"minio.{r.namespace}.svc": s3_ip}
+    if r.pg_ro_host:
+        ro_ip = ro_ip or svc.free_loopback_address(r.pg_port)
+        host_map[r.pg_ro_host] = ro_ip
     with (
         rendered_postgres(r, workdir, pg_ip, hba_rules=hba_rules or svc.cnpg_hba(r.pg_hba)) as pg,
         rendered_minio(r, workdir, s3_ip) as s3,
@@ -324,4 +338,6 @@ def data_services(
         bootstrap = MinioBootstrap(r, workdir / "minio-bootstrap", host_map, s3).run()
         migration = run_migration_job(r, host_map, workdir)
         bucket = one([b for b in bootstrap.state["buckets"] if b == r.outputs["bucket"]], "MLflow's bucket")
-        yield SimpleNamespace(pg=pg, s3=s3, host_map=host_map, bucket=bucket, migration=migration, bootstrap=bootstrap)
+        yield SimpleNamespace(
+            pg=pg, s3=s3, host_map=host_map, bucket=bucket, migration=migration, bootstrap=bootstrap, ro_ip=ro_ip
+        )

@@ -12,7 +12,8 @@ Configuration is a JSON object (env var ``K8S_DNS_SHIM`` when loaded via ``sitec
       "map":    {"minio.ns.svc.cluster.local": "127.0.0.3",          # host -> ip
                  "mlflow.example.test:443": "127.0.0.4:5000"},       # host:port -> ip:port
       "deny":   ["*.svc", "*.svc.cluster.local"],                    # fnmatch patterns
-      "strict": true                                                 # refuse everything else
+      "strict": true,                                                # refuse everything else
+      "libpq": false                                                 # see below
     }
 
 Resolution order for ``(host, port)``: ``host:port`` entry, then ``host`` entry (both
@@ -20,6 +21,13 @@ case-insensitive, trailing dot ignored), then ``deny`` patterns (raise ``socket.
 then, if ``strict``, anything that is not ``localhost`` or a loopback IP literal is refused.
 Strict mode guarantees a process under test can only talk to 127.0.0.0/8 (e.g. MLflow telemetry
 lookups of ``config.mlflow-telemetry.io`` fail fast instead of leaving the sandbox).
+
+libpq (psycopg2) resolves names with the C resolver, which this shim cannot see; a process that
+talks to one PostgreSQL name gets ``PGHOSTADDR`` instead. A process that talks to *several*
+(MLflow with a read replica: ``mlflow-pg-rw...`` for writes, ``mlflow-pg-ro...`` for reads) gets
+``"libpq": true``: ``psycopg2.connect`` is wrapped when psycopg2 is imported and adds
+``hostaddr=<mapped address>`` for a ``host`` found in ``map`` (libpq still verifies ``host``
+against the certificate under ``sslmode=verify-full``). Hosts not in ``map`` are left to libpq.
 
 This module is deliberately dependency-free; ``sitecustomize.py`` next to it installs it at
 interpreter start-up, so putting this directory first on ``PYTHONPATH`` is all that is needed
@@ -33,6 +41,7 @@ import ipaddress
 import json
 import os
 import socket
+import sys
 from typing import Any
 
 ENV_VAR = "K8S_DNS_SHIM"
@@ -124,6 +133,78 @@ def _gethostbyname_ex(host):
     return host, aliases, ips
 
 
+def mapped_address(host, port):
+    """(address, port) that ``map`` gives ``host`` (``host:port`` entry first), else None."""
+    cfg = _config
+    if cfg is None or not host:
+        return None
+    name, p = _norm(host), _port_int(port)
+    mapping = cfg.get("map", {})
+    if p is not None and f"{name}:{p}" in mapping:
+        return _split_target(mapping[f"{name}:{p}"], port)
+    if name in mapping:
+        return _split_target(mapping[name], port)
+    return None
+
+
+def _wrap_psycopg2_connect(module) -> None:
+    """``psycopg2.connect`` adding ``hostaddr`` (and the mapped port) for a mapped ``host``."""
+    original = module.connect
+    if getattr(original, "_k8s_dns_shim", False):
+        return
+
+    def connect(dsn=None, connection_factory=None, cursor_factory=None, **kwargs):
+        from psycopg2.extensions import make_dsn, parse_dsn
+
+        params = parse_dsn(make_dsn(dsn, **kwargs))
+        host = params.get("host") or ""
+        if host and "hostaddr" not in params and "," not in host and not host.startswith("/"):
+            target = mapped_address(host, params.get("port") or 5432)
+            if target is not None:
+                kwargs["hostaddr"] = target[0]
+                if target[1] is not None:
+                    kwargs["port"] = str(target[1])
+        return original(dsn, connection_factory=connection_factory, cursor_factory=cursor_factory, **kwargs)
+
+    connect._k8s_dns_shim = True  # type: ignore[attr-defined]
+    connect.__doc__ = original.__doc__
+    module.connect = connect
+
+
+class _Psycopg2ImportHook:
+    """Meta path finder: psycopg2's own spec, with ``connect`` wrapped once the module has run."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "psycopg2":
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        loader = spec.loader
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        original_exec = loader.exec_module
+
+        def exec_module(module):
+            original_exec(module)
+            _wrap_psycopg2_connect(module)
+
+        loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+def _install_libpq_hook() -> None:
+    if "psycopg2" in sys.modules:
+        _wrap_psycopg2_connect(sys.modules["psycopg2"])
+    elif not any(isinstance(f, _Psycopg2ImportHook) for f in sys.meta_path):
+        sys.meta_path.insert(0, _Psycopg2ImportHook())
+
+
 def install(config: dict) -> None:
     """Install (or reconfigure) the shim in this interpreter."""
     global _config
@@ -131,7 +212,10 @@ def install(config: dict) -> None:
         "map": {_norm(k): str(v) for k, v in (config.get("map") or {}).items()},
         "deny": list(config.get("deny") or []),
         "strict": bool(config.get("strict", False)),
+        "libpq": bool(config.get("libpq", False)),
     }
+    if _config["libpq"]:
+        _install_libpq_hook()
     socket.getaddrinfo = _getaddrinfo
     socket.gethostbyname = _gethostbyname
     socket.gethostbyname_ex = _gethostbyname_ex
