@@ -98,9 +98,9 @@ class MlflowServerArgs:
     # multipart transfers (clients use them above their MLFLOW_MULTIPART_* thresholds): s3_endpoint_url
     # must then be an endpoint clients outside the cluster reach and trust, since MLflow signs for it.
     artifact_transfer: str = "proxied"
-    # direct: the multipart thresholds and part size clients should use (bytes; clientEnvironment).
+    # direct: the multipart threshold and upload part size clients should use (bytes; clientEnvironment).
     multipart_threshold_bytes: int = 500 * 2**20
-    multipart_chunk_bytes: int = 100 * 2**20
+    multipart_chunk_bytes: int = 32 * 2**20
     # MLflow's background job runner (huey, ~1.6 GiB more): off unless asked for; never on replicated
     # servers, where each would schedule.
     job_execution: bool = False
@@ -138,17 +138,23 @@ def allowed_hosts(namespace: str, fqdn: str | None) -> list[str]:
     return [pattern for name in names for pattern in (name, f"{name}:*")]
 
 
+# MLflow's client downloads each presigned range whole in requests' 10 KiB reads (download_chunk,
+# stream=False): small ranges do best. make bench, 256 MiB over TLS, by range size: 8 MiB 280 MB/s,
+# 16-32 MiB 246, 64 MiB 190, 100 MiB 180 (two runs agree). Ranges have no part-count limit.
+DIRECT_DOWNLOAD_CHUNK_BYTES = 8 * 2**20
+
+
 def client_environment(args: MlflowServerArgs) -> dict[str, str]:
     """What an MLflow client should set for this server (the stack output clientEnvironment)."""
     env = {"MLFLOW_HTTP_REQUEST_TIMEOUT": str(args.request_timeout_seconds)}
     if args.artifact_transfer == "direct":
-        threshold, chunk = str(args.multipart_threshold_bytes), str(args.multipart_chunk_bytes)
+        threshold = str(args.multipart_threshold_bytes)
         env.update(
             {
                 "MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE": threshold,
                 "MLFLOW_MULTIPART_DOWNLOAD_MINIMUM_FILE_SIZE": threshold,
-                "MLFLOW_MULTIPART_UPLOAD_CHUNK_SIZE": chunk,
-                "MLFLOW_MULTIPART_DOWNLOAD_CHUNK_SIZE": chunk,
+                "MLFLOW_MULTIPART_UPLOAD_CHUNK_SIZE": str(args.multipart_chunk_bytes),
+                "MLFLOW_MULTIPART_DOWNLOAD_CHUNK_SIZE": str(DIRECT_DOWNLOAD_CHUNK_BYTES),
             }
         )
     return env

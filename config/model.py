@@ -201,12 +201,12 @@ class StackConfig(BaseModel):
         description="direct mode: uploads of at least this size go over presigned multipart URLs (smaller ones through the server). Downloads: MLflow 3.18 fetches every file from a presigned URL once the server opts in, whatever its size. A client-side MLflow setting: exported in the stack output clientEnvironment (MLFLOW_MULTIPART_UPLOAD/DOWNLOAD_MINIMUM_FILE_SIZE) for clients to set.",
     )
     artifact_multipart_chunk_size: MultipartChunkSize = Field(
-        "100Mi",
-        description="direct mode: part size of presigned multipart transfers (S3 allows 5Mi to 5Gi). Exported in clientEnvironment (MLFLOW_MULTIPART_UPLOAD/DOWNLOAD_CHUNK_SIZE).",
+        "32Mi",
+        description="direct mode: part size of presigned multipart uploads (S3 allows 5Mi to 5Gi, and 10,000 parts: 32Mi uploads files up to 312 GiB). Exported in clientEnvironment (MLFLOW_MULTIPART_UPLOAD_CHUNK_SIZE; downloads use 8 MiB ranges, MLflow's client is fastest with them). make bench, 256 MiB over TLS: 16-32Mi parts reach the S3 ceiling (99-100%), 100Mi 80%.",
     )
     minio_ingress: bool = Field(
         False,
-        description="objectStoreMode inCluster: publish MinIO's S3 API as minio-<namespace>.<ingressDomain> through the ingress, with the ingress certificate (ingressTlsSecretName, which must then cover that host too, or ingressClusterIssuer). Needed for artifactTransferMode direct; MLflow then reaches MinIO through that host too, and must trust the ingress certificate (a public CA).",
+        description="objectStoreMode inCluster: publish MinIO's S3 API as minio-<namespace>.<ingressDomain> the way publishMode says, over TLS only: an Ingress with the ingress certificate (ingressTlsSecretName, which must then cover that host too, or ingressClusterIssuer), or an HTTPRoute on the Gateway's HTTPS listener (re-encrypted to MinIO with a BackendTLSPolicy). Needed for artifactTransferMode direct; MLflow then reaches MinIO through that host too, and must trust its certificate (a public CA).",
     )
     mlflow_cpu_request: CpuQuantity = Field(
         "100m", description="CPU request of each MLflow replica (Kubernetes quantity)."

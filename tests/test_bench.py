@@ -489,12 +489,14 @@ def test_worker_count_and_mlflows_default():
 
 
 def test_direct_clients_use_the_stacks_part_size_and_only_a_lower_upload_threshold():
+    from components.mlflow_server import DIRECT_DOWNLOAD_CHUNK_BYTES
     from config import project_file
 
     declared = project_file.declared()
     env = sb.direct_client_environment(declared)
     chunk = int(sizing.quantity(declared["artifactMultipartChunkSize"]["default"]))
-    assert env["MLFLOW_MULTIPART_UPLOAD_CHUNK_SIZE"] == env["MLFLOW_MULTIPART_DOWNLOAD_CHUNK_SIZE"] == str(chunk)
+    assert env["MLFLOW_MULTIPART_UPLOAD_CHUNK_SIZE"] == str(chunk)
+    assert env["MLFLOW_MULTIPART_DOWNLOAD_CHUNK_SIZE"] == str(DIRECT_DOWNLOAD_CHUNK_BYTES)
     assert int(env["MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE"]) == sb.DIRECT_THRESHOLD < sb.LARGE
     assert env["MLFLOW_HTTP_REQUEST_TIMEOUT"] == str(declared["mlflowRequestTimeoutSeconds"]["default"])
     assert chunk < sb.LARGE  # the 256 MiB file goes over several presigned parts
