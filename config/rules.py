@@ -288,9 +288,9 @@ def _artifact_transfer(c: StackConfig, problems: Problems) -> None:
             "MLflow signs URLs for the S3 endpoint it uses itself; the "
             "in-cluster MinIO (minio.<namespace>.svc, private CA) is neither reachable nor trusted outside "
             "the cluster",
-            "publish MinIO through the ingress with a trusted certificate (minioIngress: true "
-            "and ingressTlsSecretName or ingressClusterIssuer), use objectStoreMode external/externalMinio, "
-            "or keep artifactTransferMode proxied",
+            "publish MinIO with a trusted certificate (minioIngress: true, with ingressTlsSecretName or "
+            "ingressClusterIssuer, or with publishMode httpRoute on an HTTPS listener), use objectStoreMode "
+            "external/externalMinio, or keep artifactTransferMode proxied",
         )
 
 

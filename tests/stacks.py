@@ -2,12 +2,42 @@
 
 from __future__ import annotations
 
+import json
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import pytest
 import yaml
 from cryptography import x509
 
-from tools.mock_engine import Secret
+import config
+from tools.mock_engine import PROJECT, Secret, set_stack_config
+
+
+def load(stack: str = "dev", **overrides) -> config.StackConfig:
+    """The stack's configuration model, as the program reads it (Pulumi.<stack>.yaml and `overrides`)."""
+    set_stack_config(stack, overrides)
+    return config.load(stack)
+
+
+def problem_line(message: str, key: str) -> str:
+    line = next((ln for ln in message.splitlines() if f"{PROJECT}:{key} " in ln), None)
+    assert line is not None, message
+    return line
+
+
+def assert_refused(overrides: dict, key: str, problem: str, stack: str = "dev") -> None:
+    """`overrides` fail with one line naming `key`, its value as given (never a secret's), the problem and a fix."""
+    with pytest.raises(config.ConfigError) as raised:
+        load(stack, **overrides)
+    message = str(raised.value)
+    line = problem_line(message, key)
+    assert f"{PROJECT}:{key} = " in line and problem in line and "Fix: " in line, line
+    value = overrides.get(key)
+    if isinstance(value, (str, int)) and value != "":
+        assert f"{PROJECT}:{key} = {json.dumps(value)}" in line, line
+    if isinstance(value, Secret) and value.value:
+        assert value.value not in message
+
 
 EXTERNAL_CA_FILE = "tests/fixtures/external-ca.pem"  # relative to the project directory, as a team commits it
 

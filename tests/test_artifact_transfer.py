@@ -7,8 +7,7 @@ signs works for a client outside the cluster; workers, job runner, scratch and t
 import pytest
 
 from config import ConfigError
-from tests.stacks import EXTERNAL_MINIO, EXTERNAL_S3, container, env_value, pod_of
-from tests.test_config import load, problem_line
+from tests.stacks import EXTERNAL_MINIO, EXTERNAL_S3, container, env_value, load, pod_of, problem_line
 from tools.mock_engine import evaluate_stack
 
 MULTIPART_ENV = {"MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD", "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD"}

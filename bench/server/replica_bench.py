@@ -102,32 +102,10 @@ def summarize(
 
 @contextlib.contextmanager
 def _replica_server(env, work: Path, container: dict, secrets: dict, host_map: dict):
-    from tools.loopback import services as svc
+    from bench.server.server_bench import serve
 
-    r = env.r
-    files = svc.files_by_mount_from_pod(r.pod, container, secrets=secrets, config_maps=r.config_maps)
-    ip = svc.free_loopback_address(5000)
-    with svc.mlflow_server_from_container(
-        container,
-        secrets=secrets,
-        files_by_mount=files,
-        host_map=host_map,
-        workdir=work,
-        listen_addr=ip,
-        config_maps=r.config_maps,
-        timeout=300,
-    ) as server:
-        host = f"mlflow.{r.namespace}.svc"
-        yield (
-            server,
-            {
-                "url": f"http://{ip}:{server.port}",
-                "host_header": host,
-                "tracking_uri": f"http://{host}:{server.port}",
-                "auth": [r.outputs["adminUser"], r.outputs["adminPassword"]],
-                "host_map": {host: ip, **host_map},
-            },
-        )
+    with serve(env.r, container, secrets, host_map, work) as served:
+        yield served
 
 
 def measure(

@@ -610,29 +610,24 @@ def environment(work: Path):
 
 
 @contextlib.contextmanager
-def ours(env, work: Path, direct: bool = False):
+def serve(r, container: dict, secrets: dict, host_map: dict, work: Path):
+    """`mlflow server` from a rendered container (its env and mounted files), on a loopback address;
+    yields (server, how a client reaches it)."""
     from tools.loopback import services as svc
 
-    r = env.r
-    container = json.loads(json.dumps(r.container))
-    if direct:  # exactly what artifactTransferMode: direct adds to the container
-        container["env"] += [
-            {"name": n, "value": "true"}
-            for n in ("MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD", "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD")
-        ]
-    files = svc.files_by_mount_from_pod(r.pod, container, secrets=r.secrets, config_maps=r.config_maps)
+    files = svc.files_by_mount_from_pod(r.pod, container, secrets=secrets, config_maps=r.config_maps)
     ip = svc.free_loopback_address(5000)
     with svc.mlflow_server_from_container(
         container,
-        secrets=r.secrets,
+        secrets=secrets,
         files_by_mount=files,
-        host_map=env.host_map,
+        host_map=host_map,
         workdir=work,
         listen_addr=ip,
         config_maps=r.config_maps,
         timeout=300,
     ) as server:
-        host = f"mlflow.{NAMESPACE}.svc"
+        host = f"mlflow.{r.namespace}.svc"
         yield (
             server,
             {
@@ -640,9 +635,22 @@ def ours(env, work: Path, direct: bool = False):
                 "host_header": host,
                 "tracking_uri": f"http://{host}:{server.port}",
                 "auth": [r.outputs["adminUser"], r.outputs["adminPassword"]],
-                "host_map": {host: ip, **env.host_map},
+                "host_map": {host: ip, **host_map},
             },
         )
+
+
+@contextlib.contextmanager
+def ours(env, work: Path, direct: bool = False):
+    r = env.r
+    container = json.loads(json.dumps(r.container))
+    if direct:  # exactly what artifactTransferMode: direct adds to the container
+        container["env"] += [
+            {"name": n, "value": "true"}
+            for n in ("MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD", "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD")
+        ]
+    with serve(r, container, r.secrets, env.host_map, work) as served:
+        yield served
 
 
 @contextlib.contextmanager

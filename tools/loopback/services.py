@@ -621,31 +621,27 @@ def postgres_server(
     """
     import secrets as _secrets
 
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    _require_free(listen_addr, port, "postgres")
-    ids = _pg_os_user()
-    uid, gid = ids if ids else (None, None)
     password = superuser_password or _secrets.token_urlsafe(24)
-    base = Path(tempfile.mkdtemp(prefix="itest-pg-"))
-    data, sock, tls = base / "data", base / "sock", base / "tls"
-    log_path = workdir / "postgres.log"
-    run_log = base / "postgres.log"
-    env = {"PATH": pg_bin_path(), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": str(base)}
-    started = False
-    try:
-        for d in (sock, tls):
-            d.mkdir(mode=0o700)
-        (tls / "server.crt").write_text(server_cert_pem)
-        (tls / "server.key").write_text(server_key_pem)
-        (tls / "ca.crt").write_text(ca_pem)
-        (base / "pwfile").write_text(password + "\n")
-        run_log.touch()
-        for p in (tls / "server.key", base / "pwfile"):
-            p.chmod(0o600)
-        if ids is not None:
-            for p in [base, *base.rglob("*")]:
-                os.chown(p, *ids)
+    with _pg_instance(
+        workdir,
+        "postgres",
+        listen_addr,
+        port,
+        server_cert_pem=server_cert_pem,
+        server_key_pem=server_key_pem,
+        ca_pem=ca_pem,
+        secret_file=("pwfile", password + "\n"),
+    ) as pg:
+        base, data, sock, tls, log_path, run_log, env = (
+            pg.base,
+            pg.data,
+            pg.sock,
+            pg.tls,
+            pg.log_path,
+            pg.run_log,
+            pg.env,
+        )
+        uid, gid = pg.uid, pg.gid
         _run(
             [
                 "initdb",
@@ -694,7 +690,7 @@ def postgres_server(
         local_method = "scram-sha-256" if superuser_network_login else "trust"
         hba = [f"local all {superuser} {local_method}", *hba_rules]
         (data / "pg_hba.conf").write_text("\n".join(hba) + "\n")
-        started = True
+        pg.started = True
         _run(
             ["pg_ctl", "-D", str(data), "-l", str(run_log), "-w", "-t", str(int(timeout)), "start"],
             what="pg_ctl start",
@@ -719,32 +715,6 @@ def postgres_server(
 
             server.execute(sql.SQL("ALTER ROLE {} PASSWORD NULL").format(sql.Identifier(superuser)))
         yield server
-    except ServiceError:
-        raise
-    except Exception as exc:
-        raise _error(f"postgres: {exc!r}", run_log, log_path) from exc
-    finally:
-        try:
-            if started:
-                with contextlib.suppress(ServiceError):
-                    _run(
-                        ["pg_ctl", "-D", str(data), "-m", "fast", "-w", "-t", "30", "stop"],
-                        what="pg_ctl stop",
-                        log_path=log_path,
-                        timeout=40,
-                        env=env,
-                        cwd=base,
-                        user=uid,
-                        group=gid,
-                    )
-                pidfile = data / "postmaster.pid"
-                if pidfile.exists():  # pg_ctl stop failed: kill the postmaster we started
-                    with contextlib.suppress(ValueError, ProcessLookupError, OSError):
-                        os.kill(int(pidfile.read_text().split()[0]), signal.SIGKILL)
-            with contextlib.suppress(OSError), open(log_path, "a") as out:
-                out.write("\n--- server log ---\n" + run_log.read_text(errors="replace"))
-        finally:
-            shutil.rmtree(base, ignore_errors=True)
 
 
 REPLICATION_USER = "streaming_replica"  # CloudNativePG's replication role
@@ -768,6 +738,94 @@ def _pg_stop(data: Path, *, env: Mapping[str, str], base: Path, log_path: Path, 
     if pidfile.exists():
         with contextlib.suppress(ValueError, ProcessLookupError, OSError):
             os.kill(int(pidfile.read_text().split()[0]), signal.SIGKILL)
+
+
+@dataclass
+class _PgInstance:
+    """The private directories of one PostgreSQL instance: data, unix socket, TLS files, logs."""
+
+    base: Path
+    log_path: Path
+    env: dict[str, str]
+    ids: tuple[int, int] | None
+    started: bool = False
+
+    @property
+    def data(self) -> Path:
+        return self.base / "data"
+
+    @property
+    def sock(self) -> Path:
+        return self.base / "sock"
+
+    @property
+    def tls(self) -> Path:
+        return self.base / "tls"
+
+    @property
+    def run_log(self) -> Path:
+        return self.base / "postgres.log"
+
+    @property
+    def uid(self) -> int | None:
+        return self.ids[0] if self.ids else None
+
+    @property
+    def gid(self) -> int | None:
+        return self.ids[1] if self.ids else None
+
+
+@contextlib.contextmanager
+def _pg_instance(
+    workdir: Path | str,
+    name: str,
+    listen_addr: str,
+    port: int,
+    *,
+    server_cert_pem: str,
+    server_key_pem: str,
+    ca_pem: str,
+    secret_file: tuple[str, str],
+) -> Iterator[_PgInstance]:
+    """A fresh instance directory with the rendered TLS material and one secret file (mode 0600), owned
+    by the PostgreSQL OS user; on the way out the instance is stopped (once `started`), its server log
+    appended to ``<workdir>/<name>.log`` and the directory removed. Errors name `name` and its logs."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    _require_free(listen_addr, port, name)
+    base = Path(tempfile.mkdtemp(prefix=f"itest-{name.replace(' ', '-')}-"))
+    pg = _PgInstance(
+        base=base,
+        log_path=workdir / f"{name.replace(' ', '-')}.log",
+        env={"PATH": pg_bin_path(), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": str(base)},
+        ids=_pg_os_user(),
+    )
+    try:
+        for d in (pg.sock, pg.tls):
+            d.mkdir(mode=0o700)
+        (pg.tls / "server.crt").write_text(server_cert_pem)
+        (pg.tls / "server.key").write_text(server_key_pem)
+        (pg.tls / "ca.crt").write_text(ca_pem)
+        (base / secret_file[0]).write_text(secret_file[1])
+        pg.run_log.touch()
+        for p in (pg.tls / "server.key", base / secret_file[0]):
+            p.chmod(0o600)
+        if pg.ids is not None:
+            for p in [base, *base.rglob("*")]:
+                os.chown(p, *pg.ids)
+        yield pg
+    except ServiceError:
+        raise
+    except Exception as exc:
+        raise _error(f"{name}: {exc!r}", pg.run_log, pg.log_path) from exc
+    finally:
+        try:
+            if pg.started:
+                _pg_stop(pg.data, env=pg.env, base=base, log_path=pg.log_path, ids=pg.ids)
+            with contextlib.suppress(OSError), open(pg.log_path, "a") as out:
+                out.write("\n--- server log ---\n" + pg.run_log.read_text(errors="replace"))
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
 
 
 def libpq_conninfo(**params: str | int) -> str:
@@ -808,31 +866,28 @@ def postgres_standby(
 
     from psycopg2 import sql
 
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    _require_free(listen_addr, primary.port, "postgres standby")
-    ids = _pg_os_user()
-    uid, gid = ids if ids else (None, None)
     password = _secrets.token_urlsafe(24)
-    base = Path(tempfile.mkdtemp(prefix="itest-pg-standby-"))
-    data, sock, tls = base / "data", base / "sock", base / "tls"
-    log_path = workdir / "postgres-standby.log"
-    run_log = base / "postgres.log"
-    env = {"PATH": pg_bin_path(), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": str(base)}
-    started = False
-    try:
-        for d in (sock, tls):
-            d.mkdir(mode=0o700)
-        (tls / "server.crt").write_text(server_cert_pem)
-        (tls / "server.key").write_text(server_key_pem)
-        (tls / "ca.crt").write_text(ca_pem)
-        (base / "pgpass").write_text(f"*:*:*:{replication_user}:{password}\n")
-        run_log.touch()
-        for p in (tls / "server.key", base / "pgpass"):
-            p.chmod(0o600)
-        if ids is not None:
-            for p in [base, *base.rglob("*")]:
-                os.chown(p, *ids)
+    with _pg_instance(
+        workdir,
+        "postgres standby",
+        listen_addr,
+        primary.port,
+        server_cert_pem=server_cert_pem,
+        server_key_pem=server_key_pem,
+        ca_pem=ca_pem,
+        secret_file=("pgpass", f"*:*:*:{replication_user}:{password}\n"),
+    ) as pg:
+        base, data, sock, tls, log_path, run_log, env = (
+            pg.base,
+            pg.data,
+            pg.sock,
+            pg.tls,
+            pg.log_path,
+            pg.run_log,
+            pg.env,
+        )
+        uid, gid = pg.uid, pg.gid
+        ids = pg.ids
 
         # The primary side: the replication role and its pg_hba rule.
         exists = primary.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (replication_user,))
@@ -882,7 +937,7 @@ def postgres_standby(
         (data / "standby.signal").touch()
         if ids is not None:
             os.chown(data / "standby.signal", *ids)
-        started = True
+        pg.started = True
         _run(
             ["pg_ctl", "-D", str(data), "-l", str(run_log), "-w", "-t", str(int(timeout)), "start"],
             what="pg_ctl start (standby)",
@@ -914,18 +969,6 @@ def postgres_standby(
             logs=(run_log,),
         )
         yield standby
-    except ServiceError:
-        raise
-    except Exception as exc:
-        raise _error(f"postgres standby: {exc!r}", run_log, log_path) from exc
-    finally:
-        try:
-            if started:
-                _pg_stop(data, env=env, base=base, log_path=log_path, ids=ids)
-            with contextlib.suppress(OSError), open(log_path, "a") as out:
-                out.write("\n--- server log ---\n" + run_log.read_text(errors="replace"))
-        finally:
-            shutil.rmtree(base, ignore_errors=True)
 
 
 def wait_for_replay(primary: PostgresServer, standby: PostgresServer, timeout: float = 30) -> None:
