@@ -632,17 +632,8 @@ def postgres_server(
         ca_pem=ca_pem,
         secret_file=("pwfile", password + "\n"),
     ) as pg:
-        base, data, sock, tls, log_path, run_log, env = (
-            pg.base,
-            pg.data,
-            pg.sock,
-            pg.tls,
-            pg.log_path,
-            pg.run_log,
-            pg.env,
-        )
-        uid, gid = pg.uid, pg.gid
-        _run(
+        base, data, sock, tls, log_path, run_log = pg.base, pg.data, pg.sock, pg.tls, pg.log_path, pg.run_log
+        pg.run(
             [
                 "initdb",
                 "-D",
@@ -657,13 +648,8 @@ def postgres_server(
                 "--locale=C.UTF-8",
                 "--no-sync",
             ],
-            what="initdb",
-            log_path=log_path,
-            timeout=timeout,
-            env=env,
-            cwd=base,
-            user=uid,
-            group=gid,
+            "initdb",
+            timeout,
         )
         conf = {
             "listen_addresses": f"'{listen_addr}'",
@@ -690,17 +676,7 @@ def postgres_server(
         local_method = "scram-sha-256" if superuser_network_login else "trust"
         hba = [f"local all {superuser} {local_method}", *hba_rules]
         (data / "pg_hba.conf").write_text("\n".join(hba) + "\n")
-        pg.started = True
-        _run(
-            ["pg_ctl", "-D", str(data), "-l", str(run_log), "-w", "-t", str(int(timeout)), "start"],
-            what="pg_ctl start",
-            log_path=log_path,
-            timeout=timeout + 10,
-            env=env,
-            cwd=base,
-            user=uid,
-            group=gid,
-        )
+        pg.start("pg_ctl start", timeout)
         server = PostgresServer(
             listen_addr, port, superuser, password, str(sock), str(data), log_path, str(tls / "ca.crt"), str(run_log)
         )
@@ -773,6 +749,27 @@ class _PgInstance:
     @property
     def gid(self) -> int | None:
         return self.ids[1] if self.ids else None
+
+    def run(self, argv: list[str], what: str, timeout: float) -> None:
+        """A PostgreSQL tool as the instance's OS user, its output in the instance's log."""
+        _run(
+            argv,
+            what=what,
+            log_path=self.log_path,
+            timeout=timeout,
+            env=self.env,
+            cwd=self.base,
+            user=self.uid,
+            group=self.gid,
+        )
+
+    def start(self, what: str, timeout: float) -> None:
+        self.started = True
+        self.run(
+            ["pg_ctl", "-D", str(self.data), "-l", str(self.run_log), "-w", "-t", str(int(timeout)), "start"],
+            what,
+            timeout + 10,
+        )
 
 
 @contextlib.contextmanager
@@ -877,16 +874,7 @@ def postgres_standby(
         ca_pem=ca_pem,
         secret_file=("pgpass", f"*:*:*:{replication_user}:{password}\n"),
     ) as pg:
-        base, data, sock, tls, log_path, run_log, env = (
-            pg.base,
-            pg.data,
-            pg.sock,
-            pg.tls,
-            pg.log_path,
-            pg.run_log,
-            pg.env,
-        )
-        uid, gid = pg.uid, pg.gid
+        base, data, sock, tls, log_path, run_log = pg.base, pg.data, pg.sock, pg.tls, pg.log_path, pg.run_log
         ids = pg.ids
 
         # The primary side: the replication role and its pg_hba rule.
@@ -911,15 +899,10 @@ def postgres_standby(
             application_name=application_name,
             connect_timeout=10,
         )
-        _run(
+        pg.run(
             ["pg_basebackup", "-d", conninfo, "-D", str(data), "-X", "stream", "-c", "fast", "--no-sync"],
-            what="pg_basebackup",
-            log_path=log_path,
-            timeout=timeout,
-            env=env,
-            cwd=base,
-            user=uid,
-            group=gid,
+            "pg_basebackup",
+            timeout,
         )
         conf = {
             "listen_addresses": f"'{listen_addr}'",
@@ -937,17 +920,7 @@ def postgres_standby(
         (data / "standby.signal").touch()
         if ids is not None:
             os.chown(data / "standby.signal", *ids)
-        pg.started = True
-        _run(
-            ["pg_ctl", "-D", str(data), "-l", str(run_log), "-w", "-t", str(int(timeout)), "start"],
-            what="pg_ctl start (standby)",
-            log_path=log_path,
-            timeout=timeout + 10,
-            env=env,
-            cwd=base,
-            user=uid,
-            group=gid,
-        )
+        pg.start("pg_ctl start (standby)", timeout)
         standby = PostgresServer(
             listen_addr,
             primary.port,
