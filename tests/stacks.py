@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import json
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
@@ -11,6 +13,14 @@ from cryptography import x509
 
 import config
 from tools.mock_engine import PROJECT, Secret, set_stack_config
+
+
+def parse_python(source: str) -> ast.Module:
+    """ast.parse in a fresh thread: CPython 3.11.7's AST validation raises "SystemError: AST constructor
+    recursion depth mismatch" for a deep tree parsed from deep in the stack (gh-106905, fixed in 3.11.8
+    and 3.12), as a full pytest run does; a new thread starts with an empty stack."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(ast.parse, source).result()
 
 
 def load(stack: str = "dev", **overrides) -> config.StackConfig:

@@ -27,6 +27,7 @@ from components.postgres_cluster import PostgresCluster, PostgresClusterArgs
 from components.publishing import Publication
 from components.s3_policy import bucket_policy
 from components.tls_certificate import TlsCertificate, TlsCertificateArgs
+from tests.stacks import parse_python
 from tools.mock_engine import evaluate
 
 COMPONENTS = Path(__file__).resolve().parent.parent / "components"
@@ -52,7 +53,7 @@ def test_components_do_not_read_the_stack_configuration():
     """Reusable components: wiring.py maps the configuration model onto their Args; they never import the
     program's own modules (config, wiring, sizing, safety) nor read stack config."""
     for path in sorted(COMPONENTS.glob("*.py")):
-        tree = ast.parse(path.read_text())
+        tree = parse_python(path.read_text())
         imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names} | {
             node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
         }

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.stacks import parse_python
+
 ROOT = Path(__file__).resolve().parent.parent
 APART_FROM_TESTS = ("tools", "bench")
 
@@ -16,7 +18,7 @@ def imported_modules(source: str, module: str) -> set[str]:
     resolved against `module`'s package) and constant names given to importlib.import_module/__import__."""
     package = module.split(".")[:-1]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(parse_python(source)):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
