@@ -100,7 +100,7 @@ class MlflowServerArgs:
     artifact_transfer: str = "proxied"
     # direct: the multipart threshold and upload part size clients should use (bytes; clientEnvironment).
     multipart_threshold_bytes: int = 500 * 2**20
-    multipart_chunk_bytes: int = 32 * 2**20
+    multipart_chunk_bytes: int = 16 * 2**20
     # MLflow's background job runner (huey, ~1.6 GiB more): off unless asked for; never on replicated
     # servers, where each would schedule.
     job_execution: bool = False
