@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ast
 import json
-from concurrent.futures import ThreadPoolExecutor
+import pickle
+import subprocess
+import sys
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
@@ -16,11 +18,22 @@ from tools.mock_engine import PROJECT, Secret, set_stack_config
 
 
 def parse_python(source: str) -> ast.Module:
-    """ast.parse in a fresh thread: CPython 3.11.7's AST validation raises "SystemError: AST constructor
-    recursion depth mismatch" for a deep tree parsed from deep in the stack (gh-106905, fixed in 3.11.8
-    and 3.12), as a full pytest run does; a new thread starts with an empty stack."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(ast.parse, source).result()
+    """ast.parse in a child interpreter, the tree brought back by pickle. CPython 3.11.7 keeps the AST
+    constructor's recursion depth in state shared by the whole interpreter (gh-106905, fixed in 3.11.8):
+    deep in a full pytest run, another ast.parse (a finalizer, another thread) moves it mid-conversion and
+    raises "SystemError: AST constructor recursion depth mismatch". A fresh thread was not enough (CI);
+    a fresh process shares nothing. Unpickling builds the nodes without that conversion."""
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import ast, pickle, sys; sys.stdout.buffer.write(pickle.dumps(ast.parse(sys.stdin.read())))",
+        ],
+        input=source.encode(),
+        capture_output=True,
+        check=True,
+    )
+    return pickle.loads(child.stdout)
 
 
 def load(stack: str = "dev", **overrides) -> config.StackConfig:
