@@ -41,6 +41,12 @@ COMPONENT_TYPES = {
     "minio": "mlflow-platform:index:MinioStore",
 }
 CNPG_CLUSTER = "kubernetes:postgresql.cnpg.io/v1:Cluster"
+# PostgreSQL's backups write into the object store (prod: the in-cluster MinIO), so they must wait for its
+# bucket and credentials; the database itself must not.
+BACKUP_TYPES = {
+    "kubernetes:barmancloud.cnpg.io/v1:ObjectStore",
+    "kubernetes:postgresql.cnpg.io/v1:ScheduledBackup",
+}
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 WORKLOAD_TYPES = {
     "kubernetes:apps/v1:Deployment",
@@ -388,20 +394,30 @@ def finish_levels(weights: Mapping[str, int], deps: Mapping[str, Iterable[str]])
 
 
 def independent(graph: Graph, group_a: set[str], group_b: set[str]) -> dict[str, Any]:
-    """Whether two groups of resources can come up in parallel: nothing in either group waits, even
-    transitively, for anything in the other."""
-    a_waits_for_b = sorted(graph.names.get(u, u) for u in graph.ancestors(group_a) & group_b)
-    b_waits_for_a = sorted(graph.names.get(u, u) for u in graph.ancestors(group_b) & group_a)
+    """Whether two groups of resources come up in parallel: nothing in either group waits, even
+    transitively, for a readiness gate (weight 1) in the other. What one group takes from the other
+    that is created at once (a Secret, a plain Service) is listed apart: it does not serialise them."""
+
+    def waits(group: set[str], other: set[str]) -> tuple[list[str], list[str]]:
+        upstream = graph.ancestors(group) & other
+        gated = sorted({graph.names[u] for u in upstream if graph.weights[u]})
+        return gated, sorted({graph.names[u] for u in upstream if not graph.weights[u]})
+
+    a_waits_for_b, a_uses_from_b = waits(group_a, group_b)
+    b_waits_for_a, b_uses_from_a = waits(group_b, group_a)
     return {
         "independent": not a_waits_for_b and not b_waits_for_a,
         "a_waits_for_b": a_waits_for_b,
         "b_waits_for_a": b_waits_for_a,
+        "a_uses_from_b": a_uses_from_b,
+        "b_uses_from_a": b_uses_from_a,
     }
 
 
 def data_services_parallel(ev_registrations: list, graph: Graph | None = None) -> dict[str, Any]:
-    """PostgreSQL (PostgresCluster component) vs MinIO (MinioStore component): all of each one's
-    custom resources, and their readiness chains, must not wait for the other."""
+    """PostgreSQL (PostgresCluster component) vs MinIO (MinioStore component): none of each one's
+    custom resources waits for the other's readiness, except PostgreSQL's backups (BACKUP_TYPES),
+    which write into the store: what they wait for is reported apart."""
     graph = graph or build_graph(ev_registrations)
     groups = {}
     for key, typ in COMPONENT_TYPES.items():
@@ -409,7 +425,8 @@ def data_services_parallel(ev_registrations: list, graph: Graph | None = None) -
         if len(components) != 1:
             raise AssertionError(f"expected one {typ}, found {len(components)}")
         groups[key] = graph.descendants[components[0]]
-    result = independent(graph, groups["postgres"], groups["minio"])
+    backups = {u for u in groups["postgres"] if graph.types[u] in BACKUP_TYPES}
+    result = independent(graph, groups["postgres"] - backups, groups["minio"])
     levels = finish_levels(graph.weights, graph.deps)
     ready = {}
     for key, group in groups.items():
@@ -419,6 +436,11 @@ def data_services_parallel(ev_registrations: list, graph: Graph | None = None) -
         "independent": result["independent"],
         "postgres_waits_for_minio": result["a_waits_for_b"],
         "minio_waits_for_postgres": result["b_waits_for_a"],
+        "postgres_uses_from_minio": result["a_uses_from_b"],
+        "minio_uses_from_postgres": result["b_uses_from_a"],
+        "backups_wait_for_minio": sorted(
+            {graph.names[u] for u in graph.ancestors(backups) & groups["minio"] if graph.weights[u]}
+        ),
         "readiness_levels": ready,
     }
 
@@ -548,6 +570,13 @@ def render(report: dict) -> str:
             for k, v in par["readiness_levels"].items()
         )
         add(f"     PostgreSQL vs MinIO: {verdict} ({levels})")
+        if par["postgres_uses_from_minio"] or par["minio_uses_from_postgres"]:
+            add(
+                f"       created at once, no wait: postgres uses from minio {par['postgres_uses_from_minio']}; "
+                f"minio uses from postgres {par['minio_uses_from_postgres']}"
+            )
+        if par["backups_wait_for_minio"]:
+            add(f"       PostgreSQL's backups wait for the store they write to: {par['backups_wait_for_minio']}")
         if not par["independent"]:
             add(
                 f"       postgres waits for minio: {par['postgres_waits_for_minio']}; "

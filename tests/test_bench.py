@@ -271,7 +271,7 @@ def synthetic_stack(pg_waits_for_minio: bool = False) -> list[Reg]:
         dependencies=[s3.urn],
     )  # a component dependency
     if pg_waits_for_minio:
-        cluster.dependencies.append(svc.urn)
+        cluster.dependencies.append(sts.urn)
     return [k8s, pg, s3, lb, cluster, sql, role, sts, svc, mp, bucket, app]
 
 
@@ -330,10 +330,36 @@ def test_data_services_independence_detects_a_cross_dependency():
     result = bench.data_services_parallel(regs)
     assert result["independent"]
     assert result["readiness_levels"] == {"postgres": {"pg-cluster": 2}, "minio": {"minio-sts": 1}}
+    assert result["backups_wait_for_minio"] == result["postgres_uses_from_minio"] == []
     coupled = bench.data_services_parallel(synthetic_stack(pg_waits_for_minio=True))
     assert not coupled["independent"]
-    assert coupled["postgres_waits_for_minio"] == ["minio-svc"]
+    assert coupled["postgres_waits_for_minio"] == ["minio-sts"]
     assert coupled["minio_waits_for_postgres"] == []
+
+
+def test_taking_an_object_created_at_once_is_not_waiting():
+    regs = synthetic_stack()
+    cluster, svc = (next(r for r in regs if r.name == n) for n in ("pg-cluster", "minio-svc"))
+    cluster.dependencies.append(svc.urn)  # a ClusterIP Service: no readiness gate
+    result = bench.data_services_parallel(regs)
+    assert result["independent"] and result["postgres_uses_from_minio"] == ["minio-svc"], result
+
+
+def test_backups_may_wait_for_the_store_they_write_to_but_the_database_may_not():
+    regs = synthetic_stack()
+    pg, cluster, sts = (next(r for r in regs if r.name == n) for n in ("postgres", "pg-cluster", "minio-sts"))
+    backup = Reg(
+        "pg-backup",
+        "kubernetes:postgresql.cnpg.io/v1:ScheduledBackup",
+        parent=pg.urn,
+        provider=cluster.provider,
+        dependencies=[sts.urn],
+    )
+    result = bench.data_services_parallel([*regs, backup])
+    assert result["independent"] and result["backups_wait_for_minio"] == ["minio-sts"], result
+    cluster.dependencies.append(backup.urn)  # the database waiting for its backup: coupled again
+    coupled = bench.data_services_parallel([*regs, backup])
+    assert not coupled["independent"] and coupled["postgres_waits_for_minio"] == ["minio-sts"], coupled
 
 
 # --------------------------------------------------------------------------- the real program
@@ -383,6 +409,15 @@ def test_real_pr_stack_postgres_and_minio_come_up_independently(pr_stack):
     assert len(deployment) == 1
     upstream = {graph.names[u] for u in graph.ancestors(deployment)}
     assert {"postgres-cluster", "minio-statefulset"} <= upstream, sorted(upstream)
+
+
+def test_real_prod_database_does_not_wait_for_minio_only_its_backups_do():
+    result = bench.data_services_parallel(bench.run_program("prod").registrations)
+    assert result["independent"], result
+    # The first backup needs the bucket the bootstrap Job creates.
+    assert result["backups_wait_for_minio"] == ["minio-bootstrap", "minio-statefulset"], result
+    # The Cluster archives WAL from its first start: it takes the backup store's credentials and CA.
+    assert {"minio-barman-credentials", "minio-tls-ca-secret"} <= set(result["postgres_uses_from_minio"]), result
 
 
 def test_run_program_runs_another_program_through_the_mock_engine():
