@@ -52,13 +52,6 @@ def deploy_target(c: config.StackConfig) -> dict[str, str]:
     return target
 
 
-def read_stack_outputs(name: str) -> dict:
-    """A stack's last deployed outputs, read by the engine as an invoke: nothing recorded in this
-    stack's state, so `refresh` never sees it change (a StackReference would lag one deploy behind)."""
-    result = pulumi.runtime.invoke("pulumi:pulumi:readStackOutputs", {"name": name}).value or {}
-    return dict(result.get("outputs") or {})
-
-
 def cluster_stack(c: config.StackConfig) -> None:
     """What every environment on this cluster shares, owned by exactly one stack."""
     cluster = kubernetes_provider(c)
@@ -83,11 +76,10 @@ def cluster_stack(c: config.StackConfig) -> None:
 
 def environment_stack(c: config.StackConfig) -> None:
     # Checked before anything is registered: a missing cluster stack, operator or plugin stops here.
-    services = safety.cluster_services(c, read_stack_outputs)
-    cluster = kubernetes_provider(c)
+    services = safety.cluster_services(c)
     # Storage changes that would lose data are refused against the last deployment's layout.
-    last_deployment = read_stack_outputs(f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}")
-    storage_layout = safety.checked_storage_layout(c, last_deployment.get("storageLayout"))
+    storage_layout = safety.checked_storage_layout(c, safety.last_deployment(c).get("storageLayout"))
+    cluster = kubernetes_provider(c)
     namespace = PlatformNamespace(
         "platform", wiring.namespace_args(c, services.operator_namespace, storage_layout), opts=cluster
     )

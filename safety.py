@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,10 @@ from config.checks import version_tuple
 
 # CloudNativePG features the environments use: managed roles, Database objects, CNPG-I plugins.
 MIN_OPERATOR_VERSION = (1, 26, 0)
+# How the engine answers a stack read that met the stack's checkpoint mid-write (read_stack_outputs);
+# 5 retries back off 0.1 + 0.2 + 0.4 + 0.8 + 1.6 s at most.
+CHECKPOINT_MID_WRITE = "failed to load checkpoint"
+CHECKPOINT_READ_ATTEMPTS = 6
 
 
 # --------------------------------------------------------------------------- where the stack deploys
@@ -65,7 +69,43 @@ class ClusterServices:
     plugin_version: str
 
 
-def cluster_services(c: StackConfig, read_stack_outputs: Callable[[str], dict]) -> ClusterServices:
+def read_stack_outputs(name: str) -> dict:
+    """A stack's last deployed outputs, read by the engine as an invoke: nothing recorded in this
+    stack's state, so `refresh` never sees it change (a StackReference would lag one deploy behind).
+    A read that meets the checkpoint mid-write is retried: the DIY backend (file://) writes a blob's
+    metadata sidecar in place (gocloud fileblob `setAttrs`: create, then encode), so reading a stack
+    while an update saves it, this very update included, can fail with "failed to load checkpoint: EOF"
+    (seen under the real engine, tests/engine); the next read finds it whole."""
+    for attempt in range(CHECKPOINT_READ_ATTEMPTS):
+        try:
+            result = pulumi.runtime.invoke("pulumi:pulumi:readStackOutputs", {"name": name}).value or {}
+            return dict(result.get("outputs") or {})
+        except Exception as error:
+            if CHECKPOINT_MID_WRITE not in str(error) or attempt == CHECKPOINT_READ_ATTEMPTS - 1:
+                raise
+            time.sleep(0.1 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def engine_message(error: Exception) -> str:
+    """The engine's own words for a failed invoke, without the SDK's wrapping."""
+    text = re.sub(r"^invoke of \S+ failed: (invocation of \S+ returned an error: )?", "", str(error).strip())
+    return text.splitlines()[-1] if text else type(error).__name__
+
+
+def last_deployment(c: StackConfig) -> dict:
+    """This stack's outputs as its last deployment left them (empty before the first)."""
+    try:
+        return read_stack_outputs(f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}")
+    except Exception as error:
+        raise ConfigError(
+            f"stack {c.stack}: its last deployment cannot be read ({engine_message(error)}); nothing was created.\n"
+            f"  - Fix: run the command again; if it fails the same way, check the state backend with "
+            f"`pulumi stack export --stack {c.stack}`"
+        ) from None
+
+
+def cluster_services(c: StackConfig) -> ClusterServices:
     """The cluster stack's outputs, checked before anything is registered: a missing cluster stack,
     an operator too old, or a missing backup plugin stops preview with the command that fixes it."""
     if not c.postgres_in_cluster:
@@ -84,10 +124,8 @@ def cluster_services(c: StackConfig, read_stack_outputs: Callable[[str], dict]) 
     try:
         outputs = read_stack_outputs(name)
     except Exception as error:  # the engine's own message: unknown stack, no access...
-        text = re.sub(r"^invoke of \S+ failed: ", "", str(error).strip())
-        first_line = text.splitlines()[-1] if text else type(error).__name__
         raise ConfigError(
-            f"stack {c.stack}: the cluster stack {name} cannot be read ({first_line}); nothing was created.\n"
+            f"stack {c.stack}: the cluster stack {name} cannot be read ({engine_message(error)}); nothing was created.\n"
             f"  - {key}. Fix: create it first with {create}, or set clusterStack to the stack that owns "
             "the CloudNativePG operator (empty if someone else manages it)"
         ) from None

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import safety
 from config import ConfigError
 from tests.stacks import ancestors
 from tools.mock_engine import ROOT, PlatformMocks, evaluate_stack
@@ -132,6 +133,45 @@ def test_a_missing_cluster_stack_stops_preview_before_anything_is_created():
     assert f'the cluster stack {CLUSTER_STACK} cannot be read (unknown stack "{CLUSTER_STACK}")' in message
     assert 'mlflow-platform:clusterStack = "cluster". Fix: create it first with `make up STACK=cluster`' in message
     assert raised.value.registrations == []
+
+
+THIS_STACK = "organization/mlflow-platform/dev"
+
+
+def test_a_stack_read_that_meets_the_checkpoint_mid_write_is_read_again(monkeypatch):
+    """Under the real engine, the file backend failed a read of the stack being updated with "failed to
+    load checkpoint: EOF" (a metadata file written in place); a second read finds the checkpoint whole."""
+    waits: list[float] = []
+    monkeypatch.setattr(safety.time, "sleep", waits.append)
+    mid_write = {CLUSTER_STACK: 1, THIS_STACK: 2}
+    ev = evaluate_stack("dev", state={"checkpoint_mid_write": mid_write})
+    assert mid_write == {CLUSTER_STACK: 0, THIS_STACK: 0} and waits == [0.1, 0.1, 0.2]
+    assert ev.one("kubernetes:apps/v1:Deployment", "mlflow-deployment")
+
+
+@pytest.mark.parametrize(
+    ("stack_read", "named"),
+    [
+        (CLUSTER_STACK, f"the cluster stack {CLUSTER_STACK} cannot be read"),
+        (THIS_STACK, "its last deployment cannot be read"),
+    ],
+)
+def test_a_checkpoint_that_stays_unreadable_stops_before_anything_is_created(monkeypatch, stack_read, named):
+    waits: list[float] = []
+    monkeypatch.setattr(safety.time, "sleep", waits.append)
+    with pytest.raises(ConfigError) as raised:
+        evaluate_stack("dev", state={"checkpoint_mid_write": {stack_read: 100}})
+    assert f"stack dev: {named} (failed to load checkpoint: EOF); nothing was created." in str(raised.value)
+    assert waits == [0.1, 0.2, 0.4, 0.8, 1.6]  # then it gives up: a broken backend is not waited on forever
+    assert raised.value.registrations == []
+
+
+def test_a_missing_stack_is_not_read_again(monkeypatch):
+    waits: list[float] = []
+    monkeypatch.setattr(safety.time, "sleep", waits.append)
+    with pytest.raises(ConfigError):
+        evaluate_stack("dev", state={"stacks": {CLUSTER_STACK: None}})
+    assert waits == []
 
 
 def test_an_operator_older_than_the_stack_needs_is_named():

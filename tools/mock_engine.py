@@ -309,7 +309,8 @@ class PlatformMocks(pulumi.runtime.Mocks):
         return self.state[key]
 
     # What the cluster stack exports once `make up STACK=cluster` ran (chart 0.29.0, plugin v0.14.0);
-    # a test replaces or removes stacks through `state["stacks"]` (full name -> outputs, None: no such stack).
+    # a test replaces or removes stacks through `state["stacks"]` (full name -> outputs, None: no such stack),
+    # and makes reads meet a stack's checkpoint mid-write through `state["checkpoint_mid_write"]` (name -> count).
     CLUSTER_STACK_OUTPUTS = {
         "cnpgOperatorNamespace": "cnpg-system",
         "cnpgOperatorVersion": "1.30.0",
@@ -327,6 +328,11 @@ class PlatformMocks(pulumi.runtime.Mocks):
                 this_stack: self.state.get("stack_outputs", {}),
                 **self.state.get("stacks", {}),
             }
+            mid_write = self.state.get("checkpoint_mid_write", {})  # stack -> reads that meet it mid-write
+            if mid_write.get(name):
+                mid_write[name] -= 1
+                # What the file backend answers while an update writes that stack's checkpoint.
+                raise EngineError(f"invocation of {args.token} returned an error: failed to load checkpoint: EOF")
             if stacks.get(name) is None:
                 raise EngineError(f'unknown stack "{name}"')  # what the file backend answers
             return {"name": name, "outputs": stacks[name], "secretOutputNames": []}
