@@ -96,6 +96,13 @@ MODE_STACKS = {
     "external-postgres-pr": ("pr-9", {**EXTERNAL_POSTGRES, **EXTERNAL_S3}),
 }
 DEFAULT_STACKS = ("dev", "prod", "pr-42")
+# publishMode httpRoute: routes attached to the HTTPS listener of a shared Gateway the stack does not own.
+GATEWAY_ROUTE = {
+    "publishMode": "httpRoute",
+    "gatewayName": "shared",
+    "gatewayNamespace": "gateways",
+    "gatewayListener": "https",
+}
 
 
 # ------------------------------------------------------------------ workloads

@@ -34,7 +34,7 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests.stacks import GATEWAY_ROUTE  # noqa: E402
 from tools import local_cluster  # noqa: E402
 from tools.mock_engine import Secret  # noqa: E402
 from tools.render import Rendered, render_stack  # noqa: E402
@@ -87,15 +88,9 @@ EXTERNAL_STACKS: dict[str, dict] = {
 # Stacks in the other publish modes (publishMode, issue 19.2): a Gateway API HTTPRoute for MLflow; MinIO
 # published too for direct transfers (its HTTPRoute, a BackendTLSPolicy and the CA ConfigMap it names);
 # nothing published at all.
-GATEWAY = {
-    "publishMode": "httpRoute",
-    "gatewayName": "shared",
-    "gatewayNamespace": "gateways",
-    "gatewayListener": "https",
-}
 PUBLISH_STACKS: dict[str, dict] = {
-    "gw-route": GATEWAY,
-    "gw-direct": {**GATEWAY, "minioIngress": True, "artifactTransferMode": "direct"},
+    "gw-route": GATEWAY_ROUTE,
+    "gw-direct": {**GATEWAY_ROUTE, "minioIngress": True, "artifactTransferMode": "direct"},
     "unpublished": {"publishMode": "none"},
 }
 STACK_CONFIG = {**EXTERNAL_STACKS, **PUBLISH_STACKS}
@@ -385,29 +380,47 @@ CNPG_SOURCES = {
     "schemas": lambda kind, version: load_cnpg_schema(kind, version)["openAPIV3Schema"],
     "crds": load_cnpg_crd,
 }
-_CNPG_VALIDATORS: dict[tuple[str, str, str], jsonschema.Draft7Validator] = {}
+_STRICT_VALIDATORS: dict[tuple[str, ...], jsonschema.Draft7Validator] = {}
+
+
+def strict_validator(key: tuple[str, ...], load_schema: Callable[[], dict]) -> jsonschema.Draft7Validator:
+    """The strict (API-server-like) validator of a CRD's schema, built once per `key`."""
+    if key not in _STRICT_VALIDATORS:
+        schema = strict_structural(load_schema())
+        jsonschema.Draft7Validator.check_schema(schema)
+        _STRICT_VALIDATORS[key] = jsonschema.Draft7Validator(schema)
+    return _STRICT_VALIDATORS[key]
 
 
 def cnpg_validator(kind: str, version: str, source: str = "schemas") -> jsonschema.Draft7Validator:
-    if (source, kind, version) not in _CNPG_VALIDATORS:
-        schema = strict_structural(CNPG_SOURCES[source](kind, version))
-        jsonschema.Draft7Validator.check_schema(schema)
-        _CNPG_VALIDATORS[(source, kind, version)] = jsonschema.Draft7Validator(schema)
-    return _CNPG_VALIDATORS[(source, kind, version)]
+    return strict_validator((source, kind, version), lambda: CNPG_SOURCES[source](kind, version))
+
+
+def custom_resource_errors(
+    obj: dict, group: str, validator: Callable[[str, str], jsonschema.Draft7Validator]
+) -> list[str]:
+    """A custom resource of `group` against its CRD's strict schema (`validator(kind, version)`), and its
+    metadata against the strict standard ObjectMeta (the CRD leaves metadata open)."""
+    api_group, _, version = str(obj.get("apiVersion", "")).partition("/")
+    if api_group != group or not version:
+        return [f"{describe(obj)}: apiVersion {obj.get('apiVersion')!r} is not {group}/<version>"]
+    kind = obj.get("kind", "")
+    errors = [
+        f"{describe(obj)} @ {'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}"
+        for e in sorted(validator(kind, version).iter_errors(obj), key=lambda e: list(e.absolute_path))
+    ]
+    meta = obj.get("metadata") or {}
+    return errors + [
+        e.replace("ConfigMap/", f"{kind}/")
+        for e in k8s_errors({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta}, OLDEST_K8S)
+    ]
 
 
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
 def cnpg_errors(obj: dict, source: str = "schemas") -> list[str]:
-    group, _, version = str(obj.get("apiVersion", "")).partition("/")
-    if group != CNPG_GROUP or not version:
-        return [f"{describe(obj)}: apiVersion {obj.get('apiVersion')!r} is not {CNPG_GROUP}/<version>"]
-    kind = obj.get("kind", "")
-    errors = [
-        f"{describe(obj)} @ {'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}"
-        for e in sorted(cnpg_validator(kind, version, source).iter_errors(obj), key=lambda e: list(e.absolute_path))
-    ]
+    errors = custom_resource_errors(obj, CNPG_GROUP, lambda kind, version: cnpg_validator(kind, version, source))
     meta = obj.get("metadata") or {}
     for field in ("name", "namespace"):
         value = meta.get(field)
@@ -416,11 +429,6 @@ def cnpg_errors(obj: dict, source: str = "schemas") -> list[str]:
         # CNPG derives Services and Pods from the cluster name: it must be a DNS label.
         elif not (len(value) <= 63 and DNS_LABEL.fullmatch(value)):
             errors.append(f"{describe(obj)}: metadata.{field} {value!r} is not a DNS-1123 label")
-    # The CRD leaves metadata open; it is a standard ObjectMeta, so check it against the strict one.
-    errors += [
-        e.replace("ConfigMap/", f"{kind}/")
-        for e in k8s_errors({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta}, OLDEST_K8S)
-    ]
     return errors
 
 
@@ -462,14 +470,14 @@ def test_cnpg_schema_dir_is_present():
 )
 def test_missing_cnpg_schemas_fail_the_check(monkeypatch, tmp_path, source: str, setting: str, message: str):
     monkeypatch.setattr(sys.modules[__name__], setting, tmp_path / "shared" / source / "cloudnative-pg")
-    monkeypatch.setattr(sys.modules[__name__], "_CNPG_VALIDATORS", {})
+    monkeypatch.setattr(sys.modules[__name__], "_STRICT_VALIDATORS", {})
     for obj in cnpg_objects("dev"):  # the Cluster and the Databases alike
         with pytest.raises(pytest.fail.Exception, match=message):
             cnpg_errors(obj, source)
 
 
 def test_a_cnpg_kind_without_a_crd_fails_the_check(monkeypatch):
-    monkeypatch.setattr(sys.modules[__name__], "_CNPG_VALIDATORS", {})
+    monkeypatch.setattr(sys.modules[__name__], "_STRICT_VALIDATORS", {})
     pooler = {"apiVersion": f"{CNPG_GROUP}/v1", "kind": "Poolr", "metadata": {"name": "p", "namespace": "n"}}
     for source in CNPG_SOURCES:
         with pytest.raises(pytest.fail.Exception, match="Poolr"):
@@ -585,7 +593,6 @@ def test_strict_transformation_closes_objects_and_respects_preserve_unknown_fiel
 
 # --------------------------------------------------------------------------- 2. Gateway API CRD schemas
 GATEWAY_ENGINE_BIN = local_cluster.BIN  # engine/bin: its crds/gateway-api/ holds the CRDs
-_GATEWAY_VALIDATORS: dict[tuple[str, str], jsonschema.Draft7Validator] = {}
 
 
 def gateway_crd_schema(kind: str, version: str) -> dict:
@@ -611,26 +618,16 @@ def gateway_crd_schema(kind: str, version: str) -> dict:
 
 
 def gateway_errors(obj: dict) -> list[str]:
-    group, _, version = str(obj.get("apiVersion", "")).partition("/")
-    if group != GATEWAY_GROUP or not version:
-        return [f"{describe(obj)}: apiVersion {obj.get('apiVersion')!r} is not {GATEWAY_GROUP}/<version>"]
-    kind = obj.get("kind", "")
-    if (kind, version) not in _GATEWAY_VALIDATORS:
-        schema = strict_structural(gateway_crd_schema(kind, version))
-        jsonschema.Draft7Validator.check_schema(schema)
-        _GATEWAY_VALIDATORS[(kind, version)] = jsonschema.Draft7Validator(schema)
-    errors = [
-        f"{describe(obj)} @ {'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}"
-        for e in sorted(_GATEWAY_VALIDATORS[(kind, version)].iter_errors(obj), key=lambda e: list(e.absolute_path))
-    ]
+    errors = custom_resource_errors(
+        obj,
+        GATEWAY_GROUP,
+        lambda kind, version: strict_validator(
+            ("gateway-api", kind, version), lambda: gateway_crd_schema(kind, version)
+        ),
+    )
     meta = obj.get("metadata") or {}
     if not meta.get("name") or not meta.get("namespace"):
         errors.append(f"{describe(obj)}: metadata.name and metadata.namespace are required")
-    # The CRD leaves metadata open; it is a standard ObjectMeta, so check it against the strict one.
-    errors += [
-        e.replace("ConfigMap/", f"{kind}/")
-        for e in k8s_errors({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta}, OLDEST_K8S)
-    ]
     return errors
 
 
@@ -700,7 +697,7 @@ def test_gateway_api_crds_are_the_pinned_standard_channel():
 
 def test_missing_gateway_api_crds_fail_naming_make_engine(monkeypatch, tmp_path):
     monkeypatch.setattr(sys.modules[__name__], "GATEWAY_ENGINE_BIN", tmp_path)
-    monkeypatch.setattr(sys.modules[__name__], "_GATEWAY_VALIDATORS", {})
+    monkeypatch.setattr(sys.modules[__name__], "_STRICT_VALIDATORS", {})
     with pytest.raises(pytest.fail.Exception, match=r"has no Gateway API CRDs: run `make engine`"):
         gateway_errors(gateway_objects("gw-route")[0])
 

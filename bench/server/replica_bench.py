@@ -100,14 +100,6 @@ def summarize(
     return out
 
 
-@contextlib.contextmanager
-def _replica_server(env, work: Path, container: dict, secrets: dict, host_map: dict):
-    from bench.server.server_bench import serve
-
-    with serve(env.r, container, secrets, host_map, work) as served:
-        yield served
-
-
 def measure(
     env,
     work: Path,
@@ -119,6 +111,7 @@ def measure(
     """search_runs on ours (live, prepared by server_bench) and on ours-replica, started here."""
     from bench.server import server_bench as sb
     from tools.loopback import services as svc
+    from tools.loopback import wiring
 
     r = env.r
     rounds = sb.ROUNDS if rounds is None else rounds
@@ -127,20 +120,10 @@ def measure(
     ro_ip = svc.free_loopback_address(r.pg_port)
     with contextlib.ExitStack() as stack:
         progress("ours-replica: a streaming standby of the benchmark's PostgreSQL")
-        standby = stack.enter_context(
-            svc.postgres_standby(
-                env.pg,
-                work / "standby",
-                primary_host_name=r.pg_host,
-                server_cert_pem=r.pg_tls["tls.crt"],
-                server_key_pem=r.pg_tls["tls.key"],
-                ca_pem=r.pg_tls["ca.crt"],
-                listen_addr=ro_ip,
-            )
-        )
+        standby = stack.enter_context(wiring.rendered_standby(r, env.pg, work / "standby", ro_ip))
         progress("ours-replica: starting and settling")
         host_map = {**env.host_map, ro_host: ro_ip}
-        manager = _replica_server(env, work / "ours-replica", container, secrets, host_map)
+        manager = sb.serve(r, container, secrets, host_map, work / "ours-replica")
         srv = sb.start_settled(stack, "ours-replica", manager, sb.ours_databases(r))
         servers = {"ours": live["ours"], "ours-replica": srv}
         everyone = {**live, "ours-replica": srv}

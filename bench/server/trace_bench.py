@@ -133,10 +133,10 @@ def trace_sample(
 def summarize_traces(samples: list[dict]) -> dict:
     """One server over its rounds: median spans/s (min-max), requests/s, pooled latency percentiles (ms)
     of one export request, server CPU per 1,000 spans."""
+    from bench.server.server_bench import percentiles
+
     rates = [s["spans"] / s["wall_s"] for s in samples]
     spans = sum(s["spans"] for s in samples)
-    ordered = sorted(x for s in samples for x in s["latencies"])
-    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000  # noqa: E731
     return {
         "rounds": len(samples),
         "spans": spans,
@@ -145,9 +145,7 @@ def summarize_traces(samples: list[dict]) -> dict:
         "spans_per_s_max": max(rates),
         "requests_per_s": statistics.median(s["requests"] / s["wall_s"] for s in samples),
         "cpu_ms_per_1000_spans": sum(s["cpu_s"] for s in samples) / spans * 1_000_000,
-        "p50_ms": pick(0.50),
-        "p95_ms": pick(0.95),
-        "p99_ms": pick(0.99),
+        **percentiles([x for s in samples for x in s["latencies"]]),
     }
 
 

@@ -264,15 +264,7 @@ def stack(tmp_path_factory):
         data.pg.execute("ALTER SYSTEM SET log_statement = 'all'")
         data.pg.execute("ALTER SYSTEM SET synchronous_commit = 'on'")
         data.pg.execute("SELECT pg_reload_conf()")
-        with svc.postgres_standby(
-            data.pg,
-            work / "standby",
-            primary_host_name=r.pg_host,
-            server_cert_pem=r.pg_tls["tls.crt"],
-            server_key_pem=r.pg_tls["tls.key"],
-            ca_pem=r.pg_tls["ca.crt"],
-            listen_addr=data.ro_ip,
-        ) as standby:
+        with wiring.rendered_standby(r, data.pg, work / "standby", data.ro_ip) as standby:
             host_map = data.host_map
             with wiring.rendered_mlflow_server(r, host_map, work / "server", mlflow_ip) as server:
                 yield SimpleNamespace(

@@ -26,6 +26,7 @@ import pytest
 
 from tests.engine_cli import STEP_TIMES, Pulumi, checkout
 from tests.live import standin_operator, waiting
+from tests.stacks import GATEWAY_ROUTE
 from tools import local_cluster
 from tools.mock_engine import ROOT, evaluate_stack
 
@@ -210,13 +211,7 @@ def test_a_pr_stack_and_prod_join_the_same_cluster_each_in_one_up(team):
 GATEWAY = "gateway.networking.k8s.io"
 ROUTE_KINDS = f"httproutes.{GATEWAY},backendtlspolicies.{GATEWAY}"
 # publishMode httpRoute with MinIO published too: an HTTPRoute each, a BackendTLSPolicy and its CA ConfigMap.
-GATEWAY_CONFIG = {
-    "publishMode": "httpRoute",
-    "gatewayName": "shared",
-    "gatewayNamespace": "gateways",
-    "gatewayListener": "https",
-    "minioIngress": True,
-}
+GATEWAY_CONFIG = {**GATEWAY_ROUTE, "minioIngress": True}
 
 
 def contains(live: Any, rendered: Any) -> bool:

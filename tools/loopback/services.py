@@ -696,26 +696,6 @@ def postgres_server(
 REPLICATION_USER = "streaming_replica"  # CloudNativePG's replication role
 
 
-def _pg_stop(data: Path, *, env: Mapping[str, str], base: Path, log_path: Path, ids: tuple[int, int] | None) -> None:
-    """pg_ctl stop (fast), else SIGKILL the postmaster of ``data``."""
-    uid, gid = ids if ids else (None, None)
-    with contextlib.suppress(ServiceError):
-        _run(
-            ["pg_ctl", "-D", str(data), "-m", "fast", "-w", "-t", "30", "stop"],
-            what="pg_ctl stop",
-            log_path=log_path,
-            timeout=40,
-            env=env,
-            cwd=base,
-            user=uid,
-            group=gid,
-        )
-    pidfile = data / "postmaster.pid"
-    if pidfile.exists():
-        with contextlib.suppress(ValueError, ProcessLookupError, OSError):
-            os.kill(int(pidfile.read_text().split()[0]), signal.SIGKILL)
-
-
 @dataclass
 class _PgInstance:
     """The private directories of one PostgreSQL instance: data, unix socket, TLS files, logs."""
@@ -771,6 +751,15 @@ class _PgInstance:
             timeout + 10,
         )
 
+    def stop(self) -> None:
+        """pg_ctl stop (fast), else SIGKILL the postmaster of the instance's data directory."""
+        with contextlib.suppress(ServiceError):
+            self.run(["pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "30", "stop"], "pg_ctl stop", 40)
+        pidfile = self.data / "postmaster.pid"
+        if pidfile.exists():
+            with contextlib.suppress(ValueError, ProcessLookupError, OSError):
+                os.kill(int(pidfile.read_text().split()[0]), signal.SIGKILL)
+
 
 @contextlib.contextmanager
 def _pg_instance(
@@ -818,7 +807,7 @@ def _pg_instance(
     finally:
         try:
             if pg.started:
-                _pg_stop(pg.data, env=pg.env, base=base, log_path=pg.log_path, ids=pg.ids)
+                pg.stop()
             with contextlib.suppress(OSError), open(pg.log_path, "a") as out:
                 out.write("\n--- server log ---\n" + pg.run_log.read_text(errors="replace"))
         finally:

@@ -41,6 +41,11 @@ def _labelled(objects: list[dict], name: str, component: str) -> list[dict]:
     ]
 
 
+def database_host_port(uri: str) -> tuple[str, int]:
+    """Host and port of a SQLAlchemy PostgreSQL URI (MLflow's backend store URIs)."""
+    return host_port(uri.replace("postgresql+psycopg2://", "postgresql://"), 5432)
+
+
 def render(
     stack: str = "dev", config: dict | None = None, namespace: str | None = None, state: dict | None = None
 ) -> SimpleNamespace:
@@ -66,15 +71,11 @@ def render(
     env = svc.resolve_container_env(
         container, secrets=secrets, config_maps=config_maps, field_values={"status.podIP": "127.0.0.1"}
     )
-    pg_host, pg_port = host_port(
-        env["MLFLOW_BACKEND_STORE_URI"].replace("postgresql+psycopg2://", "postgresql://"), 5432
-    )
+    pg_host, pg_port = database_host_port(env["MLFLOW_BACKEND_STORE_URI"])
     s3_host, s3_port = host_port(env["MLFLOW_S3_ENDPOINT_URL"], 443)
     # postgresReadReplica on: MLflow's reads go to the replica's name (CNPG's -ro Service).
     replica_uri = env.get("MLFLOW_READ_REPLICA_BACKEND_STORE_URI")
-    pg_ro_host = (
-        host_port(replica_uri.replace("postgresql+psycopg2://", "postgresql://"), 5432)[0] if replica_uri else None
-    )
+    pg_ro_host = database_host_port(replica_uri)[0] if replica_uri else None
     r = SimpleNamespace(
         ev=ev,
         namespace=namespace,
@@ -254,6 +255,23 @@ def rendered_postgres(r: SimpleNamespace, workdir: Path, pg_ip: str, **options) 
     )
 
 
+def rendered_standby(
+    r: SimpleNamespace, primary: svc.PostgresServer, workdir: Path, ro_ip: str
+) -> ContextManager[svc.PostgresServer]:
+    """A streaming hot standby of ``primary``, what a CloudNativePG replica is: it streams over TLS
+    verify-full against the primary's name and serves the Cluster's certificate (which names the -ro
+    Service) at ``ro_ip``."""
+    return svc.postgres_standby(
+        primary,
+        Path(workdir),
+        primary_host_name=r.pg_host,
+        server_cert_pem=r.pg_tls["tls.crt"],
+        server_key_pem=r.pg_tls["tls.key"],
+        ca_pem=r.pg_tls["ca.crt"],
+        listen_addr=ro_ip,
+    )
+
+
 def rendered_minio(
     r: SimpleNamespace, workdir: Path, s3_ip: str, host_map: Mapping[str, str] | None = None
 ) -> ContextManager[svc.MinioServer]:
@@ -313,22 +331,21 @@ def data_services(
     pg_ip: str,
     s3_ip: str,
     hba_rules: list[str] | None = None,
-    ro_ip: str | None = None,
 ) -> Iterator[SimpleNamespace]:
     """The rendered stack's data services, ready for MLflow: PostgreSQL with the Cluster's TLS material and
     pg_hba, the real MinIO running the StatefulSet's container, the operator's roles and databases, the
     MinIO bootstrap Job (which makes the bucket and MLflow's user) and the migration Job.
 
-    With a read replica rendered (``r.pg_ro_host``), ``host_map`` maps its name to ``ro_ip`` (a free
-    loopback address if not given, yielded as ``ro_ip``) where :func:`services.postgres_standby` can
-    then start the standby; the migration Job's pod mounts basic_auth.ini, which names it."""
+    With a read replica rendered (``r.pg_ro_host``), ``host_map`` maps its name to a free loopback
+    address, yielded as ``ro_ip``, where :func:`rendered_standby` can then start the standby; the
+    migration Job's pod mounts basic_auth.ini, which names it."""
     from . import operators
 
     workdir = Path(workdir)
     host_map = {r.pg_host: pg_ip, f"minio.{r.namespace}.svc": s3_ip}
+    ro_ip = None
     if r.pg_ro_host:
-        ro_ip = ro_ip or svc.free_loopback_address(r.pg_port)
-        host_map[r.pg_ro_host] = ro_ip
+        ro_ip = host_map[r.pg_ro_host] = svc.free_loopback_address(r.pg_port)
     with (
         rendered_postgres(r, workdir, pg_ip, hba_rules=hba_rules or svc.cnpg_hba(r.pg_hba)) as pg,
         rendered_minio(r, workdir, s3_ip) as s3,

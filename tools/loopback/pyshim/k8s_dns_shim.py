@@ -97,18 +97,29 @@ def _refuse(host: str, why: str):
     raise socket.gaierror(socket.EAI_NONAME, f"[k8s_dns_shim] {host!r} not resolvable: {why}")
 
 
+def mapped_address(host, port):
+    """(address, port) that ``map`` gives ``host`` (``host:port`` entry first), else None."""
+    cfg = _config
+    if cfg is None or not host:
+        return None
+    name, p = _norm(host), _port_int(port)
+    mapping = cfg.get("map", {})
+    if p is not None and f"{name}:{p}" in mapping:
+        return _split_target(mapping[f"{name}:{p}"], port)
+    if name in mapping:
+        return _split_target(mapping[name], port)
+    return None
+
+
 def resolve(host, port):
     """Return (address, port) to use instead of (host, port); raise gaierror if refused."""
     cfg = _config
     if cfg is None or host is None:
         return host, port
+    mapped = mapped_address(host, port)
+    if mapped is not None:
+        return mapped
     name = _norm(host)
-    mapping = cfg.get("map", {})
-    p = _port_int(port)
-    if p is not None and f"{name}:{p}" in mapping:
-        return _split_target(mapping[f"{name}:{p}"], port)
-    if name in mapping:
-        return _split_target(mapping[name], port)
     for pattern in cfg.get("deny", []):
         if fnmatch.fnmatch(name, pattern.lower()):
             _refuse(name, f"denied by pattern {pattern!r}")
@@ -131,20 +142,6 @@ def _gethostbyname_ex(host):
     addr, _ = resolve(host, None)
     name, aliases, ips = _original["gethostbyname_ex"](addr)
     return host, aliases, ips
-
-
-def mapped_address(host, port):
-    """(address, port) that ``map`` gives ``host`` (``host:port`` entry first), else None."""
-    cfg = _config
-    if cfg is None or not host:
-        return None
-    name, p = _norm(host), _port_int(port)
-    mapping = cfg.get("map", {})
-    if p is not None and f"{name}:{p}" in mapping:
-        return _split_target(mapping[f"{name}:{p}"], port)
-    if name in mapping:
-        return _split_target(mapping[name], port)
-    return None
 
 
 def _wrap_psycopg2_connect(module) -> None:
